@@ -1,0 +1,206 @@
+//! The DINOv3 ViT forward pass: patch embedding, CLS + register tokens, pre-norm blocks with
+//! 2-D RoPE attention and LayerScale, final LayerNorm.
+//!
+//! Pure tensor code on whatever `Device` the tensors live on: it never reads a tensor back, so it
+//! runs unchanged on WebGPU in the browser.
+
+use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::BackboneConfig;
+use super::rope;
+
+/// `y = x Wᵀ + b`, with `Wᵀ` stored pre-transposed as `[in, out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight_t: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d_in] = x.dims();
+        let d_out = self.weight_t.dims()[1];
+        let y = x.reshape([b * t, d_in]).matmul(self.weight_t.clone());
+        let y = match &self.bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
+        };
+        y.reshape([b, t, d_out])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        x * self.weight.clone().unsqueeze::<3>() + self.bias.clone().unsqueeze::<3>()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Mlp {
+    /// `down(gelu(up(x)))`
+    Gelu { up: Linear, down: Linear },
+    /// `down(silu(gate(x)) * up(x))`
+    SwiGlu { gate: Linear, up: Linear, down: Linear },
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Mlp::Gelu { up, down } => down.forward(gelu(up.forward(x))),
+            Mlp::SwiGlu { gate, up, down } => {
+                down.forward(silu(gate.forward(x.clone())) * up.forward(x))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ls1: Tensor<1>,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+    pub ls2: Tensor<1>,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<3>, rope: &rope::RopeTables, heads: usize) -> Tensor<3> {
+        let h = self.norm1.forward(x.clone());
+        let h = self.attention(h, rope, heads);
+        let x = x + h * self.ls1.clone().unsqueeze::<3>();
+        let h = self.mlp.forward(self.norm2.forward(x.clone()));
+        x + h * self.ls2.clone().unsqueeze::<3>()
+    }
+
+    fn attention(&self, x: Tensor<3>, rope: &rope::RopeTables, heads: usize) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let head_dim = d / heads;
+        let split = |y: Tensor<3>| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
+        let q = rope.apply(split(self.q.forward(x.clone())));
+        let k = rope.apply(split(self.k.forward(x.clone())));
+        let v = split(self.v.forward(x));
+        let scale = (head_dim as f64).powf(-0.5);
+        let weights = softmax(q.matmul(k.swap_dims(2, 3)) * scale, 3);
+        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.o.forward(out)
+    }
+}
+
+/// Output of the backbone for a batch.
+#[derive(Debug, Clone)]
+pub struct BackboneOutput {
+    /// `[B, h·w, D]`, raster order, after the final norm.
+    pub patch_tokens: Tensor<3>,
+    /// `[B, D]`, after the final norm.
+    pub cls_token: Tensor<2>,
+    pub grid: (usize, usize),
+}
+
+impl BackboneOutput {
+    /// The patch tokens as a channel-major grid `[B, D, h, w]`, the AR head's input.
+    pub fn patch_grid(&self) -> Tensor<4> {
+        let [b, n, d] = self.patch_tokens.dims();
+        debug_assert_eq!(n, self.grid.0 * self.grid.1);
+        self.patch_tokens
+            .clone()
+            .swap_dims(1, 2)
+            .reshape([b, d, self.grid.0, self.grid.1])
+    }
+}
+
+/// A DINOv3 ViT with its weights on one device.
+#[derive(Debug, Clone)]
+pub struct DinoV3 {
+    pub config: BackboneConfig,
+    pub patch_weight: Tensor<4>,
+    pub patch_bias: Tensor<1>,
+    /// `[1, 1, D]`
+    pub cls_token: Tensor<3>,
+    /// `[1, R, D]`; `None` when the model has no registers.
+    pub register_tokens: Option<Tensor<3>>,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    /// RoPE periods, `head_dim / 4` of them (from the checkpoint when it stores them).
+    pub rope_periods: Vec<f64>,
+}
+
+impl DinoV3 {
+    pub fn device(&self) -> Device {
+        self.patch_weight.device()
+    }
+
+    /// Run the backbone on normalised pixels `[B, C, H, W]` (H and W multiples of the patch size).
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<BackboneOutput, String> {
+        let [b, c, height, width] = pixels.dims();
+        if c != self.config.in_channels {
+            return Err(format!(
+                "pixel tensor has {c} channels, the backbone expects {}",
+                self.config.in_channels
+            ));
+        }
+        let (gh, gw) = self.config.grid(height, width)?;
+        let p = self.config.patch_size;
+        let d = self.config.hidden_size;
+
+        let patches = conv2d(
+            pixels,
+            self.patch_weight.clone(),
+            Some(self.patch_bias.clone()),
+            ConvOptions::new([p, p], [0, 0], [1, 1], 1),
+        );
+        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
+
+        let mut tokens = vec![self.cls_token.clone().expand([b, 1, d])];
+        if let Some(reg) = &self.register_tokens {
+            let r = reg.dims()[1];
+            tokens.push(reg.clone().expand([b, r, d]));
+        }
+        tokens.push(patches);
+        let mut x = Tensor::cat(tokens, 1);
+        let prefix = 1 + self.config.num_registers;
+
+        let rope = rope::RopeTables::new(&self.rope_periods, gh, gw, prefix, &self.device());
+        for block in &self.blocks {
+            x = block.forward(x, &rope, self.config.num_heads);
+        }
+        let x = self.norm.forward(x);
+
+        let cls_token = x.clone().narrow(1, 0, 1).reshape([b, d]);
+        let patch_tokens = x.narrow(1, prefix, gh * gw);
+        Ok(BackboneOutput {
+            patch_tokens,
+            cls_token,
+            grid: (gh, gw),
+        })
+    }
+
+    /// Upload one image's normalised pixels `[C·H·W]` (channel-major), checking the length.
+    pub fn pixels_tensor(&self, data: Vec<f32>, height: usize, width: usize) -> Result<Tensor<4>, String> {
+        let c = self.config.in_channels;
+        if data.len() != c * height * width {
+            return Err(format!(
+                "pixel buffer has {} values; {c}x{height}x{width} needs {}",
+                data.len(),
+                c * height * width
+            ));
+        }
+        self.config.grid(height, width)?;
+        Ok(Tensor::from_data(TensorData::new(data, [1, c, height, width]), &self.device()))
+    }
+}

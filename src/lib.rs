@@ -1,0 +1,10 @@
+//! dino-ar: unsupervised visual anomaly detection with DINOv3 patch embeddings, on burn.
+//!
+//! Data flows one way: image → [`preprocess`] → [`backbone`] → embeddings. File formats live in
+//! [`weights`]; nothing here touches the file system or the browser.
+
+pub mod backbone;
+pub mod preprocess;
+pub mod weights;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,232 @@
+//! Reading tensor files from bytes: safetensors and PyTorch `torch.save` checkpoints.
+//!
+//! This layer knows file formats, not models: it turns bytes into named host tensors and says
+//! precisely what is wrong with a bad file. Mapping names onto a model lives with the model
+//! (`backbone::load`). Everything works from a byte slice so the browser can use it unchanged.
+
+mod pth;
+mod safetensors_file;
+
+pub use safetensors_file::write_f32 as write_safetensors_f32;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Element type of a stored tensor, as the file declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+    F64,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+    Other(String),
+}
+
+impl Dtype {
+    /// Bytes per element, or `None` for a type this crate cannot even lay out.
+    pub fn size(&self) -> Option<usize> {
+        Some(match self {
+            Dtype::F64 | Dtype::I64 => 8,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F16 | Dtype::BF16 | Dtype::I16 => 2,
+            Dtype::I8 | Dtype::U8 | Dtype::Bool => 1,
+            Dtype::Other(_) => return None,
+        })
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Dtype::F32 => "float32",
+            Dtype::F16 => "float16",
+            Dtype::BF16 => "bfloat16",
+            Dtype::F64 => "float64",
+            Dtype::I64 => "int64",
+            Dtype::I32 => "int32",
+            Dtype::I16 => "int16",
+            Dtype::I8 => "int8",
+            Dtype::U8 => "uint8",
+            Dtype::Bool => "bool",
+            Dtype::Other(s) => s,
+        };
+        f.write_str(name)
+    }
+}
+
+/// Which container the bytes were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Safetensors,
+    TorchZip,
+}
+
+impl fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::TorchZip => "PyTorch checkpoint (torch.save zip)",
+        })
+    }
+}
+
+/// Everything that can be wrong with a weights file. Messages name the tensor and shapes involved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WeightsError {
+    #[error("not a weights file: {0}")]
+    NotWeights(String),
+    #[error("weights file is truncated: {0}")]
+    Truncated(String),
+    #[error("corrupt weights file: {0}")]
+    Corrupt(String),
+    #[error("unknown weights layout: {0}")]
+    UnknownLayout(String),
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+    #[error("tensor `{name}` has shape {found:?} but the config needs {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("tensor `{name}` has unsupported dtype {dtype} (supported: float32, float16, bfloat16)")]
+    UnsupportedDtype { name: String, dtype: Dtype },
+    #[error("invalid config: {0}")]
+    Config(String),
+}
+
+/// One tensor as stored: contiguous little-endian bytes in row-major order.
+#[derive(Debug, Clone)]
+pub struct RawTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl RawTensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The values as f32; fp16 and bf16 are widened exactly, anything else is refused.
+    pub fn to_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
+        let b = &self.bytes;
+        let out: Vec<f32> = match self.dtype {
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => {
+                return Err(WeightsError::UnsupportedDtype {
+                    name: name.to_string(),
+                    dtype: self.dtype.clone(),
+                });
+            }
+        };
+        debug_assert_eq!(out.len(), self.numel());
+        Ok(out)
+    }
+}
+
+/// The named tensors of one file (nested checkpoint dicts are flattened with `.`).
+#[derive(Debug, Clone)]
+pub struct TensorFile {
+    pub format: FileFormat,
+    pub tensors: BTreeMap<String, RawTensor>,
+    /// The safetensors `__metadata__` strings (empty for checkpoints).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    /// Recognise the container from its first bytes and read it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
+        if bytes.is_empty() {
+            return Err(WeightsError::NotWeights("the file is empty".into()));
+        }
+        if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+            return pth::read(bytes);
+        }
+        if let Some(what) = sniff_foreign(bytes) {
+            return Err(WeightsError::NotWeights(what));
+        }
+        safetensors_file::read(bytes)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+}
+
+/// Name files that are clearly something else, so the user learns what they picked.
+fn sniff_foreign(bytes: &[u8]) -> Option<String> {
+    let known: [(&[u8], &str); 8] = [
+        (b"\x89PNG", "it is a PNG image"),
+        (b"\xff\xd8\xff", "it is a JPEG image"),
+        (b"GIF8", "it is a GIF image"),
+        (b"version https://git-lfs", "it is a Git LFS pointer, not the weights themselves (run `git lfs pull`)"),
+        (b"<!DOCTYPE", "it is an HTML page (a login or error page saved instead of the weights?)"),
+        (b"<html", "it is an HTML page (a login or error page saved instead of the weights?)"),
+        (b"\x1f\x8b", "it is gzip-compressed; decompress it first"),
+        (b"\x80\x02\x8a", "it is a legacy (pre-1.6) torch.save file; re-save it with a current PyTorch (`torch.save(sd, path)`)"),
+    ];
+    known
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+        .map(|(_, what)| what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_foreign_files_are_named() {
+        let e = TensorFile::from_bytes(&[]).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = TensorFile::from_bytes(b"\x89PNG\r\n\x1a\n0000").unwrap_err();
+        assert!(e.to_string().contains("PNG image"), "{e}");
+        let e = TensorFile::from_bytes(b"hello world, this is text").unwrap_err();
+        assert!(matches!(e, WeightsError::NotWeights(_)), "{e}");
+    }
+
+    #[test]
+    fn half_types_widen_and_ints_are_refused() {
+        let t = RawTensor {
+            dtype: Dtype::BF16,
+            shape: vec![2],
+            bytes: [half::bf16::from_f32(1.5).to_le_bytes(), half::bf16::from_f32(-2.0).to_le_bytes()]
+                .concat(),
+        };
+        assert_eq!(t.to_f32("x").unwrap(), vec![1.5, -2.0]);
+        let t = RawTensor {
+            dtype: Dtype::F16,
+            shape: vec![1],
+            bytes: half::f16::from_f32(0.25).to_le_bytes().to_vec(),
+        };
+        assert_eq!(t.to_f32("x").unwrap(), vec![0.25]);
+        let t = RawTensor { dtype: Dtype::I64, shape: vec![1], bytes: vec![0; 8] };
+        let e = t.to_f32("blocks.0.x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tensor `blocks.0.x` has unsupported dtype int64 (supported: float32, float16, bfloat16)"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Fixtures and comparisons shared by the native and the in-browser parity tests.
+//!
+//! Fixtures are compiled in (`include_bytes!`) so the same code runs in wasm, where there is no
+//! file system. They are made by `tools/fixtures/make_fixtures.py`.
+#![allow(dead_code)]
+
+use dino_ar::weights::TensorFile;
+
+pub const TINY_CONFIG: &str = include_str!("../fixtures/tiny/config.json");
+pub const TINY_HF: &[u8] = include_bytes!("../fixtures/tiny/hf.safetensors");
+pub const TINY_META_PTH: &[u8] = include_bytes!("../fixtures/tiny/meta.pth");
+pub const TINY_META_BF16: &[u8] = include_bytes!("../fixtures/tiny/meta_bf16.safetensors");
+pub const TINY_PIXELS_224: &[u8] = include_bytes!("../fixtures/tiny/pixels_224x224.safetensors");
+pub const TINY_REF_224: &[u8] = include_bytes!("../fixtures/tiny/ref_224x224.safetensors");
+pub const TINY_PIXELS_128X192: &[u8] = include_bytes!("../fixtures/tiny/pixels_128x192.safetensors");
+pub const TINY_REF_128X192: &[u8] = include_bytes!("../fixtures/tiny/ref_128x192.safetensors");
+
+pub const SWIGLU_CONFIG: &str = include_str!("../fixtures/tiny_swiglu/config.json");
+pub const SWIGLU_HF: &[u8] = include_bytes!("../fixtures/tiny_swiglu/hf.safetensors");
+pub const SWIGLU_META: &[u8] = include_bytes!("../fixtures/tiny_swiglu/meta_bf16.safetensors");
+pub const SWIGLU_PIXELS: &[u8] = include_bytes!("../fixtures/tiny_swiglu/pixels_96x160.safetensors");
+pub const SWIGLU_REF: &[u8] = include_bytes!("../fixtures/tiny_swiglu/ref_96x160.safetensors");
+
+/// Parity bound of the backbone against the reference implementation.
+pub const TOLERANCE: f32 = 1e-4;
+
+/// A tensor of a fixture file, with its shape.
+pub fn fixture_tensor(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
+    let file = TensorFile::from_bytes(bytes).expect("fixture reads");
+    let t = file.get(name).unwrap_or_else(|| panic!("fixture lacks `{name}`"));
+    (t.shape.clone(), t.to_f32(name).unwrap())
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length differs");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The reference patch tokens and CLS token of a `ref_*.safetensors` fixture.
+pub struct Reference {
+    pub patch_tokens: Vec<f32>,
+    pub patch_shape: Vec<usize>,
+    pub cls_token: Vec<f32>,
+}
+
+pub fn reference(bytes: &[u8]) -> Reference {
+    let (patch_shape, patch_tokens) = fixture_tensor(bytes, "patch_tokens");
+    let (_, cls_token) = fixture_tensor(bytes, "cls_token");
+    Reference { patch_tokens, patch_shape, cls_token }
+}
+
+/// Assert both outputs match the reference within [`TOLERANCE`], naming the case on failure.
+pub fn assert_matches(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
+    let dp = max_abs_diff(patch, &r.patch_tokens);
+    let dc = max_abs_diff(cls, &r.cls_token);
+    assert!(
+        dp <= TOLERANCE && dc <= TOLERANCE,
+        "{case}: max-abs difference patch tokens {dp:e}, cls {dc:e} (tolerance {TOLERANCE:e})"
+    );
+}

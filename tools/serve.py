@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Serve the app locally: `/` is www/, `/pkg/` is the wasm-pack output. Loopback only.
+
+Sends the same Content-Security-Policy as the page's meta tag, so the browser refuses any
+connection outside this origin.
+"""
+import http.server
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+       "img-src 'self' blob: data:; style-src 'self'; worker-src 'self'")
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript"}
+
+    def translate_path(self, path):
+        path = path.split("?", 1)[0].split("#", 1)[0]
+        if path.startswith("/pkg/"):
+            base, rest = os.path.join(ROOT, "pkg"), path[len("/pkg/"):]
+        else:
+            base, rest = os.path.join(ROOT, "www"), path.lstrip("/")
+        full = os.path.normpath(os.path.join(base, rest))
+        return full if full.startswith(base) else base
+
+    def end_headers(self):
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"dino-ar is at http://localhost:{port}/  (Ctrl-C to stop)", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run every test: native (burn-flex) and in headless Chromium (WebGPU + CPU in wasm).
+# Installs what is missing first. This is the README's test command and what CI runs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+"$ROOT/tools/setup.sh"
+
+printf '\n== native tests (cargo test)\n' >&2
+cargo test --all-targets
+
+printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
+wasm-pack test --headless --chrome -- --test backbone_web
+
+printf '\nall tests passed\n' >&2
