@@ -18,8 +18,8 @@ fn run(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
 
 fn embed(model: &DinoV3, pixels: Vec<f32>, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
     let out = model.forward(model.pixels_tensor(pixels, h, w).unwrap()).unwrap();
-    let patch = out.patch_tokens.into_data().to_vec::<f32>().unwrap();
-    let cls = out.cls_token.into_data().to_vec::<f32>().unwrap();
+    let patch = out.patch_tokens.into_data().try_into_vec::<f32>().unwrap();
+    let cls = out.cls_token.into_data().try_into_vec::<f32>().unwrap();
     (patch, cls)
 }
 
@@ -96,7 +96,8 @@ fn check_image(png: &[u8], reference_bytes: &[u8]) {
     let (h, w) = (shape[2], shape[3]);
     let pixels = RgbImage::decode(png).unwrap().to_model_input(h, w);
     let d = max_abs_diff(&pixels, &expected);
-    assert!(d <= 1e-5, "preprocessed pixels differ from torch by {d:e}");
+    // Float summation order differs from torch's; 1e-4 (normalised units) is ~1/170 of one 8-bit step.
+    assert!(d <= 1e-4, "preprocessed pixels differ from torch by {d:e}");
     let device = Device::flex();
     let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &device).unwrap().model;
     let (patch, cls) = embed(&model, pixels, h, w);

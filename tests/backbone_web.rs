@@ -38,7 +38,7 @@ async fn run(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
     let out = model.forward(input).unwrap();
     let patch = out.patch_tokens.into_data_async().await.unwrap();
     let cls = out.cls_token.into_data_async().await.unwrap();
-    (patch.to_vec::<f32>().unwrap(), cls.to_vec::<f32>().unwrap())
+    (patch.try_into_vec::<f32>().unwrap(), cls.try_into_vec::<f32>().unwrap())
 }
 
 async fn check(case: &str, device: &Device, weights: &[u8], config: &str, cases: &[(&[u8], &[u8])]) {

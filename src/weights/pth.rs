@@ -263,18 +263,15 @@ struct TensorRef {
 enum Value {
     Mark,
     None,
-    Bool(bool),
     Int(i64),
-    Float(f64),
     Str(String),
-    Bytes(Vec<u8>),
     Tuple(Vec<Value>),
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global(String, String),
     Storage { key: String, dtype: Dtype },
     Tensor(TensorRef),
-    /// Anything else we can carry but not interpret (e.g. metadata objects).
+    /// Anything else we carry but never interpret (bools, floats, bytes, metadata objects).
     Opaque,
 }
 
@@ -358,8 +355,7 @@ impl<'a> Unpickler<'a> {
                 b'.' => return self.pop(), // STOP
                 b'(' => self.stack.push(Value::Mark),
                 b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
+                0x88 | 0x89 => self.stack.push(Value::Opaque), // NEWTRUE / NEWFALSE
                 b'K' => {
                     let v = self.u8()? as i64;
                     self.stack.push(Value::Int(v))
@@ -386,8 +382,8 @@ impl<'a> Unpickler<'a> {
                     self.stack.push(Value::Int(v))
                 }
                 b'G' => {
-                    let v = f64::from_be_bytes(self.take(8)?.try_into().unwrap());
-                    self.stack.push(Value::Float(v))
+                    self.take(8)?; // BINFLOAT
+                    self.stack.push(Value::Opaque)
                 }
                 b'X' => {
                     let n = self.u32()? as usize;
@@ -411,13 +407,13 @@ impl<'a> Unpickler<'a> {
                 }
                 b'C' => {
                     let n = self.u8()? as usize;
-                    let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(v))
+                    self.take(n)?; // SHORT_BINBYTES
+                    self.stack.push(Value::Opaque)
                 }
                 b'B' => {
                     let n = self.u32()? as usize;
-                    let v = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(v))
+                    self.take(n)?; // BINBYTES
+                    self.stack.push(Value::Opaque)
                 }
                 b')' => self.stack.push(Value::Tuple(vec![])),
                 b']' => self.stack.push(Value::List(vec![])),
