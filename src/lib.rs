@@ -5,6 +5,6 @@
 
 pub mod backbone;
 pub mod preprocess;
-pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+pub mod weights;

@@ -48,7 +48,11 @@ impl RgbImage {
             .flat_map(|p| [p[0], p[1], p[2]])
             .map(|v| v as f32 / 255.0)
             .collect();
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Decode PNG / JPEG / BMP / TIFF: 8 or 16 bit, grey, grey+alpha, RGB, RGBA, palette.
@@ -62,7 +66,11 @@ impl RgbImage {
         check_dims(width, height)?;
         // Full precision for 16-bit sources; grey is replicated to RGB, alpha dropped.
         let data = img.to_rgb32f().into_raw();
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Resize with antialiased bilinear filtering (align_corners = false).
@@ -171,11 +179,19 @@ mod tests {
 
     #[test]
     fn constant_image_stays_constant_and_upscale_is_bilinear() {
-        let img = RgbImage { width: 5, height: 3, data: vec![0.25; 45] };
+        let img = RgbImage {
+            width: 5,
+            height: 3,
+            data: vec![0.25; 45],
+        };
         let r = img.resize(7, 11);
         assert!(r.data.iter().all(|v| (v - 0.25).abs() < 1e-6));
         // 2 pixels → 4: align_corners=false bilinear gives 0, 0.25, 0.75, 1
-        let img = RgbImage { width: 2, height: 1, data: vec![0., 0., 0., 1., 1., 1.] };
+        let img = RgbImage {
+            width: 2,
+            height: 1,
+            data: vec![0., 0., 0., 1., 1., 1.],
+        };
         let r = img.resize(1, 4);
         let red: Vec<f32> = r.data.chunks(3).map(|p| p[0]).collect();
         assert_eq!(red, vec![0.0, 0.25, 0.75, 1.0]);
@@ -184,7 +200,11 @@ mod tests {
     #[test]
     fn shrinking_averages_like_a_box_for_integer_factors() {
         // 4 → 2 with the triangle filter widened to support 2; edge windows are renormalised.
-        let img = RgbImage { width: 4, height: 1, data: [0., 1., 2., 3.].iter().flat_map(|&v| [v; 3]).collect() };
+        let img = RgbImage {
+            width: 4,
+            height: 1,
+            data: [0., 1., 2., 3.].iter().flat_map(|&v| [v; 3]).collect(),
+        };
         let r = img.resize(1, 2);
         let red: Vec<f32> = r.data.chunks(3).map(|p| p[0]).collect();
         // torch.nn.functional.interpolate(x, size=2, mode="bilinear", antialias=True) gives these.
@@ -194,7 +214,15 @@ mod tests {
 
     #[test]
     fn rgba_size_is_checked() {
-        assert!(RgbImage::from_rgba8(&[0; 15], 2, 2).unwrap_err().contains("15 bytes"));
-        assert!(RgbImage::from_rgba8(&[], 0, 2).unwrap_err().contains("empty"));
+        assert!(
+            RgbImage::from_rgba8(&[0; 15], 2, 2)
+                .unwrap_err()
+                .contains("15 bytes")
+        );
+        assert!(
+            RgbImage::from_rgba8(&[], 0, 2)
+                .unwrap_err()
+                .contains("empty")
+        );
     }
 }

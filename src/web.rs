@@ -34,7 +34,11 @@ async fn webgpu_device() -> Result<(Device, String), String> {
         .await
         .map_err(|e| format!("WebGPU unavailable: {e}"))?;
     let info = setup.adapter.get_info();
-    let name = if info.name.is_empty() { format!("{:?}", info.device_type) } else { info.name };
+    let name = if info.name.is_empty() {
+        format!("{:?}", info.device_type)
+    } else {
+        info.name
+    };
     let label = format!("webgpu: {name} ({:?})", info.backend);
     WEBGPU.with(|w| *w.borrow_mut() = Some((device.clone(), label.clone())));
     Ok((device, label))
@@ -79,8 +83,15 @@ impl Detector {
                     )));
                 }
             };
-            let state = State { device, backend, backbone: None };
-            Ok(Detector { state: Rc::new(RefCell::new(state)) }.into())
+            let state = State {
+                device,
+                backend,
+                backbone: None,
+            };
+            Ok(Detector {
+                state: Rc::new(RefCell::new(state)),
+            }
+            .into())
         })
     }
 
@@ -97,7 +108,8 @@ impl Detector {
         let state = self.state.clone();
         future_to_promise(async move {
             let device = state.borrow().device.clone();
-            let loaded = load_backbone(&bytes, config_json.as_deref(), &device).map_err(|e| js_err(e.to_string()))?;
+            let loaded = load_backbone(&bytes, config_json.as_deref(), &device)
+                .map_err(|e| js_err(e.to_string()))?;
             let c = &loaded.model.config;
             let info = Object::new();
             set(&info, "layout", loaded.layout.to_string());
@@ -121,7 +133,14 @@ impl Detector {
 
     /// RGBA bytes (a canvas `ImageData`) → resized to `sizeH × sizeW`, normalised and embedded.
     #[wasm_bindgen(js_name = embedImage)]
-    pub fn embed_image(&self, rgba: Vec<u8>, width: usize, height: usize, size_h: usize, size_w: usize) -> Promise {
+    pub fn embed_image(
+        &self,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        size_h: usize,
+        size_w: usize,
+    ) -> Promise {
         let state = self.state.clone();
         future_to_promise(async move {
             let img = RgbImage::from_rgba8(&rgba, width, height).map_err(js_err)?;
@@ -130,7 +149,12 @@ impl Detector {
     }
 }
 
-async fn embed(state: &Rc<RefCell<State>>, pixels: Vec<f32>, height: usize, width: usize) -> Result<JsValue, JsValue> {
+async fn embed(
+    state: &Rc<RefCell<State>>,
+    pixels: Vec<f32>,
+    height: usize,
+    width: usize,
+) -> Result<JsValue, JsValue> {
     let model = state
         .borrow()
         .backbone
@@ -144,7 +168,9 @@ async fn embed(state: &Rc<RefCell<State>>, pixels: Vec<f32>, height: usize, widt
         .into_data_async()
         .await
         .map_err(|e| js_err(format!("reading the embeddings back failed: {e:?}")))?;
-    let values = data.as_slice::<f32>().map_err(|e| js_err(format!("{e:?}")))?;
+    let values = data
+        .as_slice::<f32>()
+        .map_err(|e| js_err(format!("{e:?}")))?;
     let result = Object::new();
     set(&result, "data", Float32Array::from(values));
     set(&result, "gridH", gh as u32);

@@ -17,7 +17,9 @@ fn run(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn embed(model: &DinoV3, pixels: Vec<f32>, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
-    let out = model.forward(model.pixels_tensor(pixels, h, w).unwrap()).unwrap();
+    let out = model
+        .forward(model.pixels_tensor(pixels, h, w).unwrap())
+        .unwrap();
     let patch = out.patch_tokens.into_data().try_into_vec::<f32>().unwrap();
     let cls = out.cls_token.into_data().try_into_vec::<f32>().unwrap();
     (patch, cls)
@@ -31,7 +33,11 @@ fn check(case: &str, weights: &[u8], config: &str, cases: &[(&[u8], &[u8])]) {
     for (pixels, reference_bytes) in cases {
         let (patch, cls) = run(&model, pixels);
         let r = reference(reference_bytes);
-        assert_eq!(patch.len(), r.patch_tokens.len(), "{case}: patch token count");
+        assert_eq!(
+            patch.len(),
+            r.patch_tokens.len(),
+            "{case}: patch token count"
+        );
         assert_matches(case, &patch, &cls, &r);
     }
 }
@@ -43,23 +49,48 @@ const TINY_CASES: [(&[u8], &[u8]); 2] = [
 
 #[test]
 fn hf_safetensors_matches_reference_square_and_non_square() {
-    check("tiny HF safetensors (f32)", TINY_HF, TINY_CONFIG, &TINY_CASES);
+    check(
+        "tiny HF safetensors (f32)",
+        TINY_HF,
+        TINY_CONFIG,
+        &TINY_CASES,
+    );
 }
 
 #[test]
 fn meta_pth_matches_reference_square_and_non_square() {
-    check("tiny Meta .pth (f16, torch.save)", TINY_META_PTH, TINY_CONFIG, &TINY_CASES);
+    check(
+        "tiny Meta .pth (f16, torch.save)",
+        TINY_META_PTH,
+        TINY_CONFIG,
+        &TINY_CASES,
+    );
 }
 
 #[test]
 fn meta_keys_in_bf16_safetensors_match_reference() {
-    check("tiny Meta keys in safetensors (bf16)", TINY_META_BF16, TINY_CONFIG, &TINY_CASES);
+    check(
+        "tiny Meta keys in safetensors (bf16)",
+        TINY_META_BF16,
+        TINY_CONFIG,
+        &TINY_CASES,
+    );
 }
 
 #[test]
 fn swiglu_layout_matches_reference_in_both_key_layouts() {
-    check("tiny SwiGLU HF", SWIGLU_HF, SWIGLU_CONFIG, &[(SWIGLU_PIXELS, SWIGLU_REF)]);
-    check("tiny SwiGLU Meta", SWIGLU_META, SWIGLU_CONFIG, &[(SWIGLU_PIXELS, SWIGLU_REF)]);
+    check(
+        "tiny SwiGLU HF",
+        SWIGLU_HF,
+        SWIGLU_CONFIG,
+        &[(SWIGLU_PIXELS, SWIGLU_REF)],
+    );
+    check(
+        "tiny SwiGLU Meta",
+        SWIGLU_META,
+        SWIGLU_CONFIG,
+        &[(SWIGLU_PIXELS, SWIGLU_REF)],
+    );
 }
 
 #[test]
@@ -69,7 +100,10 @@ fn layout_and_architecture_are_read_from_the_weights() {
     assert_eq!(hf.layout, Layout::HuggingFace);
     assert_eq!(hf.format, FileFormat::Safetensors);
     let c = &hf.model.config;
-    assert_eq!((c.hidden_size, c.num_layers, c.num_registers, c.patch_size), (64, 2, 4, 16));
+    assert_eq!(
+        (c.hidden_size, c.num_layers, c.num_registers, c.patch_size),
+        (64, 2, 4, 16)
+    );
     assert_eq!(c.intermediate_size, 256);
     // Without config.json the head count follows DINOv3's head width of 64.
     assert_eq!(c.num_heads, 1);
@@ -99,9 +133,16 @@ fn check_image(png: &[u8], reference_bytes: &[u8]) {
     // Float summation order differs from torch's; 1e-4 (normalised units) is ~1/170 of one 8-bit step.
     assert!(d <= 1e-4, "preprocessed pixels differ from torch by {d:e}");
     let device = Device::flex();
-    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &device).unwrap().model;
+    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &device)
+        .unwrap()
+        .model;
     let (patch, cls) = embed(&model, pixels, h, w);
-    assert_matches("image end to end", &patch, &cls, &reference(reference_bytes));
+    assert_matches(
+        "image end to end",
+        &patch,
+        &cls,
+        &reference(reference_bytes),
+    );
 }
 
 #[test]
@@ -136,7 +177,9 @@ fn full_vits16_matches_reference_when_generated() {
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let config = String::from_utf8(read("config.json")).unwrap();
     for weights in ["hf.safetensors", "meta.pth"] {
-        let model = load_backbone(&read(weights), Some(&config), &Device::flex()).unwrap().model;
+        let model = load_backbone(&read(weights), Some(&config), &Device::flex())
+            .unwrap()
+            .model;
         assert_eq!(model.config.num_heads, 6);
         for size in ["224x224", "448x448"] {
             let (patch, cls) = run(&model, &read(&format!("pixels_{size}.safetensors")));
@@ -186,8 +229,14 @@ fn truncated_files() {
     for (what, bytes) in [("safetensors", TINY_HF), ("pth", TINY_META_PTH)] {
         for cut in [bytes.len() / 2, bytes.len() - 100] {
             let e = load_err(&bytes[..cut]);
-            assert!(matches!(e, WeightsError::Truncated(_)), "{what} cut at {cut}: {e}");
-            assert!(e.to_string().starts_with("weights file is truncated"), "{e}");
+            assert!(
+                matches!(e, WeightsError::Truncated(_)),
+                "{what} cut at {cut}: {e}"
+            );
+            assert!(
+                e.to_string().starts_with("weights file is truncated"),
+                "{e}"
+            );
         }
     }
 }
@@ -195,11 +244,17 @@ fn truncated_files() {
 #[test]
 fn unknown_layout() {
     let mut t = BTreeMap::new();
-    t.insert("encoder.conv.weight".to_string(), (vec![2, 2], vec![0.0; 4]));
+    t.insert(
+        "encoder.conv.weight".to_string(),
+        (vec![2, 2], vec![0.0; 4]),
+    );
     let e = load_err(&save(&t));
     assert!(matches!(e, WeightsError::UnknownLayout(_)), "{e}");
     assert!(e.to_string().contains("encoder.conv.weight"), "{e}");
-    t.insert("embeddings.position_embeddings".to_string(), (vec![1], vec![0.0]));
+    t.insert(
+        "embeddings.position_embeddings".to_string(),
+        (vec![1], vec![0.0]),
+    );
     assert!(load_err(&save(&t)).to_string().contains("DINOv2"));
 }
 
@@ -208,14 +263,23 @@ fn missing_tensor_is_named() {
     let mut t = tiny_tensors();
     t.remove("layer.1.attention.v_proj.weight");
     let e = load_err(&save(&t));
-    assert_eq!(e, WeightsError::MissingTensor("layer.1.attention.v_proj.weight".into()));
-    assert_eq!(e.to_string(), "missing tensor `layer.1.attention.v_proj.weight`");
+    assert_eq!(
+        e,
+        WeightsError::MissingTensor("layer.1.attention.v_proj.weight".into())
+    );
+    assert_eq!(
+        e.to_string(),
+        "missing tensor `layer.1.attention.v_proj.weight`"
+    );
 }
 
 #[test]
 fn wrong_shape_is_named_with_both_shapes() {
     let mut t = tiny_tensors();
-    t.insert("layer.0.mlp.down_proj.weight".into(), (vec![64, 128], vec![0.0; 64 * 128]));
+    t.insert(
+        "layer.0.mlp.down_proj.weight".into(),
+        (vec![64, 128], vec![0.0; 64 * 128]),
+    );
     let e = load_err(&save(&t));
     assert_eq!(
         e.to_string(),
@@ -251,15 +315,21 @@ fn prefixed_keys_and_nested_checkpoints_load() {
         .into_iter()
         .map(|(k, v)| (format!("backbone.{k}"), v))
         .collect();
-    let model = load_backbone(&save(&t), Some(TINY_CONFIG), &Device::flex()).unwrap().model;
+    let model = load_backbone(&save(&t), Some(TINY_CONFIG), &Device::flex())
+        .unwrap()
+        .model;
     let (patch, cls) = run(&model, TINY_PIXELS_224);
     assert_matches("prefixed keys", &patch, &cls, &reference(TINY_REF_224));
 }
 
 #[test]
 fn bad_input_sizes_are_errors_not_panics() {
-    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &Device::flex()).unwrap().model;
-    let e = model.pixels_tensor(vec![0.0; 3 * 100 * 100], 100, 100).unwrap_err();
+    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &Device::flex())
+        .unwrap()
+        .model;
+    let e = model
+        .pixels_tensor(vec![0.0; 3 * 100 * 100], 100, 100)
+        .unwrap_err();
     assert!(e.contains("100x100") && e.contains("patch size 16"), "{e}");
     let e = model.pixels_tensor(vec![0.0; 10], 16, 16).unwrap_err();
     assert!(e.contains("10 values"), "{e}");

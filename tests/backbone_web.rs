@@ -38,10 +38,19 @@ async fn run(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
     let out = model.forward(input).unwrap();
     let patch = out.patch_tokens.into_data_async().await.unwrap();
     let cls = out.cls_token.into_data_async().await.unwrap();
-    (patch.try_into_vec::<f32>().unwrap(), cls.try_into_vec::<f32>().unwrap())
+    (
+        patch.try_into_vec::<f32>().unwrap(),
+        cls.try_into_vec::<f32>().unwrap(),
+    )
 }
 
-async fn check(case: &str, device: &Device, weights: &[u8], config: &str, cases: &[(&[u8], &[u8])]) {
+async fn check(
+    case: &str,
+    device: &Device,
+    weights: &[u8],
+    config: &str,
+    cases: &[(&[u8], &[u8])],
+) {
     let model = load_backbone(weights, Some(config), device)
         .unwrap_or_else(|e| panic!("{case}: {e}"))
         .model;
@@ -59,32 +68,67 @@ const TINY_CASES: [(&[u8], &[u8]); 2] = [
 #[wasm_bindgen_test]
 async fn webgpu_hf_safetensors_matches_reference() {
     let d = webgpu().await;
-    check("WebGPU HF safetensors", &d, TINY_HF, TINY_CONFIG, &TINY_CASES).await;
+    check(
+        "WebGPU HF safetensors",
+        &d,
+        TINY_HF,
+        TINY_CONFIG,
+        &TINY_CASES,
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]
 async fn webgpu_meta_pth_matches_reference() {
     let d = webgpu().await;
-    check("WebGPU Meta .pth", &d, TINY_META_PTH, TINY_CONFIG, &TINY_CASES).await;
+    check(
+        "WebGPU Meta .pth",
+        &d,
+        TINY_META_PTH,
+        TINY_CONFIG,
+        &TINY_CASES,
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]
 async fn webgpu_meta_bf16_safetensors_matches_reference() {
     let d = webgpu().await;
-    check("WebGPU Meta bf16 safetensors", &d, TINY_META_BF16, TINY_CONFIG, &TINY_CASES).await;
+    check(
+        "WebGPU Meta bf16 safetensors",
+        &d,
+        TINY_META_BF16,
+        TINY_CONFIG,
+        &TINY_CASES,
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]
 async fn webgpu_swiglu_matches_reference() {
     let d = webgpu().await;
-    check("WebGPU SwiGLU", &d, SWIGLU_HF, SWIGLU_CONFIG, &[(SWIGLU_PIXELS, SWIGLU_REF)]).await;
+    check(
+        "WebGPU SwiGLU",
+        &d,
+        SWIGLU_HF,
+        SWIGLU_CONFIG,
+        &[(SWIGLU_PIXELS, SWIGLU_REF)],
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]
 async fn wasm_cpu_matches_reference_in_both_formats() {
     let d = Device::flex();
     check("wasm CPU HF", &d, TINY_HF, TINY_CONFIG, &TINY_CASES).await;
-    check("wasm CPU Meta .pth", &d, TINY_META_PTH, TINY_CONFIG, &TINY_CASES).await;
+    check(
+        "wasm CPU Meta .pth",
+        &d,
+        TINY_META_PTH,
+        TINY_CONFIG,
+        &TINY_CASES,
+    )
+    .await;
 }
 
 #[wasm_bindgen_test]
@@ -94,7 +138,16 @@ fn wasm_bad_weights_are_errors_not_panics() {
         Ok(_) => panic!("expected an error"),
         Err(e) => e,
     };
-    assert!(matches!(err(&TINY_HF[..TINY_HF.len() / 2]), WeightsError::Truncated(_)));
-    assert!(matches!(err(&TINY_META_PTH[..TINY_META_PTH.len() - 64]), WeightsError::Truncated(_)));
-    assert!(matches!(err(b"not weights at all"), WeightsError::NotWeights(_)));
+    assert!(matches!(
+        err(&TINY_HF[..TINY_HF.len() / 2]),
+        WeightsError::Truncated(_)
+    ));
+    assert!(matches!(
+        err(&TINY_META_PTH[..TINY_META_PTH.len() - 64]),
+        WeightsError::Truncated(_)
+    ));
+    assert!(matches!(
+        err(b"not weights at all"),
+        WeightsError::NotWeights(_)
+    ));
 }

@@ -89,9 +89,17 @@ impl BackboneConfig {
         };
         check("hidden_size", hf.hidden_size, self.hidden_size)?;
         check("num_hidden_layers", hf.num_hidden_layers, self.num_layers)?;
-        check("num_register_tokens", hf.num_register_tokens, self.num_registers)?;
+        check(
+            "num_register_tokens",
+            hf.num_register_tokens,
+            self.num_registers,
+        )?;
         check("patch_size", hf.patch_size, self.patch_size)?;
-        check("intermediate_size", hf.intermediate_size, self.intermediate_size)?;
+        check(
+            "intermediate_size",
+            hf.intermediate_size,
+            self.intermediate_size,
+        )?;
         if let Some(h) = hf.num_attention_heads {
             self.num_heads = h;
         }

@@ -45,7 +45,10 @@ pub fn detect(file: &TensorFile) -> Result<(Layout, String), WeightsError> {
         }
     }
     let names: Vec<&str> = file.names().collect();
-    let hint = if names.iter().any(|n| n.ends_with("embeddings.position_embeddings")) {
+    let hint = if names
+        .iter()
+        .any(|n| n.ends_with("embeddings.position_embeddings"))
+    {
         " It has learned position embeddings: this looks like DINOv2 or another ViT, not DINOv3."
     } else {
         ""
@@ -90,10 +93,18 @@ impl Keys {
             Layout::Meta => "blocks.",
             Layout::HuggingFace => {
                 let nested = format!("{prefix}model.layer.0.norm1.weight");
-                if file.get(&nested).is_some() { "model.layer." } else { "layer." }
+                if file.get(&nested).is_some() {
+                    "model.layer."
+                } else {
+                    "layer."
+                }
             }
         };
-        Ok(Keys { layout, prefix, blocks })
+        Ok(Keys {
+            layout,
+            prefix,
+            blocks,
+        })
     }
 }
 
@@ -119,7 +130,11 @@ impl Reader<'_> {
         t.to_f32(name)
     }
 
-    fn tensor<const N: usize>(&self, name: &str, shape: [usize; N]) -> Result<Tensor<N>, WeightsError> {
+    fn tensor<const N: usize>(
+        &self,
+        name: &str,
+        shape: [usize; N],
+    ) -> Result<Tensor<N>, WeightsError> {
         let v = self.values(name, &shape)?;
         Ok(self.upload(v, shape))
     }
@@ -129,7 +144,13 @@ impl Reader<'_> {
     }
 
     /// A linear layer stored PyTorch-style as weight `[out, in]`, bias `[out]`.
-    fn linear(&self, w: &str, b: Option<&str>, out: usize, inp: usize) -> Result<Linear, WeightsError> {
+    fn linear(
+        &self,
+        w: &str,
+        b: Option<&str>,
+        out: usize,
+        inp: usize,
+    ) -> Result<Linear, WeightsError> {
         let weight = self.values(w, &[out, inp])?;
         let bias = b.map(|b| self.tensor(b, [out])).transpose()?;
         Ok(Linear {
@@ -175,7 +196,9 @@ pub fn infer_config(file: &TensorFile) -> Result<BackboneConfig, WeightsError> {
         });
     };
     if p != p2 {
-        return Err(WeightsError::Config(format!("non-square patches {p}x{p2} are not supported")));
+        return Err(WeightsError::Config(format!(
+            "non-square patches {p}x{p2} are not supported"
+        )));
     }
     let registers_key = keys.top("embeddings.register_tokens", "storage_tokens");
     let num_registers = match file.get(&registers_key) {
@@ -194,7 +217,9 @@ pub fn infer_config(file: &TensorFile) -> Result<BackboneConfig, WeightsError> {
     if num_layers == 0 {
         return Err(WeightsError::MissingTensor(norm1(0)));
     }
-    let gated = file.get(&keys.block(0, "mlp.gate_proj.weight", "mlp.w1.weight")).is_some();
+    let gated = file
+        .get(&keys.block(0, "mlp.gate_proj.weight", "mlp.w1.weight"))
+        .is_some();
     let up_key = if gated {
         keys.block(0, "mlp.up_proj.weight", "mlp.w2.weight")
     } else {
@@ -227,7 +252,11 @@ pub fn infer_config(file: &TensorFile) -> Result<BackboneConfig, WeightsError> {
 }
 
 /// Build the model on `device`, checking every tensor against `config`.
-pub fn build(file: &TensorFile, config: &BackboneConfig, device: &Device) -> Result<DinoV3, WeightsError> {
+pub fn build(
+    file: &TensorFile,
+    config: &BackboneConfig,
+    device: &Device,
+) -> Result<DinoV3, WeightsError> {
     config.validate()?;
     let keys = Keys::new(file)?;
     let layout = keys.layout;
@@ -266,7 +295,13 @@ pub fn build(file: &TensorFile, config: &BackboneConfig, device: &Device) -> Res
                     r.linear(&k("attention.v_proj.weight", ""), vb.as_deref(), d, d)?,
                 )
             }
-            Layout::Meta => split_qkv(&r, &k("", "attn.qkv.weight"), &k("", "attn.qkv.bias"), &k("", "attn.qkv.bias_mask"), d)?,
+            Layout::Meta => split_qkv(
+                &r,
+                &k("", "attn.qkv.weight"),
+                &k("", "attn.qkv.bias"),
+                &k("", "attn.qkv.bias_mask"),
+                d,
+            )?,
         };
         let o = r.linear(
             &k("attention.o_proj.weight", "attn.proj.weight"),
@@ -296,18 +331,33 @@ pub fn build(file: &TensorFile, config: &BackboneConfig, device: &Device) -> Res
             }
         };
         blocks.push(Block {
-            norm1: r.layer_norm(&k("norm1.weight", "norm1.weight"), &k("norm1.bias", "norm1.bias"), d, eps)?,
+            norm1: r.layer_norm(
+                &k("norm1.weight", "norm1.weight"),
+                &k("norm1.bias", "norm1.bias"),
+                d,
+                eps,
+            )?,
             q,
             k: kk,
             v,
             o,
             ls1: r.tensor(&k("layer_scale1.lambda1", "ls1.gamma"), [d])?,
-            norm2: r.layer_norm(&k("norm2.weight", "norm2.weight"), &k("norm2.bias", "norm2.bias"), d, eps)?,
+            norm2: r.layer_norm(
+                &k("norm2.weight", "norm2.weight"),
+                &k("norm2.bias", "norm2.bias"),
+                d,
+                eps,
+            )?,
             mlp,
             ls2: r.tensor(&k("layer_scale2.lambda1", "ls2.gamma"), [d])?,
         });
     }
-    let norm = r.layer_norm(&keys.top("norm.weight", "norm.weight"), &keys.top("norm.bias", "norm.bias"), d, eps)?;
+    let norm = r.layer_norm(
+        &keys.top("norm.weight", "norm.weight"),
+        &keys.top("norm.bias", "norm.bias"),
+        d,
+        eps,
+    )?;
 
     let head_dim = config.head_dim();
     let periods_key = keys.top("", "rope_embed.periods");

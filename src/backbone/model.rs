@@ -52,7 +52,11 @@ pub enum Mlp {
     /// `down(gelu(up(x)))`
     Gelu { up: Linear, down: Linear },
     /// `down(silu(gate(x)) * up(x))`
-    SwiGlu { gate: Linear, up: Linear, down: Linear },
+    SwiGlu {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
 }
 
 impl Mlp {
@@ -191,7 +195,12 @@ impl DinoV3 {
     }
 
     /// Upload one image's normalised pixels `[C·H·W]` (channel-major), checking the length.
-    pub fn pixels_tensor(&self, data: Vec<f32>, height: usize, width: usize) -> Result<Tensor<4>, String> {
+    pub fn pixels_tensor(
+        &self,
+        data: Vec<f32>,
+        height: usize,
+        width: usize,
+    ) -> Result<Tensor<4>, String> {
         let c = self.config.in_channels;
         if data.len() != c * height * width {
             return Err(format!(
@@ -201,6 +210,9 @@ impl DinoV3 {
             ));
         }
         self.config.grid(height, width)?;
-        Ok(Tensor::from_data(TensorData::new(data, [1, c, height, width]), &self.device()))
+        Ok(Tensor::from_data(
+            TensorData::new(data, [1, c, height, width]),
+            &self.device(),
+        ))
     }
 }

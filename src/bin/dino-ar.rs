@@ -83,16 +83,26 @@ mod cli {
     }
 
     /// Load weights, with `config.json` from `--config` or from beside the weights.
-    fn backbone(path: &Path, config: Option<&Path>, device: &Device) -> Result<LoadedBackbone, String> {
+    fn backbone(
+        path: &Path,
+        config: Option<&Path>,
+        device: &Device,
+    ) -> Result<LoadedBackbone, String> {
         let bytes = read(path)?;
         let beside = path.with_file_name("config.json");
-        let config_path = config.map(Path::to_path_buf).or_else(|| beside.is_file().then_some(beside));
+        let config_path = config
+            .map(Path::to_path_buf)
+            .or_else(|| beside.is_file().then_some(beside));
         let json = config_path
             .as_deref()
-            .map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display())))
+            .map(|p| {
+                std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            })
             .transpose()?;
         load_backbone(&bytes, json.as_deref(), device).map_err(|e| {
-            let cfg = config_path.map(|p| format!(" (with {})", p.display())).unwrap_or_default();
+            let cfg = config_path
+                .map(|p| format!(" (with {})", p.display()))
+                .unwrap_or_default();
             format!("{}{cfg}: {e}", path.display())
         })
     }
@@ -104,12 +114,17 @@ mod cli {
         let (pixels, height, width) = match (&args.image, &args.pixels) {
             (Some(image), _) => {
                 let (h, w) = parse_size(&args.size)?;
-                model.config.grid(h, w).map_err(|e| format!("--size {}: {e}", args.size))?;
-                let img = RgbImage::decode(&read(image)?).map_err(|e| format!("{}: {e}", image.display()))?;
+                model
+                    .config
+                    .grid(h, w)
+                    .map_err(|e| format!("--size {}: {e}", args.size))?;
+                let img = RgbImage::decode(&read(image)?)
+                    .map_err(|e| format!("{}: {e}", image.display()))?;
                 (img.to_model_input(h, w), h, w)
             }
             (None, Some(path)) => {
-                let file = TensorFile::from_bytes(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+                let file = TensorFile::from_bytes(&read(path)?)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let t = file
                     .get("pixel_values")
                     .ok_or_else(|| format!("{}: missing tensor `pixel_values`", path.display()))?;
@@ -120,7 +135,12 @@ mod cli {
                         t.shape
                     ));
                 };
-                (t.to_f32("pixel_values").map_err(|e| format!("{}: {e}", path.display()))?, h, w)
+                (
+                    t.to_f32("pixel_values")
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                    h,
+                    w,
+                )
             }
             (None, None) => return Err("give --image or --pixels".into()),
         };
@@ -132,11 +152,15 @@ mod cli {
         let patch = patch.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
         let cls = cls.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
         let bytes = write_safetensors_f32(
-            &[("patch_tokens", vec![1, n, d], patch), ("cls_token", vec![1, d], cls)],
+            &[
+                ("patch_tokens", vec![1, n, d], patch),
+                ("cls_token", vec![1, d], cls),
+            ],
             None,
         )
         .map_err(|e| e.to_string())?;
-        std::fs::write(&args.out, bytes).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+        std::fs::write(&args.out, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         eprintln!(
             "{}: {} ({}), {}x{} -> grid {}x{} of {d}-d embeddings -> {}",
             args.backbone.display(),

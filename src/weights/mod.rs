@@ -95,7 +95,9 @@ pub enum WeightsError {
         found: Vec<usize>,
         expected: Vec<usize>,
     },
-    #[error("tensor `{name}` has unsupported dtype {dtype} (supported: float32, float16, bfloat16)")]
+    #[error(
+        "tensor `{name}` has unsupported dtype {dtype} (supported: float32, float16, bfloat16)"
+    )]
     UnsupportedDtype { name: String, dtype: Dtype },
     #[error("invalid config: {0}")]
     Config(String),
@@ -181,11 +183,23 @@ fn sniff_foreign(bytes: &[u8]) -> Option<String> {
         (b"\x89PNG", "it is a PNG image"),
         (b"\xff\xd8\xff", "it is a JPEG image"),
         (b"GIF8", "it is a GIF image"),
-        (b"version https://git-lfs", "it is a Git LFS pointer, not the weights themselves (run `git lfs pull`)"),
-        (b"<!DOCTYPE", "it is an HTML page (a login or error page saved instead of the weights?)"),
-        (b"<html", "it is an HTML page (a login or error page saved instead of the weights?)"),
+        (
+            b"version https://git-lfs",
+            "it is a Git LFS pointer, not the weights themselves (run `git lfs pull`)",
+        ),
+        (
+            b"<!DOCTYPE",
+            "it is an HTML page (a login or error page saved instead of the weights?)",
+        ),
+        (
+            b"<html",
+            "it is an HTML page (a login or error page saved instead of the weights?)",
+        ),
         (b"\x1f\x8b", "it is gzip-compressed; decompress it first"),
-        (b"\x80\x02\x8a", "it is a legacy (pre-1.6) torch.save file; re-save it with a current PyTorch (`torch.save(sd, path)`)"),
+        (
+            b"\x80\x02\x8a",
+            "it is a legacy (pre-1.6) torch.save file; re-save it with a current PyTorch (`torch.save(sd, path)`)",
+        ),
     ];
     known
         .iter()
@@ -212,8 +226,11 @@ mod tests {
         let t = RawTensor {
             dtype: Dtype::BF16,
             shape: vec![2],
-            bytes: [half::bf16::from_f32(1.5).to_le_bytes(), half::bf16::from_f32(-2.0).to_le_bytes()]
-                .concat(),
+            bytes: [
+                half::bf16::from_f32(1.5).to_le_bytes(),
+                half::bf16::from_f32(-2.0).to_le_bytes(),
+            ]
+            .concat(),
         };
         assert_eq!(t.to_f32("x").unwrap(), vec![1.5, -2.0]);
         let t = RawTensor {
@@ -222,7 +239,11 @@ mod tests {
             bytes: half::f16::from_f32(0.25).to_le_bytes().to_vec(),
         };
         assert_eq!(t.to_f32("x").unwrap(), vec![0.25]);
-        let t = RawTensor { dtype: Dtype::I64, shape: vec![1], bytes: vec![0; 8] };
+        let t = RawTensor {
+            dtype: Dtype::I64,
+            shape: vec![1],
+            bytes: vec![0; 8],
+        };
         let e = t.to_f32("blocks.0.x").unwrap_err();
         assert_eq!(
             e.to_string(),

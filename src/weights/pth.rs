@@ -62,10 +62,13 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
 
 /// Copy a (possibly strided) view out of its storage into contiguous bytes.
 fn gather(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, WeightsError> {
-    let elem = t.dtype.size().ok_or_else(|| WeightsError::UnsupportedDtype {
-        name: name.to_string(),
-        dtype: t.dtype.clone(),
-    })?;
+    let elem = t
+        .dtype
+        .size()
+        .ok_or_else(|| WeightsError::UnsupportedDtype {
+            name: name.to_string(),
+            dtype: t.dtype.clone(),
+        })?;
     let numel: usize = t.size.iter().product();
     let storage_elems = storage.len() / elem;
     let max_index = t.offset
@@ -85,7 +88,9 @@ fn gather(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, Weight
         .iter()
         .rev()
         .zip(t.stride.iter().rev())
-        .try_fold(1usize, |expected, (&s, &st)| (s <= 1 || st == expected).then_some(expected * s))
+        .try_fold(1usize, |expected, (&s, &st)| {
+            (s <= 1 || st == expected).then_some(expected * s)
+        })
         .is_some();
     let bytes = if contiguous {
         storage[t.offset * elem..(t.offset + numel) * elem].to_vec()
@@ -123,7 +128,11 @@ fn collect_tensors<'a>(v: &'a Value, prefix: String, out: &mut Vec<(String, &'a 
                     Value::Int(i) => i.to_string(),
                     _ => continue,
                 };
-                let name = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 collect_tensors(v, name, out);
             }
         }
@@ -192,7 +201,9 @@ impl<'a> Zip<'a> {
             let extra_len = le16(bytes, at + 30).ok_or_else(truncated)? as usize;
             let comment_len = le16(bytes, at + 32).ok_or_else(truncated)? as usize;
             let mut local_header = le32(bytes, at + 42).ok_or_else(truncated)? as u64;
-            let name = bytes.get(at + 46..at + 46 + name_len).ok_or_else(truncated)?;
+            let name = bytes
+                .get(at + 46..at + 46 + name_len)
+                .ok_or_else(truncated)?;
             let name = String::from_utf8_lossy(name).into_owned();
             // Zip64 extended information replaces the fields that are saturated at 0xFFFFFFFF.
             let extra = bytes
@@ -269,7 +280,10 @@ enum Value {
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global(String, String),
-    Storage { key: String, dtype: Dtype },
+    Storage {
+        key: String,
+        dtype: Dtype,
+    },
     Tensor(TensorRef),
     /// Anything else we carry but never interpret (bools, floats, bytes, metadata objects).
     Opaque,
@@ -297,10 +311,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], WeightsError> {
-        let s = self
-            .data
-            .get(self.pos..self.pos + n)
-            .ok_or_else(|| WeightsError::Truncated("data.pkl ends in the middle of an opcode".into()))?;
+        let s = self.data.get(self.pos..self.pos + n).ok_or_else(|| {
+            WeightsError::Truncated("data.pkl ends in the middle of an opcode".into())
+        })?;
         self.pos += n;
         Ok(s)
     }
@@ -336,10 +349,14 @@ impl<'a> Unpickler<'a> {
         Ok(items)
     }
     fn top(&mut self) -> Result<&mut Value, WeightsError> {
-        self.stack.last_mut().ok_or_else(|| corrupt("stack underflow"))
+        self.stack
+            .last_mut()
+            .ok_or_else(|| corrupt("stack underflow"))
     }
     fn str_of(&mut self, n: usize) -> Result<Value, WeightsError> {
-        Ok(Value::Str(String::from_utf8_lossy(self.take(n)?).into_owned()))
+        Ok(Value::Str(
+            String::from_utf8_lossy(self.take(n)?).into_owned(),
+        ))
     }
 
     fn run(mut self) -> Result<Value, WeightsError> {
@@ -461,12 +478,20 @@ impl<'a> Unpickler<'a> {
                 }
                 b'h' => {
                     let k = self.u8()? as u64;
-                    let v = self.memo.get(&k).cloned().ok_or_else(|| corrupt("bad memo key"))?;
+                    let v = self
+                        .memo
+                        .get(&k)
+                        .cloned()
+                        .ok_or_else(|| corrupt("bad memo key"))?;
                     self.stack.push(v)
                 }
                 b'j' => {
                     let k = self.u32()? as u64;
-                    let v = self.memo.get(&k).cloned().ok_or_else(|| corrupt("bad memo key"))?;
+                    let v = self
+                        .memo
+                        .get(&k)
+                        .cloned()
+                        .ok_or_else(|| corrupt("bad memo key"))?;
                     self.stack.push(v)
                 }
                 b'c' => {
@@ -606,8 +631,17 @@ fn reduce(func: Value, args: Value) -> Result<Value, WeightsError> {
     };
     match (module.as_str(), name.as_str()) {
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-            let (Some(Value::Storage { key, dtype }), Some(Value::Int(offset)), Some(size), Some(stride)) =
-                (args.first(), args.get(1), args.get(2).and_then(as_usizes), args.get(3).and_then(as_usizes))
+            let (
+                Some(Value::Storage { key, dtype }),
+                Some(Value::Int(offset)),
+                Some(size),
+                Some(stride),
+            ) = (
+                args.first(),
+                args.get(1),
+                args.get(2).and_then(as_usizes),
+                args.get(3).and_then(as_usizes),
+            )
             else {
                 return Err(corrupt("malformed _rebuild_tensor_v2 arguments"));
             };
@@ -622,7 +656,8 @@ fn reduce(func: Value, args: Value) -> Result<Value, WeightsError> {
                 stride,
             }))
         }
-        ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
+        ("torch._utils", "_rebuild_parameter")
+        | ("torch._utils", "_rebuild_parameter_with_state") => {
             Ok(args.into_iter().next().unwrap_or(Value::Opaque))
         }
         ("collections", "OrderedDict") => Ok(Value::Dict(vec![])),
@@ -643,7 +678,9 @@ mod tests {
     #[test]
     fn long1_decodes_negative_numbers() {
         // PROTO 2, LONG1 1 byte 0xff (-1), STOP
-        let v = Unpickler::new(&[0x80, 2, 0x8a, 1, 0xff, b'.']).run().unwrap();
+        let v = Unpickler::new(&[0x80, 2, 0x8a, 1, 0xff, b'.'])
+            .run()
+            .unwrap();
         assert!(matches!(v, Value::Int(-1)));
     }
 }

@@ -35,8 +35,8 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
             bytes.len()
         )));
     }
-    let header: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..header_end]).map_err(|e| {
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..header_end])
+        .map_err(|e| {
             WeightsError::Corrupt(format!("the safetensors header is not valid JSON: {e}"))
         })?;
     let data = &bytes[header_end..];
@@ -55,7 +55,9 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
             continue;
         }
         let entry: Entry = serde_json::from_value(value).map_err(|e| {
-            WeightsError::Corrupt(format!("header entry for tensor `{name}` is malformed: {e}"))
+            WeightsError::Corrupt(format!(
+                "header entry for tensor `{name}` is malformed: {e}"
+            ))
         })?;
         let dtype = parse_dtype(&entry.dtype);
         let [begin, end] = entry.data_offsets;
@@ -134,8 +136,14 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        write_f32(&[("a", vec![2, 3], &[1., 2., 3., 4., 5., 6.]), ("b", vec![1], &[7.])], None)
-            .unwrap()
+        write_f32(
+            &[
+                ("a", vec![2, 3], &[1., 2., 3., 4., 5., 6.]),
+                ("b", vec![1], &[7.]),
+            ],
+            None,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -12,13 +12,15 @@ pub const TINY_META_PTH: &[u8] = include_bytes!("../fixtures/tiny/meta.pth");
 pub const TINY_META_BF16: &[u8] = include_bytes!("../fixtures/tiny/meta_bf16.safetensors");
 pub const TINY_PIXELS_224: &[u8] = include_bytes!("../fixtures/tiny/pixels_224x224.safetensors");
 pub const TINY_REF_224: &[u8] = include_bytes!("../fixtures/tiny/ref_224x224.safetensors");
-pub const TINY_PIXELS_128X192: &[u8] = include_bytes!("../fixtures/tiny/pixels_128x192.safetensors");
+pub const TINY_PIXELS_128X192: &[u8] =
+    include_bytes!("../fixtures/tiny/pixels_128x192.safetensors");
 pub const TINY_REF_128X192: &[u8] = include_bytes!("../fixtures/tiny/ref_128x192.safetensors");
 
 pub const SWIGLU_CONFIG: &str = include_str!("../fixtures/tiny_swiglu/config.json");
 pub const SWIGLU_HF: &[u8] = include_bytes!("../fixtures/tiny_swiglu/hf.safetensors");
 pub const SWIGLU_META: &[u8] = include_bytes!("../fixtures/tiny_swiglu/meta_bf16.safetensors");
-pub const SWIGLU_PIXELS: &[u8] = include_bytes!("../fixtures/tiny_swiglu/pixels_96x160.safetensors");
+pub const SWIGLU_PIXELS: &[u8] =
+    include_bytes!("../fixtures/tiny_swiglu/pixels_96x160.safetensors");
 pub const SWIGLU_REF: &[u8] = include_bytes!("../fixtures/tiny_swiglu/ref_96x160.safetensors");
 
 /// Parity bound of the backbone against the reference implementation.
@@ -27,13 +29,18 @@ pub const TOLERANCE: f32 = 1e-4;
 /// A tensor of a fixture file, with its shape.
 pub fn fixture_tensor(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
     let file = TensorFile::from_bytes(bytes).expect("fixture reads");
-    let t = file.get(name).unwrap_or_else(|| panic!("fixture lacks `{name}`"));
+    let t = file
+        .get(name)
+        .unwrap_or_else(|| panic!("fixture lacks `{name}`"));
     (t.shape.clone(), t.to_f32(name).unwrap())
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length differs");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The reference patch tokens and CLS token of a `ref_*.safetensors` fixture.
@@ -46,7 +53,11 @@ pub struct Reference {
 pub fn reference(bytes: &[u8]) -> Reference {
     let (patch_shape, patch_tokens) = fixture_tensor(bytes, "patch_tokens");
     let (_, cls_token) = fixture_tensor(bytes, "cls_token");
-    Reference { patch_tokens, patch_shape, cls_token }
+    Reference {
+        patch_tokens,
+        patch_shape,
+        cls_token,
+    }
 }
 
 /// Assert both outputs match the reference within [`TOLERANCE`], naming the case on failure.

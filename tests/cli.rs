@@ -1,0 +1,129 @@
+//! The `dino-ar embed` command end to end: files in, safetensors out, errors on stderr.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn out_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dino-ar-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn embed(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dino-ar"))
+        .arg("embed")
+        .args(args)
+        .output()
+        .expect("run dino-ar")
+}
+
+fn check_output(out: &Path, reference_bytes: &[u8]) {
+    let bytes = std::fs::read(out).unwrap();
+    let (shape, patch) = fixture_tensor(&bytes, "patch_tokens");
+    let (cls_shape, cls) = fixture_tensor(&bytes, "cls_token");
+    let r = reference(reference_bytes);
+    assert_eq!(shape, r.patch_shape);
+    assert_eq!(cls_shape, vec![1, r.cls_token.len()]);
+    assert_matches("CLI embed", &patch, &cls, &r);
+}
+
+#[test]
+fn embed_pixels_uses_the_config_beside_the_weights() {
+    let out = out_path("pixels.safetensors");
+    let o = embed(&[
+        "--backbone",
+        fixture("tiny/hf.safetensors").to_str().unwrap(),
+        "--pixels",
+        fixture("tiny/pixels_128x192.safetensors").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_output(&out, TINY_REF_128X192);
+}
+
+#[test]
+fn embed_image_from_a_meta_checkpoint_with_explicit_config() {
+    let out = out_path("image.safetensors");
+    let o = embed(&[
+        "--backbone",
+        fixture("tiny/meta.pth").to_str().unwrap(),
+        "--config",
+        fixture("tiny/config.json").to_str().unwrap(),
+        "--image",
+        fixture("tiny/image_rgb8.png").to_str().unwrap(),
+        "--size",
+        "224",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_output(
+        &out,
+        include_bytes!("fixtures/tiny/image_rgb8_224x224.safetensors"),
+    );
+}
+
+#[test]
+fn errors_name_the_file_and_the_problem() {
+    let out = out_path("never.safetensors");
+    let png = fixture("tiny/image_rgb8.png");
+    let o = embed(&[
+        "--backbone",
+        png.to_str().unwrap(),
+        "--pixels",
+        fixture("tiny/pixels_224x224.safetensors").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("image_rgb8.png") && err.contains("not a weights file"),
+        "{err}"
+    );
+
+    let o = embed(&[
+        "--backbone",
+        fixture("tiny/hf.safetensors").to_str().unwrap(),
+        "--image",
+        png.to_str().unwrap(),
+        "--size",
+        "100x224",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--size 100x224") && err.contains("multiple of the patch size"),
+        "{err}"
+    );
+
+    let o = embed(&[
+        "--backbone",
+        fixture("tiny/hf.safetensors").to_str().unwrap(),
+        "--pixels",
+        fixture("tiny/ref_224x224.safetensors").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("ref_224x224.safetensors") && err.contains("`pixel_values`"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output is written on error");
+}
