@@ -45,7 +45,7 @@ impl BackboneConfig {
     /// Patch-grid size for an input of `height × width` pixels, or an error naming the problem.
     pub fn grid(&self, height: usize, width: usize) -> Result<(usize, usize), String> {
         let p = self.patch_size;
-        if height == 0 || width == 0 || height % p != 0 || width % p != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(p) || !width.is_multiple_of(p) {
             return Err(format!(
                 "input size {height}x{width} is not a positive multiple of the patch size {p} \
                  in both dimensions"
@@ -56,13 +56,13 @@ impl BackboneConfig {
 
     pub fn validate(&self) -> Result<(), WeightsError> {
         let bad = |m: String| Err(WeightsError::Config(m));
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "hidden size {} is not divisible by {} heads",
                 self.hidden_size, self.num_heads
             ));
         }
-        if self.head_dim() % 4 != 0 {
+        if !self.head_dim().is_multiple_of(4) {
             return bad(format!(
                 "head dim {} must be a multiple of 4 for 2-D RoPE",
                 self.head_dim()

@@ -319,13 +319,14 @@ pub fn build(
             )
         };
         let mlp = if config.gated_mlp {
-            Mlp::SwiGlu {
-                gate: lin("mlp.gate_proj", "mlp.w1", hidden, d)?,
+            Mlp {
+                gate: Some(lin("mlp.gate_proj", "mlp.w1", hidden, d)?),
                 up: lin("mlp.up_proj", "mlp.w2", hidden, d)?,
                 down: lin("mlp.down_proj", "mlp.w3", d, hidden)?,
             }
         } else {
-            Mlp::Gelu {
+            Mlp {
+                gate: None,
                 up: lin("mlp.up_proj", "mlp.fc1", hidden, d)?,
                 down: lin("mlp.down_proj", "mlp.fc2", d, hidden)?,
             }

@@ -47,26 +47,21 @@ impl LayerNorm {
     }
 }
 
+/// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
 #[derive(Debug, Clone)]
-pub enum Mlp {
-    /// `down(gelu(up(x)))`
-    Gelu { up: Linear, down: Linear },
-    /// `down(silu(gate(x)) * up(x))`
-    SwiGlu {
-        gate: Linear,
-        up: Linear,
-        down: Linear,
-    },
+pub struct Mlp {
+    pub gate: Option<Linear>,
+    pub up: Linear,
+    pub down: Linear,
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        match self {
-            Mlp::Gelu { up, down } => down.forward(gelu(up.forward(x))),
-            Mlp::SwiGlu { gate, up, down } => {
-                down.forward(silu(gate.forward(x.clone())) * up.forward(x))
-            }
-        }
+        let hidden = match &self.gate {
+            None => gelu(self.up.forward(x)),
+            Some(gate) => silu(gate.forward(x.clone())) * self.up.forward(x),
+        };
+        self.down.forward(hidden)
     }
 }
 

@@ -23,7 +23,7 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     let looks_like_json = bytes.get(8) == Some(&b'{');
-    if !looks_like_json || header_len < 2 || header_len > 100_000_000 {
+    if !looks_like_json || !(2..=100_000_000).contains(&header_len) {
         return Err(WeightsError::NotWeights(
             "neither a safetensors file nor a PyTorch .pth (zip) checkpoint".into(),
         ));
