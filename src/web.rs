@@ -17,7 +17,7 @@ use crate::preprocess::RgbImage;
 
 thread_local! {
     /// burn registers one wgpu runtime per page: initialise it once, share it afterwards.
-    static WEBGPU: RefCell<Option<(Device, String)>> = const { RefCell::new(None) };
+    static WEBGPU: RefCell<Option<WebGpu>> = const { RefCell::new(None) };
 }
 
 #[wasm_bindgen(start)]
@@ -25,7 +25,15 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-async fn webgpu_device() -> Result<(Device, String), String> {
+#[derive(Clone)]
+struct WebGpu {
+    device: Device,
+    label: String,
+    /// A software adapter (SwiftShader and the like): much slower than the wasm CPU backend.
+    software: bool,
+}
+
+async fn webgpu_device() -> Result<WebGpu, String> {
     if let Some(found) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(found);
     }
@@ -39,9 +47,15 @@ async fn webgpu_device() -> Result<(Device, String), String> {
     } else {
         info.name
     };
-    let label = format!("webgpu: {name} ({:?})", info.backend);
-    WEBGPU.with(|w| *w.borrow_mut() = Some((device.clone(), label.clone())));
-    Ok((device, label))
+    let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
+    let kind = if software { "software adapter" } else { "GPU" };
+    let found = WebGpu {
+        device,
+        label: format!("webgpu: {name}, {kind} ({:?})", info.backend),
+        software,
+    };
+    WEBGPU.with(|w| *w.borrow_mut() = Some(found.clone()));
+    Ok(found)
 }
 
 struct State {
@@ -67,14 +81,25 @@ fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
 
 #[wasm_bindgen]
 impl Detector {
-    /// `"webgpu"`, `"cpu"` or `"auto"` (WebGPU when the browser offers it, else the CPU backend).
+    /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
+    /// CPU backend (a software WebGPU adapter is far slower than it).
     pub fn create(kind: String) -> Promise {
         future_to_promise(async move {
             let (device, backend) = match kind.as_str() {
                 "cpu" => (Device::flex(), "cpu".to_string()),
-                "webgpu" => webgpu_device().await.map_err(js_err)?,
+                "webgpu" => {
+                    let gpu = webgpu_device().await.map_err(js_err)?;
+                    (gpu.device, gpu.label)
+                }
                 "auto" => match webgpu_device().await {
-                    Ok(found) => found,
+                    Ok(gpu) if !gpu.software => (gpu.device, gpu.label),
+                    Ok(gpu) => (
+                        Device::flex(),
+                        format!(
+                            "cpu (the only WebGPU adapter is a software one: {})",
+                            gpu.label
+                        ),
+                    ),
                     Err(why) => (Device::flex(), format!("cpu ({why})")),
                 },
                 other => {

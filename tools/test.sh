@@ -12,4 +12,7 @@ cargo test --all-targets
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
 wasm-pack test --headless --chrome -- --test backbone_web
 
+if [ ! -f tests/fixtures/full/hf.safetensors ]; then
+  printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2
+fi
 printf '\nall tests passed\n' >&2
