@@ -58,6 +58,19 @@ async fn webgpu_device() -> Result<WebGpu, String> {
     Ok(found)
 }
 
+/// What `loadBackbone` resolves to: the architecture read from the file.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BackboneInfo {
+    layout: String,
+    format: String,
+    hidden_size: usize,
+    layers: usize,
+    heads: usize,
+    registers: usize,
+    patch_size: usize,
+}
+
 struct State {
     device: Device,
     backend: String,
@@ -136,16 +149,18 @@ impl Detector {
             let loaded = load_backbone(&bytes, config_json.as_deref(), &device)
                 .map_err(|e| js_err(e.to_string()))?;
             let c = &loaded.model.config;
-            let info = Object::new();
-            set(&info, "layout", loaded.layout.to_string());
-            set(&info, "format", loaded.format.to_string());
-            set(&info, "hiddenSize", c.hidden_size as u32);
-            set(&info, "layers", c.num_layers as u32);
-            set(&info, "heads", c.num_heads as u32);
-            set(&info, "registers", c.num_registers as u32);
-            set(&info, "patchSize", c.patch_size as u32);
+            let info = BackboneInfo {
+                layout: loaded.layout.to_string(),
+                format: loaded.format.to_string(),
+                hidden_size: c.hidden_size,
+                layers: c.num_layers,
+                heads: c.num_heads,
+                registers: c.num_registers,
+                patch_size: c.patch_size,
+            };
+            let info = serde_wasm_bindgen::to_value(&info).map_err(|e| js_err(e.to_string()))?;
             state.borrow_mut().backbone = Some(loaded.model);
-            Ok(info.into())
+            Ok(info)
         })
     }
 
