@@ -3,8 +3,13 @@
 //! Data flows one way: image → [`preprocess`] → [`backbone`] → embeddings. File formats live in
 //! [`weights`]; nothing here touches the file system or the browser.
 
+pub mod ar;
 pub mod backbone;
+pub mod metrics;
 pub mod preprocess;
+pub mod rng;
+pub mod score;
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

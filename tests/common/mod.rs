@@ -69,3 +69,44 @@ pub fn assert_matches(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
         "{case}: max-abs difference patch tokens {dp:e}, cls {dc:e} (tolerance {TOLERANCE:e})"
     );
 }
+
+/// Synthetic embedding grids for training tests.
+pub mod synthetic {
+    use dino_ar::ar::{ArConfig, Variant};
+    use dino_ar::rng::Rng;
+
+    pub const C: usize = 6;
+    pub const H: usize = 8;
+    pub const W: usize = 8;
+
+    /// "Normal" grids: smooth waves whose phase differs per image, so each embedding is predictable
+    /// from its raster predecessors but no single constant fits all images.
+    pub fn normal_grids(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        let mut out = Vec::with_capacity(n * C * H * W);
+        for _ in 0..n {
+            let phase = rng.next_f64() * std::f64::consts::TAU;
+            for c in 0..C {
+                for y in 0..H {
+                    for x in 0..W {
+                        let v = ((x as f64 * 0.7 + y as f64 * 0.3 + phase)
+                            * (1.0 + c as f64 * 0.2))
+                            .sin();
+                        out.push(v as f32);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn small_config() -> ArConfig {
+        ArConfig {
+            channels: C,
+            hidden: 24,
+            layers: 3,
+            kernel: 3,
+            variant: Variant::Standard,
+        }
+    }
+}

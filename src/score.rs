@@ -1,0 +1,167 @@
+//! From predictions to anomaly maps, image scores and a calibrated threshold.
+//!
+//! Patch score = mean over channels of the squared prediction error; the grid map is upsampled
+//! bilinearly (align_corners = false, like `F.interpolate`) to the image size. Image score = the
+//! map's maximum, with the mean of its top 1 % beside it. Calibration on held-out normal images
+//! fixes a threshold and display constants once, stored with the model.
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// `[B, C, h, w]` predictions and targets → `[B, h, w]` patch scores (on the device).
+pub fn patch_scores(prediction: Tensor<4>, target: Tensor<4>) -> Tensor<3> {
+    let [b, _, h, w] = prediction.dims();
+    (prediction - target)
+        .powi_scalar(2)
+        .mean_dim(1)
+        .reshape([b, h, w])
+}
+
+/// Bilinear upsampling of a row-major `h × w` map to `out_h × out_w`, align_corners = false.
+pub fn upsample_bilinear(map: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    assert_eq!(map.len(), h * w, "map size");
+    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f64 / n_out as f64;
+        (0..n_out)
+            .map(|o| {
+                let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, (src - i0 as f64) as f32)
+            })
+            .collect()
+    };
+    let ys = axis(h, out_h);
+    let xs = axis(w, out_w);
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for &(y0, y1, fy) in &ys {
+        for &(x0, x1, fx) in &xs {
+            let top = map[y0 * w + x0] * (1.0 - fx) + map[y0 * w + x1] * fx;
+            let bottom = map[y1 * w + x0] * (1.0 - fx) + map[y1 * w + x1] * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
+}
+
+/// The two image-level scores of one anomaly map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageScore {
+    pub max: f32,
+    /// Mean of the top 1 % of pixels (at least one pixel).
+    pub top1: f32,
+}
+
+pub fn image_score(map: &[f32]) -> ImageScore {
+    assert!(!map.is_empty(), "empty anomaly map");
+    let n = map.len();
+    let k = n.div_ceil(100);
+    let mut v = map.to_vec();
+    // Partition so that the k largest values sit at the end, in O(n).
+    v.select_nth_unstable_by(n - k, |a, b| a.total_cmp(b));
+    let top_k = &v[n - k..];
+    ImageScore {
+        max: top_k.iter().copied().fold(f32::MIN, f32::max),
+        top1: top_k.iter().sum::<f32>() / k as f32,
+    }
+}
+
+/// numpy's default (linear) quantile of unsorted values.
+pub fn quantile(values: &[f32], q: f64) -> f32 {
+    assert!(!values.is_empty(), "quantile of nothing");
+    let mut v = values.to_vec();
+    v.sort_unstable_by(|a, b| a.total_cmp(b));
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    let t = (pos - lo as f64) as f32;
+    v[lo] + (v[hi] - v[lo]) * t
+}
+
+/// Decision threshold and display normalisation, fixed on held-out normal images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Images whose max score exceeds this are anomalous.
+    pub threshold: f32,
+    /// The quantile of held-out normal image scores the threshold was set at.
+    pub quantile: f64,
+    /// Display: pixel scores map to `(s - low) / (high - low)`, so a typical normal pixel is 0 and
+    /// the threshold is 1; a normal image never looks hot.
+    pub display_low: f32,
+    pub display_high: f32,
+    /// How many held-out images the calibration saw.
+    pub images: usize,
+}
+
+impl Calibration {
+    /// From the (upsampled or grid) anomaly maps of held-out normal images.
+    pub fn fit(normal_maps: &[Vec<f32>], quantile_q: f64) -> Result<Self, String> {
+        if normal_maps.is_empty() {
+            return Err("calibration needs at least one held-out normal image".into());
+        }
+        if !(0.0..=1.0).contains(&quantile_q) {
+            return Err(format!(
+                "threshold quantile must be in [0, 1], got {quantile_q}"
+            ));
+        }
+        let maxes: Vec<f32> = normal_maps.iter().map(|m| image_score(m).max).collect();
+        let threshold = quantile(&maxes, quantile_q);
+        let pixels: Vec<f32> = normal_maps.iter().flatten().copied().collect();
+        let display_low = quantile(&pixels, 0.5);
+        let display_high = threshold.max(display_low + f32::EPSILON);
+        Ok(Self {
+            threshold,
+            quantile: quantile_q,
+            display_low,
+            display_high,
+            images: normal_maps.len(),
+        })
+    }
+
+    /// A pixel score in display units (0 = typical normal, 1 = threshold), clamped to [0, 1].
+    pub fn display(&self, score: f32) -> f32 {
+        ((score - self.display_low) / (self.display_high - self.display_low)).clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsampling_matches_interpolate_align_corners_false() {
+        // torch: F.interpolate(tensor([[0., 1.]]).view(1,1,1,2), size=(1,4), mode="bilinear")
+        assert_eq!(
+            upsample_bilinear(&[0., 1.], 1, 2, 1, 4),
+            vec![0.0, 0.25, 0.75, 1.0]
+        );
+        let m = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(upsample_bilinear(&m, 2, 2, 2, 2), m.to_vec());
+    }
+
+    #[test]
+    fn top_one_percent_and_max() {
+        let mut map: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        map.reverse();
+        let s = image_score(&map);
+        assert_eq!(s.max, 999.0);
+        assert_eq!(s.top1, (990..1000).sum::<i32>() as f32 / 10.0);
+        assert_eq!(image_score(&[3.0]).top1, 3.0);
+    }
+
+    #[test]
+    fn quantile_is_numpy_linear() {
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
+        assert_eq!(quantile(&[5.0, 1.0], 1.0), 5.0);
+    }
+
+    #[test]
+    fn calibration_puts_normals_below_one() {
+        let maps = vec![vec![0.1, 0.2, 0.3], vec![0.2, 0.2, 0.4]];
+        let c = Calibration::fit(&maps, 0.99).unwrap();
+        assert!(c.threshold <= 0.4 && c.threshold > 0.3);
+        assert_eq!(c.display(0.2), 0.0);
+        assert!(c.display(0.35) < 1.0);
+        assert!(Calibration::fit(&[], 0.99).is_err());
+    }
+}

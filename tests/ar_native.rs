@@ -1,0 +1,125 @@
+//! The AR head: causality in raster order, and parity with a PyTorch PixelCNN reference.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use common::{fixture_tensor, max_abs_diff};
+use dino_ar::ar::{ArConfig, ArHead, MaskKind, MaskedConv2d, Variant};
+use dino_ar::rng::Rng;
+use dino_ar::weights::TensorFile;
+
+fn tensor4(bytes: &[u8], name: &str, device: &Device) -> Tensor<4> {
+    let (shape, v) = fixture_tensor(bytes, name);
+    Tensor::from_data(
+        TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]),
+        device,
+    )
+}
+
+fn host(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+#[test]
+fn one_masked_layer_matches_pytorch() {
+    let bytes: &[u8] = include_bytes!("fixtures/ar/masked_conv_k5_d2_A.safetensors");
+    let device = Device::flex();
+    let (bshape, b) = fixture_tensor(bytes, "layers.0.bias");
+    let layer = MaskedConv2d::from_tensors(
+        tensor4(bytes, "layers.0.weight", &device),
+        Tensor::from_data(TensorData::new(b, [bshape[0]]), &device),
+        2,
+        MaskKind::A,
+    );
+    let out = host(layer.forward(tensor4(bytes, "input", &device)));
+    let (_, expected) = fixture_tensor(bytes, "output");
+    let d = max_abs_diff(&out, &expected);
+    assert!(d <= 1e-5, "masked conv differs from PyTorch by {d:e}");
+}
+
+fn check_head(bytes: &[u8], variant: Variant) {
+    let device = Device::flex();
+    let config = ArConfig {
+        channels: 16,
+        hidden: 12,
+        layers: 5,
+        kernel: 3,
+        variant,
+    };
+    let head =
+        ArHead::from_file(&TensorFile::from_bytes(bytes).unwrap(), &config, &device).unwrap();
+    let out = host(head.forward(tensor4(bytes, "input", &device)));
+    let (_, expected) = fixture_tensor(bytes, "output");
+    let d = max_abs_diff(&out, &expected);
+    assert!(d <= 1e-5, "{variant:?} head differs from PyTorch by {d:e}");
+}
+
+#[test]
+fn dilated_head_matches_pytorch() {
+    check_head(
+        include_bytes!("fixtures/ar/head_dilated.safetensors"),
+        Variant::Dilated,
+    );
+}
+
+#[test]
+fn standard_head_matches_pytorch() {
+    check_head(
+        include_bytes!("fixtures/ar/head_standard.safetensors"),
+        Variant::Standard,
+    );
+}
+
+/// Perturb the input at (i, j): predictions may change only strictly after (i, j) in raster order.
+fn check_causality(variant: Variant, kernel: usize) {
+    let device = Device::flex();
+    device.seed(7);
+    let config = ArConfig {
+        channels: 6,
+        hidden: 8,
+        layers: 4,
+        kernel,
+        variant,
+    };
+    let head = ArHead::new(&config, &mut Rng::new(7), &device).unwrap();
+    let (h, w) = (9, 11);
+    let x: Tensor<4> = Tensor::random([1, 6, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let base = host(head.forward(x.clone()));
+    for (i, j) in [(0, 0), (4, 5), (8, 10), (3, 0), (0, 10)] {
+        let mut bump = vec![0f32; 6 * h * w];
+        for c in 0..6 {
+            bump[c * h * w + i * w + j] = 10.0;
+        }
+        let bumped = x.clone() + Tensor::from_data(TensorData::new(bump, [1, 6, h, w]), &device);
+        let out = host(head.forward(bumped));
+        let mut changed_after = false;
+        for y in 0..h {
+            for xx in 0..w {
+                let moved = (0..6).any(|c| {
+                    let k = c * h * w + y * w + xx;
+                    (out[k] - base[k]).abs() > 0.0
+                });
+                let after = (y, xx) > (i, j);
+                assert!(
+                    after || !moved,
+                    "{variant:?} k={kernel}: perturbing ({i},{j}) changed the prediction at ({y},{xx})"
+                );
+                changed_after |= moved;
+            }
+        }
+        if (i, j) != (h - 1, w - 1) {
+            assert!(
+                changed_after,
+                "{variant:?}: perturbing ({i},{j}) changed nothing at all"
+            );
+        }
+    }
+}
+
+#[test]
+fn predictions_never_see_the_present_or_the_future() {
+    check_causality(Variant::Dilated, 3);
+    check_causality(Variant::Standard, 3);
+    check_causality(Variant::Standard, 5);
+}
