@@ -5,6 +5,9 @@
 
 pub mod ar;
 pub mod backbone;
+pub mod bundle;
+pub mod detector;
+pub mod knn;
 pub mod metrics;
 pub mod preprocess;
 pub mod rng;

@@ -114,6 +114,31 @@ fn layout_and_architecture_are_read_from_the_weights() {
 }
 
 #[test]
+fn fingerprint_identifies_weights_not_file_layout() {
+    let device = Device::flex();
+    let fp = |w: &[u8], cfg: &str| {
+        load_backbone(w, Some(cfg), &device)
+            .unwrap()
+            .model
+            .fingerprint
+    };
+    let hf = fp(TINY_HF, TINY_CONFIG);
+    assert_eq!(hf.len(), 16);
+    // Same values (the fixtures are bf16-exact), other layouts and dtypes: same backbone.
+    assert_eq!(fp(TINY_META_BF16, TINY_CONFIG), hf);
+    assert_eq!(fp(TINY_META_PTH, TINY_CONFIG), hf);
+    assert_ne!(fp(SWIGLU_HF, SWIGLU_CONFIG), hf);
+    let one_head = load_backbone(TINY_HF, None, &device)
+        .unwrap()
+        .model
+        .fingerprint;
+    assert_ne!(
+        one_head, hf,
+        "the head count changes the model, so the fingerprint"
+    );
+}
+
+#[test]
 fn wrong_head_count_is_a_different_model() {
     // Guards the config path: the fixture has 2 heads, so inferring 1 must not match.
     let device = Device::flex();

@@ -112,6 +112,8 @@ impl Keys {
 struct Reader<'a> {
     file: &'a TensorFile,
     device: &'a Device,
+    /// Running hash of every uploaded value, in model order (the same for both layouts).
+    hash: std::cell::Cell<u64>,
 }
 
 impl Reader<'_> {
@@ -140,6 +142,7 @@ impl Reader<'_> {
     }
 
     fn upload<const N: usize>(&self, v: Vec<f32>, shape: [usize; N]) -> Tensor<N> {
+        self.hash.set(fingerprint_update(self.hash.get(), &v));
         Tensor::from_data(TensorData::new(v, shape), self.device)
     }
 
@@ -260,7 +263,11 @@ pub fn build(
     config.validate()?;
     let keys = Keys::new(file)?;
     let layout = keys.layout;
-    let r = Reader { file, device };
+    let r = Reader {
+        file,
+        device,
+        hash: std::cell::Cell::new(FINGERPRINT_SEED),
+    };
     let d = config.hidden_size;
     let (p, c) = (config.patch_size, config.in_channels);
     let eps = config.layer_norm_eps;
@@ -371,7 +378,16 @@ pub fn build(
         _ => rope::periods(config.rope_theta, head_dim),
     };
 
+    let mut hash = fingerprint_update(
+        r.hash.get(),
+        &rope_periods.iter().map(|&p| p as f32).collect::<Vec<_>>(),
+    );
+    hash = fingerprint_update(
+        hash,
+        &[config.num_heads as f32, config.layer_norm_eps as f32],
+    );
     Ok(DinoV3 {
+        fingerprint: format!("{hash:016x}"),
         config: config.clone(),
         patch_weight,
         patch_bias,
@@ -404,11 +420,26 @@ fn split_qkv(
         }
         None => None,
     };
+    // A bias that is all zero (the masked k bias) is no bias: the same model as the HF layout.
     let part = |i: usize| Linear {
         weight_t: r.upload(transpose(&weight[i * d * d..(i + 1) * d * d], d, d), [d, d]),
         bias: bias
             .as_ref()
-            .map(|b| r.upload(b[i * d..(i + 1) * d].to_vec(), [d])),
+            .map(|b| &b[i * d..(i + 1) * d])
+            .filter(|b| b.iter().any(|&x| x != 0.0))
+            .map(|b| r.upload(b.to_vec(), [d])),
     };
     Ok((part(0), part(1), part(2)))
+}
+
+const FINGERPRINT_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over the f32 bit patterns: cheap, stable across platforms, not cryptographic. It tells
+/// backbones apart so a model bundle is never scored with another backbone than it was fit on.
+fn fingerprint_update(mut h: u64, values: &[f32]) -> u64 {
+    for v in values {
+        h ^= v.to_bits() as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }

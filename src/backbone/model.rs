@@ -127,6 +127,8 @@ impl BackboneOutput {
 #[derive(Debug, Clone)]
 pub struct DinoV3 {
     pub config: BackboneConfig,
+    /// Identifies these exact weights (and head count), whatever file layout they came in.
+    pub fingerprint: String,
     pub patch_weight: Tensor<4>,
     pub patch_bias: Tensor<1>,
     /// `[1, 1, D]`
