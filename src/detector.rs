@@ -20,7 +20,7 @@ use crate::train::{FitOptions, Progress, fit};
 /// The part that turns an embedding grid into patch scores.
 pub enum Scorer {
     Ar(ArHead),
-    Knn(MemoryBank),
+    Knn(Box<MemoryBank>),
 }
 
 impl Scorer {
@@ -110,9 +110,11 @@ impl Detector {
             Method::Ar { config, .. } => {
                 Scorer::Ar(ArHead::from_file(&bundle.tensors, config, &device)?)
             }
-            Method::Knn { .. } => {
-                Scorer::Knn(MemoryBank::from_file(&bundle.tensors, dim, &device)?)
-            }
+            Method::Knn { .. } => Scorer::Knn(Box::new(MemoryBank::from_file(
+                &bundle.tensors,
+                dim,
+                &device,
+            )?)),
         };
         Ok(Self {
             backbone,
@@ -216,7 +218,7 @@ pub async fn fit_model(
         FitMethod::Knn => {
             let bank = MemoryBank::from_grids(train);
             let bank_size = bank.len();
-            (Scorer::Knn(bank), Method::Knn { bank_size })
+            (Scorer::Knn(Box::new(bank)), Method::Knn { bank_size })
         }
     };
 

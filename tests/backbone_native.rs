@@ -124,9 +124,9 @@ fn fingerprint_identifies_weights_not_file_layout() {
     };
     let hf = fp(TINY_HF, TINY_CONFIG);
     assert_eq!(hf.len(), 16);
-    // Same values (the fixtures are bf16-exact), other layouts and dtypes: same backbone.
+    // Same values (the weights are bf16-exact) in the other layout and dtype: same backbone.
+    // (The fp16 .pth rounds the smallest weights differently, so it is rightly another one.)
     assert_eq!(fp(TINY_META_BF16, TINY_CONFIG), hf);
-    assert_eq!(fp(TINY_META_PTH, TINY_CONFIG), hf);
     assert_ne!(fp(SWIGLU_HF, SWIGLU_CONFIG), hf);
     let one_head = load_backbone(TINY_HF, None, &device)
         .unwrap()

@@ -9,8 +9,9 @@ cd "$ROOT"
 data="${1:-../shared/data}"; size="${2:-224}"; epochs="${3:-10}"
 backbone=tests/fixtures/full/hf.safetensors
 [ -f "$backbone" ] || { echo "missing $backbone: run tools/fixtures/make_fixtures.py --full" >&2; exit 1; }
-cargo build --release --bin dino-ar
-bin="$CARGO_TARGET_DIR/release/dino-ar"
+# The dev profile optimises dependencies (burn) already: no separate release build needed.
+cargo build --bin dino-ar
+bin="$CARGO_TARGET_DIR/debug/dino-ar"
 out="${RESULTS_DIR:-/tmp/dino-ar-results}"; mkdir -p "$out"
 for ds in lgg_brain_mri kolektorsdd; do
   for method in dilated standard knn; do

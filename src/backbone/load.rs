@@ -155,10 +155,13 @@ impl Reader<'_> {
         inp: usize,
     ) -> Result<Linear, WeightsError> {
         let weight = self.values(w, &[out, inp])?;
-        let bias = b.map(|b| self.tensor(b, [out])).transpose()?;
+        // Read the bias before uploading anything (errors first), upload weight then bias: the
+        // fingerprint hashes uploads in order, the same order for every layout.
+        let bias = b.map(|b| self.values(b, &[out])).transpose()?;
+        let weight_t = self.upload(transpose(&weight, out, inp), [inp, out]);
         Ok(Linear {
-            weight_t: self.upload(transpose(&weight, out, inp), [inp, out]),
-            bias,
+            weight_t,
+            bias: bias.map(|b| self.upload(b, [out])),
         })
     }
 
@@ -378,12 +381,10 @@ pub fn build(
         _ => rope::periods(config.rope_theta, head_dim),
     };
 
-    let mut hash = fingerprint_update(
+    // RoPE periods are left out: HF derives them from theta while Meta stores a float32 copy whose
+    // last bit may differ for the same model.
+    let hash = fingerprint_update(
         r.hash.get(),
-        &rope_periods.iter().map(|&p| p as f32).collect::<Vec<_>>(),
-    );
-    hash = fingerprint_update(
-        hash,
         &[config.num_heads as f32, config.layer_norm_eps as f32],
     );
     Ok(DinoV3 {

@@ -306,6 +306,11 @@ mod cli {
         pb
     }
 
+    /// A line for the user, shown above the progress bar (and also when stderr is not a terminal).
+    fn say(pb: &ProgressBar, msg: String) {
+        pb.suspend(|| eprintln!("{msg}"));
+    }
+
     fn model_size(model: &DinoV3, size: &str) -> Result<(usize, usize), String> {
         let (h, w) = parse_size(size)?;
         model
@@ -359,13 +364,12 @@ mod cli {
                 FitMethod::Ar { config, options }
             }
         };
+        let n = normals.len();
+        let held =
+            ((n as f64 * args.holdout).round() as usize).clamp(1, n.saturating_sub(1).max(1));
         let steps = match &method {
             FitMethod::Ar { options, .. } => {
-                let train = normals.len()
-                    - ((normals.len() as f64 * args.holdout).round() as usize)
-                        .clamp(1, normals.len() - 1)
-                        .min(normals.len());
-                options.epochs * train.div_ceil(options.batch_size)
+                options.epochs * n.saturating_sub(held).div_ceil(options.batch_size.max(1))
             }
             FitMethod::Knn => 0,
         };
@@ -420,7 +424,7 @@ mod cli {
             let (img, bytes) = match data::decode(path) {
                 Ok(x) => x,
                 Err(e) => {
-                    pb.println(format!("skipping unreadable image {e}"));
+                    say(&pb, format!("skipping unreadable image {e}"));
                     skipped += 1;
                     continue;
                 }
@@ -478,7 +482,7 @@ mod cli {
             let img = match data::decode(path) {
                 Ok((img, _)) => img,
                 Err(e) => {
-                    pb.println(format!("skipping unreadable image {e}"));
+                    say(&pb, format!("skipping unreadable image {e}"));
                     failed += 1;
                     continue;
                 }
@@ -497,11 +501,10 @@ mod cli {
             let out = args.out.join(format!("{stem}_overlay.png"));
             std::fs::write(&out, png)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            pb.println(format!(
-                "{:>10.5}  {verdict:<9}  {}",
-                r.score.max,
-                path.display()
-            ));
+            say(
+                &pb,
+                format!("{:>10.5}  {verdict:<9}  {}", r.score.max, path.display()),
+            );
         }
         pb.finish_and_clear();
         let csv_path = args.out.join("scores.csv");
@@ -537,7 +540,7 @@ mod cli {
             let img = match data::decode(&t.path) {
                 Ok((img, _)) => img,
                 Err(e) => {
-                    pb.println(format!("skipping unreadable image {e}"));
+                    say(&pb, format!("skipping unreadable image {e}"));
                     skipped += 1;
                     continue;
                 }
@@ -550,10 +553,10 @@ mod cli {
                 (Some(m), _) => data::read_mask(m, img.width, img.height)?,
                 (None, false) => vec![false; img.width * img.height],
                 (None, true) => {
-                    pb.println(format!(
-                        "no mask for {}: image-level metrics only",
-                        t.path.display()
-                    ));
+                    say(
+                        &pb,
+                        format!("no mask for {}: image-level metrics only", t.path.display()),
+                    );
                     no_mask += 1;
                     continue;
                 }

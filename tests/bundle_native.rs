@@ -1,0 +1,115 @@
+//! Model bundles (round trip, refusals) and the kNN memory bank.
+#![cfg(not(target_arch = "wasm32"))]
+
+use burn::tensor::{Device, Distribution, Tensor};
+use dino_ar::ar::ArConfig;
+use dino_ar::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION, Method};
+use dino_ar::knn::MemoryBank;
+use dino_ar::score::Calibration;
+use dino_ar::train::FitOptions;
+
+fn meta() -> BundleMeta {
+    BundleMeta {
+        format_version: FORMAT_VERSION,
+        method: Method::Ar {
+            config: ArConfig::new(8),
+            training: FitOptions::default(),
+        },
+        input_size: (448, 448),
+        calibration: Calibration {
+            threshold: 0.5,
+            quantile: 0.99,
+            display_low: 0.1,
+            display_high: 0.5,
+            images: 3,
+        },
+        backbone_fingerprint: "0123456789abcdef".into(),
+        embedding_dim: 8,
+        train_images: 27,
+        created_by: "test".into(),
+    }
+}
+
+#[test]
+fn bundles_round_trip_and_refuse_other_backbones() {
+    let tensors = vec![("layers.0.bias".to_string(), vec![2], vec![1.0, 2.0])];
+    let bytes = Bundle::write(&meta(), &tensors).unwrap();
+    let b = Bundle::read(&bytes).unwrap();
+    assert_eq!(b.meta, meta());
+    assert_eq!(
+        b.tensors.get("layers.0.bias").unwrap().to_f32("x").unwrap(),
+        vec![1.0, 2.0]
+    );
+    b.check_backbone("0123456789abcdef").unwrap();
+    let e = b.check_backbone("ffffffffffffffff").unwrap_err();
+    assert!(matches!(e, BundleError::OtherBackbone { .. }));
+    assert!(e.to_string().contains("trained on another backbone"), "{e}");
+}
+
+#[test]
+fn not_bundles_and_newer_bundles_are_named() {
+    let plain = dino_ar::weights::write_safetensors_f32(&[("x", vec![1], &[0.0])], None).unwrap();
+    let e = Bundle::read(&plain).err().unwrap();
+    assert!(
+        e.to_string().starts_with("not a dino-ar model bundle"),
+        "{e}"
+    );
+    let e = Bundle::read(b"garbage bytes here").err().unwrap();
+    assert!(e.to_string().contains("not a weights file"), "{e}");
+    let mut newer = meta();
+    newer.format_version = FORMAT_VERSION + 1;
+    let bytes = Bundle::write(&newer, &[]).unwrap();
+    assert!(matches!(
+        Bundle::read(&bytes).err().unwrap(),
+        BundleError::TooNew { .. }
+    ));
+}
+
+#[test]
+fn knn_scores_match_brute_force_across_chunks() {
+    let device = Device::flex();
+    device.seed(1);
+    // 9000 bank patches: more than one similarity chunk.
+    let train: Tensor<4> = Tensor::random([1, 4, 90, 100], Distribution::Normal(0.0, 1.0), &device);
+    let bank = MemoryBank::from_grids(train.clone());
+    assert_eq!(bank.len(), 9000);
+    let test: Tensor<4> = Tensor::random([1, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+    let got = bank
+        .patch_scores(test.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+
+    let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+    let (b, q) = (host(train), host(test));
+    let unit = |v: Vec<f32>| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<_>>()
+    };
+    let patch = |data: &[f32], n: usize, i: usize| unit((0..4).map(|c| data[c * n + i]).collect());
+    for (i, &score) in got.iter().enumerate() {
+        let qi = patch(&q, 15, i);
+        let best = (0..9000)
+            .map(|j| {
+                patch(&b, 9000, j)
+                    .iter()
+                    .zip(&qi)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+            })
+            .fold(f32::MIN, f32::max);
+        assert!(
+            (got[i] - (1.0 - best)).abs() < 1e-4,
+            "patch {i}: {} vs {}",
+            got[i],
+            1.0 - best
+        );
+    }
+    // A patch that is in the bank scores ~0.
+    let again = bank.patch_scores(Tensor::random(
+        [1, 4, 1, 1],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    ));
+    assert!(again.into_data().try_into_vec::<f32>().unwrap()[0] >= -1e-5);
+}

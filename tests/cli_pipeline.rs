@@ -1,0 +1,274 @@
+//! `dino-ar fit` → `score` → `eval` end to end on a small synthetic MVTec-style dataset, with the
+//! tiny fixture backbone; plus the errors a user meets on the way.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dino_ar::rng::Rng;
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dino-ar"))
+        .args(args)
+        .output()
+        .expect("run dino-ar")
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn fails_with(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+}
+
+/// A striped texture with noise; `defect` paints a bright square and returns its mask.
+fn texture(rng: &mut Rng, size: u32, defect: bool) -> (image::RgbImage, image::GrayImage) {
+    let phase = rng.next_f64() * 6.0;
+    let mut img = image::RgbImage::new(size, size);
+    let mut mask = image::GrayImage::new(size, size);
+    let (dx, dy) = (
+        5 + (rng.next_u64() % 30) as u32,
+        5 + (rng.next_u64() % 30) as u32,
+    );
+    for y in 0..size {
+        for x in 0..size {
+            let v = 110.0 + 60.0 * ((x as f64 * 0.4 + phase).sin()) + 20.0 * rng.next_f64();
+            let mut p = [v as u8, (v * 0.9) as u8, (v * 0.8) as u8];
+            if defect && (dx..dx + 14).contains(&x) && (dy..dy + 14).contains(&y) {
+                p = [250, 20, 20];
+                mask.put_pixel(x, y, image::Luma([255]));
+            }
+            img.put_pixel(x, y, image::Rgb(p));
+        }
+    }
+    (img, mask)
+}
+
+fn dataset(root: &Path) {
+    let mut rng = Rng::new(3);
+    for dir in ["train/good", "test/good", "test/spot", "ground_truth/spot"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for i in 0..10 {
+        texture(&mut rng, 64, false)
+            .0
+            .save(root.join(format!("train/good/{i:03}.png")))
+            .unwrap();
+    }
+    for i in 0..4 {
+        texture(&mut rng, 64, false)
+            .0
+            .save(root.join(format!("test/good/{i:03}.png")))
+            .unwrap();
+        let (img, mask) = texture(&mut rng, 64, true);
+        img.save(root.join(format!("test/spot/{i:03}.png")))
+            .unwrap();
+        // Masks at another size and without the `_mask` suffix for half of them: both tolerated.
+        if i % 2 == 0 {
+            mask.save(root.join(format!("ground_truth/spot/{i:03}_mask.png")))
+                .unwrap();
+        } else {
+            image::imageops::resize(&mask, 32, 32, image::imageops::FilterType::Nearest)
+                .save(root.join(format!("ground_truth/spot/{i:03}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(root.join("train/good/broken.png"), b"not a png").unwrap();
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dino-ar-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn check_metrics(json_path: &Path) {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    for k in ["pixel_auroc", "pixel_ap", "image_auroc", "f1_max", "pro"] {
+        let x = v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+        assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+    }
+    assert_eq!(v["counts"]["images"], 8);
+    assert_eq!(v["counts"]["anomalous_images"], 4);
+    assert_eq!(v["counts"]["anomalous_without_mask"], 0);
+}
+
+#[test]
+fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
+    let root = temp("data");
+    dataset(&root);
+    let backbone = fixture("tiny/hf.safetensors");
+    for method in ["ar", "knn"] {
+        let out = temp(method);
+        let model = out.join("model.safetensors");
+        let o = run(&[
+            "fit",
+            "--backbone",
+            &backbone,
+            "--normal",
+            root.join("train/good").to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--size",
+            "64",
+            "--epochs",
+            "3",
+            "--method",
+            method,
+            "--holdout",
+            "0.2",
+            "--cache",
+            out.join("cache").to_str().unwrap(),
+        ]);
+        ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("broken.png"),
+            "the unreadable image is named: {err}"
+        );
+        assert!(err.contains("fit on 8 images (2 held out)"), "{err}");
+
+        let json = out.join("metrics.json");
+        let o = run(&[
+            "eval",
+            "--backbone",
+            &backbone,
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            root.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        ok(&o);
+        check_metrics(&json);
+
+        let scores = out.join("scores");
+        let spot = root.join("test/spot/000.png");
+        let good = root.join("test/good/000.png");
+        let o = run(&[
+            "score",
+            "--backbone",
+            &backbone,
+            "--model",
+            model.to_str().unwrap(),
+            spot.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--out",
+            scores.to_str().unwrap(),
+        ]);
+        ok(&o);
+        let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "file,score,score_top1,threshold,verdict");
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(
+            lines[1].contains("spot/000.png") && lines[2].contains("good/000.png"),
+            "{csv}"
+        );
+        let overlay = image::open(scores.join("000_overlay.png")).unwrap();
+        assert_eq!((overlay.width(), overlay.height()), (64, 64));
+    }
+}
+
+#[test]
+fn fit_and_score_errors_are_clear() {
+    let root = temp("errors");
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    let backbone = fixture("tiny/hf.safetensors");
+    let out = root.join("m.safetensors");
+    let o = run(&[
+        "fit",
+        "--backbone",
+        &backbone,
+        "--normal",
+        root.join("empty").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "64",
+        "--no-cache",
+    ]);
+    fails_with(&o, &["empty", "no images"]);
+    let o = run(&[
+        "fit",
+        "--backbone",
+        &backbone,
+        "--normal",
+        root.join("empty").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "60",
+        "--no-cache",
+    ]);
+    fails_with(&o, &["--size 60", "multiple of the patch size"]);
+
+    // A bundle fit on the tiny backbone, scored with the SwiGLU backbone: refused, by name.
+    let data = root.join("normals");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = Rng::new(9);
+    for i in 0..3 {
+        texture(&mut rng, 32, false)
+            .0
+            .save(data.join(format!("{i}.png")))
+            .unwrap();
+    }
+    ok(&run(&[
+        "fit",
+        "--backbone",
+        &backbone,
+        "--normal",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+        "--method",
+        "knn",
+        "--no-cache",
+    ]));
+    let img = data.join("0.png");
+    let o = run(&[
+        "score",
+        "--backbone",
+        &fixture("tiny_swiglu/hf.safetensors"),
+        "--model",
+        out.to_str().unwrap(),
+        img.to_str().unwrap(),
+        "--out",
+        root.join("s").to_str().unwrap(),
+    ]);
+    fails_with(&o, &["m.safetensors", "trained on another backbone"]);
+    // Backbone weights where a model is expected.
+    let o = run(&[
+        "score",
+        "--backbone",
+        &backbone,
+        "--model",
+        &backbone,
+        img.to_str().unwrap(),
+        "--out",
+        root.join("s").to_str().unwrap(),
+    ]);
+    fails_with(&o, &["not a dino-ar model bundle"]);
+}
