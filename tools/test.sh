@@ -10,7 +10,7 @@ printf '\n== native tests (cargo test)\n' >&2
 cargo test --all-targets
 
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
-wasm-pack test --headless --chrome -- --test backbone_web
+wasm-pack test --headless --chrome -- --test web
 
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then
   printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2

@@ -1,5 +1,6 @@
-//! Backbone parity inside headless Chromium: on WebGPU (SwiftShader is fine) and on the CPU
-//! backend compiled to wasm. Run with `wasm-pack test --headless --chrome -- --test backbone_web`.
+//! In headless Chromium, on WebGPU (SwiftShader is fine) and on the CPU backend compiled to wasm:
+//! backbone parity with the reference, the AR head's parity, and training with autodiff.
+//! Run with `wasm-pack test --headless --chrome -- --test web`.
 //! Every read-back here is asynchronous, as it must be on WebGPU in a browser.
 #![cfg(target_arch = "wasm32")]
 
@@ -7,10 +8,14 @@ mod common;
 
 use std::cell::RefCell;
 
-use burn::tensor::Device;
+use std::ops::ControlFlow;
+
+use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
+use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
-use dino_ar::weights::WeightsError;
+use dino_ar::train::{FitOptions, fit};
+use dino_ar::weights::{TensorFile, WeightsError};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -150,4 +155,68 @@ fn wasm_bad_weights_are_errors_not_panics() {
         err(b"not weights at all"),
         WeightsError::NotWeights(_)
     ));
+}
+
+async fn ar_head_parity(device: &Device) {
+    let bytes: &[u8] = include_bytes!("fixtures/ar/head_dilated.safetensors");
+    let config = ArConfig {
+        channels: 16,
+        hidden: 12,
+        layers: 5,
+        kernel: 3,
+        variant: Variant::Dilated,
+    };
+    let head = ArHead::from_file(&TensorFile::from_bytes(bytes).unwrap(), &config, device).unwrap();
+    let (shape, input) = fixture_tensor(bytes, "input");
+    let x = Tensor::from_data(
+        TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
+        device,
+    );
+    let out = head
+        .forward(x)
+        .into_data_async()
+        .await
+        .unwrap()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let d = max_abs_diff(&out, &fixture_tensor(bytes, "output").1);
+    assert!(d <= 1e-4, "AR head differs from PyTorch by {d:e}");
+}
+
+async fn training_lowers_the_loss(device: &Device) {
+    use common::synthetic::{C, H, W, normal_grids, small_config};
+    let grids = Tensor::from_data(TensorData::new(normal_grids(8, 1), [8, C, H, W]), device);
+    let options = FitOptions {
+        epochs: 15,
+        batch_size: 4,
+        ..FitOptions::default()
+    };
+    let mut losses = Vec::new();
+    fit(grids, &small_config(), &options, |p| {
+        losses.push(p.loss);
+        ControlFlow::Continue(())
+    })
+    .await
+    .unwrap();
+    let (first, last) = (
+        losses[0] + losses[1],
+        losses[losses.len() - 2] + losses[losses.len() - 1],
+    );
+    assert!(last < 0.5 * first, "loss went from {first} to {last}");
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_ar_head_matches_pytorch() {
+    ar_head_parity(&webgpu().await).await;
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_training_with_autodiff_lowers_the_loss() {
+    training_lowers_the_loss(&webgpu().await).await;
+}
+
+#[wasm_bindgen_test]
+async fn wasm_cpu_ar_head_and_training() {
+    ar_head_parity(&Device::flex()).await;
+    training_lowers_the_loss(&Device::flex()).await;
 }
