@@ -11,8 +11,10 @@ backbone=tests/fixtures/full/hf.safetensors
 [ -f "$backbone" ] || { echo "missing $backbone: run tools/fixtures/make_fixtures.py --full" >&2; exit 1; }
 # The dev profile optimises dependencies (burn) already: no separate release build needed.
 cargo build --bin dino-ar
-bin="$CARGO_TARGET_DIR/debug/dino-ar"
 out="${RESULTS_DIR:-/tmp/dino-ar-results}"; mkdir -p "$out"
+# A private copy: rebuilding the crate meanwhile must not swap the binary between fit and eval.
+cp "$CARGO_TARGET_DIR/debug/dino-ar" "$out/dino-ar"
+bin="$out/dino-ar"
 for ds in lgg_brain_mri kolektorsdd; do
   for method in dilated standard knn; do
     case $method in knn) extra=(--method knn);; *) extra=(--method ar --variant "$method" --epochs "$epochs");; esac

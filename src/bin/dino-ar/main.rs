@@ -386,6 +386,15 @@ mod cli {
             |p| {
                 pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
                 pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
+                if p.step == p.steps {
+                    say(
+                        &pb,
+                        format!(
+                            "epoch {}/{}: last batch loss {:.5}",
+                            p.epoch, p.epochs, p.loss
+                        ),
+                    );
+                }
                 ControlFlow::Continue(())
             },
         ))?;
