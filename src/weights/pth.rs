@@ -353,6 +353,16 @@ impl<'a> Unpickler<'a> {
             .last_mut()
             .ok_or_else(|| corrupt("stack underflow"))
     }
+    fn push_memo(&mut self, key: u64) -> Result<(), WeightsError> {
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("bad memo key {key}")))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
     fn str_of(&mut self, n: usize) -> Result<Value, WeightsError> {
         Ok(Value::Str(
             String::from_utf8_lossy(self.take(n)?).into_owned(),
@@ -478,21 +488,11 @@ impl<'a> Unpickler<'a> {
                 }
                 b'h' => {
                     let k = self.u8()? as u64;
-                    let v = self
-                        .memo
-                        .get(&k)
-                        .cloned()
-                        .ok_or_else(|| corrupt("bad memo key"))?;
-                    self.stack.push(v)
+                    self.push_memo(k)?
                 }
                 b'j' => {
                     let k = self.u32()? as u64;
-                    let v = self
-                        .memo
-                        .get(&k)
-                        .cloned()
-                        .ok_or_else(|| corrupt("bad memo key"))?;
-                    self.stack.push(v)
+                    self.push_memo(k)?
                 }
                 b'c' => {
                     let module = self.line()?;

@@ -311,6 +311,20 @@ mod cli {
         pb.suspend(|| eprintln!("{msg}"));
     }
 
+    /// Decode an image, or name it, count it and move on: one bad file never stops a batch.
+    fn decode_or_skip(
+        pb: &ProgressBar,
+        path: &Path,
+        skipped: &mut usize,
+    ) -> Option<(RgbImage, Vec<u8>)> {
+        data::decode(path)
+            .map_err(|e| {
+                say(pb, format!("skipping unreadable image {e}"));
+                *skipped += 1;
+            })
+            .ok()
+    }
+
     fn model_size(model: &DinoV3, size: &str) -> Result<(usize, usize), String> {
         let (h, w) = parse_size(size)?;
         model
@@ -430,13 +444,8 @@ mod cli {
         let mut grid_size = (0, 0);
         for path in files {
             pb.inc(1);
-            let (img, bytes) = match data::decode(path) {
-                Ok(x) => x,
-                Err(e) => {
-                    say(&pb, format!("skipping unreadable image {e}"));
-                    skipped += 1;
-                    continue;
-                }
+            let Some((img, bytes)) = decode_or_skip(&pb, path, &mut skipped) else {
+                continue;
             };
             let (grid, shape) = match cache.get(&bytes) {
                 Some(hit) => hit,
@@ -488,13 +497,8 @@ mod cli {
         let mut failed = 0;
         for path in &args.images {
             pb.inc(1);
-            let img = match data::decode(path) {
-                Ok((img, _)) => img,
-                Err(e) => {
-                    say(&pb, format!("skipping unreadable image {e}"));
-                    failed += 1;
-                    continue;
-                }
+            let Some((img, _)) = decode_or_skip(&pb, path, &mut failed) else {
+                continue;
             };
             let r = pollster::block_on(det.score(&img))?;
             let verdict = if r.anomalous { "anomalous" } else { "normal" };
@@ -546,13 +550,8 @@ mod cli {
         let (mut skipped, mut no_mask) = (0, 0);
         for t in &test {
             pb.inc(1);
-            let img = match data::decode(&t.path) {
-                Ok((img, _)) => img,
-                Err(e) => {
-                    say(&pb, format!("skipping unreadable image {e}"));
-                    skipped += 1;
-                    continue;
-                }
+            let Some((img, _)) = decode_or_skip(&pb, &t.path, &mut skipped) else {
+                continue;
             };
             let r = pollster::block_on(det.score(&img))?;
             *categories.entry(t.category.as_str()).or_default() += 1;
