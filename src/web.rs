@@ -1,19 +1,26 @@
 //! The wasm-bindgen surface the page drives. A thin shell: it picks the device, moves bytes in and
 //! numbers out, and turns every error into a JS `Error` with the library's message.
 //!
-//! Every method returns a Promise; nothing reads a tensor synchronously (WebGPU in the browser
-//! cannot), and the WebGPU device is initialised before any tensor exists.
+//! [`Session`] holds the state and does the work with Rust types (the in-browser tests drive it
+//! directly); [`Detector`] wraps it for JavaScript. Every method returns a Promise; nothing reads a
+//! tensor synchronously (WebGPU in the browser cannot), and the WebGPU device is initialised
+//! before any tensor exists. A failed call leaves the session as it was.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use js_sys::{Float32Array, Object, Promise, Reflect};
+use js_sys::{Array, Float32Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::ar::{ArConfig, Variant};
 use crate::backbone::{DinoV3, load_backbone};
+use crate::bundle::Bundle;
+use crate::detector::{self, AnomalyMap, FitMethod, NormalGrid};
 use crate::preprocess::RgbImage;
+use crate::train::{FitOptions, Progress};
 
 thread_local! {
     /// burn registers one wgpu runtime per page: initialise it once, share it afterwards.
@@ -58,29 +65,285 @@ async fn webgpu_device() -> Result<WebGpu, String> {
     Ok(found)
 }
 
+/// The page's WebGPU device (initialised on first use, shared afterwards), with its label.
+/// Anything else on the page that needs burn on WebGPU must come through here: burn registers
+/// one wgpu runtime per page.
+pub async fn webgpu() -> Result<(Device, String), String> {
+    webgpu_device().await.map(|g| (g.device, g.label))
+}
+
 /// What `loadBackbone` resolves to: the architecture read from the file.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BackboneInfo {
-    layout: String,
-    format: String,
-    hidden_size: usize,
-    layers: usize,
-    heads: usize,
-    registers: usize,
-    patch_size: usize,
+pub struct BackboneInfo {
+    pub layout: String,
+    pub format: String,
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub registers: usize,
+    pub patch_size: usize,
+    pub fingerprint: String,
 }
 
-struct State {
+/// What `loadModel` resolves to.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    pub method: String,
+    pub input_height: usize,
+    pub input_width: usize,
+    pub threshold: f32,
+    pub display_low: f32,
+    pub display_high: f32,
+    pub train_images: usize,
+}
+
+/// Settings of `fit`; every field is optional on the JS side.
+#[derive(Debug, Clone)]
+pub struct WebFitOptions {
+    pub epochs: usize,
+    pub variant: Variant,
+    pub seed: u64,
+    pub size: (usize, usize),
+    pub method_knn: bool,
+}
+
+impl Default for WebFitOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 40,
+            variant: Variant::Dilated,
+            seed: 42,
+            size: (448, 448),
+            method_knn: false,
+        }
+    }
+}
+
+/// The state behind a `Detector`, with the work done in Rust types.
+pub struct Session {
     device: Device,
     backend: String,
-    backbone: Option<DinoV3>,
+    backbone: RefCell<Option<DinoV3>>,
+    detector: RefCell<Option<Rc<detector::Detector>>>,
+    cancel: Cell<bool>,
+}
+
+impl Session {
+    pub async fn create(kind: &str) -> Result<Self, String> {
+        let (device, backend) = match kind {
+            "cpu" => (Device::flex(), "cpu".to_string()),
+            "webgpu" => {
+                let gpu = webgpu_device().await?;
+                (gpu.device, gpu.label)
+            }
+            "auto" => match webgpu_device().await {
+                Ok(gpu) if !gpu.software => (gpu.device, gpu.label),
+                Ok(gpu) => (
+                    Device::flex(),
+                    format!(
+                        "cpu (the only WebGPU adapter is a software one: {})",
+                        gpu.label
+                    ),
+                ),
+                Err(why) => (Device::flex(), format!("cpu ({why})")),
+            },
+            other => {
+                return Err(format!(
+                    "unknown backend `{other}`: use \"webgpu\", \"cpu\" or \"auto\""
+                ));
+            }
+        };
+        Ok(Self {
+            device,
+            backend,
+            backbone: RefCell::new(None),
+            detector: RefCell::new(None),
+            cancel: Cell::new(false),
+        })
+    }
+
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    fn backbone(&self) -> Result<DinoV3, String> {
+        self.backbone
+            .borrow()
+            .clone()
+            .ok_or_else(|| "no backbone loaded: call loadBackbone first".to_string())
+    }
+
+    /// Replaces the backbone; a model loaded for another backbone is dropped with it.
+    pub fn load_backbone(
+        &self,
+        bytes: &[u8],
+        config_json: Option<&str>,
+    ) -> Result<BackboneInfo, String> {
+        let loaded = load_backbone(bytes, config_json, &self.device).map_err(|e| e.to_string())?;
+        let c = &loaded.model.config;
+        let info = BackboneInfo {
+            layout: loaded.layout.to_string(),
+            format: loaded.format.to_string(),
+            hidden_size: c.hidden_size,
+            layers: c.num_layers,
+            heads: c.num_heads,
+            registers: c.num_registers,
+            patch_size: c.patch_size,
+            fingerprint: loaded.model.fingerprint.clone(),
+        };
+        let keep = self
+            .detector
+            .borrow()
+            .as_ref()
+            .is_some_and(|d| d.backbone.fingerprint == loaded.model.fingerprint);
+        if !keep {
+            *self.detector.borrow_mut() = None;
+        }
+        *self.backbone.borrow_mut() = Some(loaded.model);
+        Ok(info)
+    }
+
+    pub fn load_model(&self, bytes: &[u8]) -> Result<ModelInfo, String> {
+        let backbone = self
+            .backbone()
+            .map_err(|_| "load the backbone before the model".to_string())?;
+        let bundle = Bundle::read(bytes).map_err(|e| e.to_string())?;
+        let det = detector::Detector::new(backbone, &bundle).map_err(|e| e.to_string())?;
+        let m = &det.meta;
+        let info = ModelInfo {
+            method: match m.method {
+                crate::bundle::Method::Ar { ref config, .. } => {
+                    format!("ar ({:?})", config.variant).to_lowercase()
+                }
+                crate::bundle::Method::Knn { .. } => "knn".into(),
+            },
+            input_height: m.input_size.0,
+            input_width: m.input_size.1,
+            threshold: m.calibration.threshold,
+            display_low: m.calibration.display_low,
+            display_high: m.calibration.display_high,
+            train_images: m.train_images,
+        };
+        *self.detector.borrow_mut() = Some(Rc::new(det));
+        Ok(info)
+    }
+
+    /// Normalised pixels `[3·h·w]` → (channel-major grid `[D, gh, gw]`, gh, gw).
+    pub async fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        h: usize,
+        w: usize,
+    ) -> Result<(Vec<f32>, usize, usize), String> {
+        let model = self.backbone()?;
+        let out = model.forward(model.pixels_tensor(pixels, h, w)?)?;
+        let (gh, gw) = out.grid;
+        let data = out
+            .patch_grid()
+            .into_data_async()
+            .await
+            .map_err(|e| format!("reading back failed: {e:?}"))?;
+        Ok((
+            data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
+            gh,
+            gw,
+        ))
+    }
+
+    pub async fn score(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<AnomalyMap, String> {
+        let det = self
+            .detector
+            .borrow()
+            .clone()
+            .ok_or_else(|| "no model loaded: call loadModel (or fit) first".to_string())?;
+        let img = RgbImage::from_rgba8(rgba, width, height)?;
+        det.score(&img).await
+    }
+
+    /// Fit on normal images and return the bundle bytes; `progress` sees every step.
+    pub async fn fit(
+        &self,
+        images: &[(Vec<u8>, usize, usize)],
+        options: &WebFitOptions,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Vec<u8>, String> {
+        let backbone = self.backbone()?;
+        let (h, w) = options.size;
+        backbone.config.grid(h, w)?;
+        self.cancel.set(false);
+        let mut normals = Vec::with_capacity(images.len());
+        let mut grid = (0, 0);
+        for (k, (rgba, width, height)) in images.iter().enumerate() {
+            let img = RgbImage::from_rgba8(rgba, *width, *height)
+                .map_err(|e| format!("image {k}: {e}"))?;
+            let g = detector::embed(&backbone, &img, (h, w))?;
+            let dims = g.dims();
+            grid = (dims[2], dims[3]);
+            let values = g.into_data_async().await.map_err(|e| format!("{e:?}"))?;
+            normals.push(NormalGrid {
+                grid: values.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
+                width: *width,
+                height: *height,
+            });
+            if self.cancel.get() {
+                return Err("training cancelled".into());
+            }
+        }
+        let method = if options.method_knn {
+            FitMethod::Knn
+        } else {
+            let config = ArConfig {
+                variant: options.variant,
+                ..ArConfig::new(backbone.config.hidden_size)
+            };
+            let fit_options = FitOptions {
+                epochs: options.epochs,
+                seed: options.seed,
+                ..FitOptions::default()
+            };
+            FitMethod::Ar {
+                config,
+                options: fit_options,
+            }
+        };
+        let cancel = &self.cancel;
+        detector::fit_model(
+            &normals,
+            grid,
+            (h, w),
+            &backbone,
+            method,
+            0.1,
+            0.99,
+            options.seed,
+            |p| {
+                progress(p);
+                if cancel.get() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.set(true);
+    }
 }
 
 /// Holds the device and the loaded models. One per page (or per worker).
 #[wasm_bindgen]
 pub struct Detector {
-    state: Rc<RefCell<State>>,
+    session: Rc<Session>,
 }
 
 fn js_err(msg: impl AsRef<str>) -> JsValue {
@@ -92,42 +355,99 @@ fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(obj, &key.into(), &value.into());
 }
 
+fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(obj, &key.into())
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn grid_object(data: &[f32], gh: usize, gw: usize) -> JsValue {
+    let out = Object::new();
+    set(&out, "data", Float32Array::from(data));
+    set(&out, "gridH", gh as u32);
+    set(&out, "gridW", gw as u32);
+    out.into()
+}
+
+fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsValue> {
+    serde_wasm_bindgen::to_value(value).map_err(|e| js_err(e.to_string()))
+}
+
+/// `{ epochs, variant, seed, size, method }`, all optional.
+fn fit_options(js: &JsValue) -> Result<WebFitOptions, String> {
+    let mut o = WebFitOptions::default();
+    if js.is_undefined() || js.is_null() {
+        return Ok(o);
+    }
+    let number = |key: &str| {
+        get(js, key).map(|v| {
+            v.as_f64()
+                .ok_or(format!("fit option `{key}` must be a number"))
+        })
+    };
+    if let Some(e) = number("epochs") {
+        let e = e?;
+        if !(e >= 1.0 && e.fract() == 0.0) {
+            return Err(format!(
+                "fit option `epochs` must be a whole number ≥ 1, got {e}"
+            ));
+        }
+        o.epochs = e as usize;
+    }
+    if let Some(s) = number("seed") {
+        o.seed = s? as u64;
+    }
+    if let Some(s) = number("size") {
+        let s = s? as usize;
+        o.size = (s, s);
+    }
+    if let Some(v) = get(js, "variant") {
+        o.variant = Variant::parse(&v.as_string().unwrap_or_default())?;
+    }
+    if let Some(m) = get(js, "method") {
+        o.method_knn = match m.as_string().as_deref() {
+            Some("knn") => true,
+            Some("ar") => false,
+            other => {
+                return Err(format!(
+                    "fit option `method` must be \"ar\" or \"knn\", got {other:?}"
+                ));
+            }
+        };
+    }
+    Ok(o)
+}
+
+/// `[{ rgba, width, height }]` → owned buffers.
+fn fit_images(js: &JsValue) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
+    let array: &Array = js
+        .dyn_ref()
+        .ok_or("fit expects an array of { rgba, width, height }")?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(k, item)| {
+            let rgba = get(&item, "rgba").ok_or(format!("image {k}: missing `rgba`"))?;
+            let rgba = Uint8Array::new(&rgba).to_vec();
+            let dim = |key: &str| {
+                get(&item, key)
+                    .and_then(|v| v.as_f64())
+                    .ok_or(format!("image {k}: missing `{key}`"))
+            };
+            Ok((rgba, dim("width")? as usize, dim("height")? as usize))
+        })
+        .collect()
+}
+
 #[wasm_bindgen]
 impl Detector {
     /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
     /// CPU backend (a software WebGPU adapter is far slower than it).
     pub fn create(kind: String) -> Promise {
         future_to_promise(async move {
-            let (device, backend) = match kind.as_str() {
-                "cpu" => (Device::flex(), "cpu".to_string()),
-                "webgpu" => {
-                    let gpu = webgpu_device().await.map_err(js_err)?;
-                    (gpu.device, gpu.label)
-                }
-                "auto" => match webgpu_device().await {
-                    Ok(gpu) if !gpu.software => (gpu.device, gpu.label),
-                    Ok(gpu) => (
-                        Device::flex(),
-                        format!(
-                            "cpu (the only WebGPU adapter is a software one: {})",
-                            gpu.label
-                        ),
-                    ),
-                    Err(why) => (Device::flex(), format!("cpu ({why})")),
-                },
-                other => {
-                    return Err(js_err(format!(
-                        "unknown backend `{other}`: use \"webgpu\", \"cpu\" or \"auto\""
-                    )));
-                }
-            };
-            let state = State {
-                device,
-                backend,
-                backbone: None,
-            };
+            let session = Session::create(&kind).await.map_err(js_err)?;
             Ok(Detector {
-                state: Rc::new(RefCell::new(state)),
+                session: Rc::new(session),
             }
             .into())
         })
@@ -136,42 +456,47 @@ impl Detector {
     /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.state.borrow().backend.clone()
+        self.session.backend().to_string()
     }
 
-    /// Load DINOv3 weights (HF safetensors, Meta .pth, or Meta keys in safetensors) and, optionally,
-    /// the Hugging Face `config.json` text. Resolves to a summary of the architecture.
+    /// Load DINOv3 weights and, optionally, the Hugging Face `config.json` text.
     #[wasm_bindgen(js_name = loadBackbone)]
     pub fn load_backbone(&self, bytes: Vec<u8>, config_json: Option<String>) -> Promise {
-        let state = self.state.clone();
+        let s = self.session.clone();
         future_to_promise(async move {
-            let device = state.borrow().device.clone();
-            let loaded = load_backbone(&bytes, config_json.as_deref(), &device)
-                .map_err(|e| js_err(e.to_string()))?;
-            let c = &loaded.model.config;
-            let info = BackboneInfo {
-                layout: loaded.layout.to_string(),
-                format: loaded.format.to_string(),
-                hidden_size: c.hidden_size,
-                layers: c.num_layers,
-                heads: c.num_heads,
-                registers: c.num_registers,
-                patch_size: c.patch_size,
-            };
-            let info = serde_wasm_bindgen::to_value(&info).map_err(|e| js_err(e.to_string()))?;
-            state.borrow_mut().backbone = Some(loaded.model);
-            Ok(info)
+            to_js(
+                &s.load_backbone(&bytes, config_json.as_deref())
+                    .map_err(js_err)?,
+            )
         })
+    }
+
+    /// Load a model bundle (from `dino-ar fit` or `fit` here) made with the loaded backbone.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub fn load_model(&self, bytes: Vec<u8>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move { to_js(&s.load_model(&bytes).map_err(js_err)?) })
     }
 
     /// Normalised pixels `[3·h·w]` → `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
     #[wasm_bindgen(js_name = embedPixels)]
     pub fn embed_pixels(&self, pixels: Vec<f32>, height: usize, width: usize) -> Promise {
-        let state = self.state.clone();
-        future_to_promise(async move { embed(&state, pixels, height, width).await })
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let (data, gh, gw) = s
+                .embed_pixels(pixels, height, width)
+                .await
+                .map_err(js_err)?;
+            let out = Object::new();
+            set(&out, "data", Float32Array::from(data.as_slice()));
+            set(&out, "gridH", gh as u32);
+            set(&out, "gridW", gw as u32);
+            Ok(out.into())
+        })
     }
 
-    /// RGBA bytes (a canvas `ImageData`) → resized to `sizeH × sizeW`, normalised and embedded.
+    /// RGBA bytes (a canvas `ImageData`) → resized to `sizeH × sizeW`, normalised and embedded:
+    /// `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
     #[wasm_bindgen(js_name = embedImage)]
     pub fn embed_image(
         &self,
@@ -181,39 +506,62 @@ impl Detector {
         size_h: usize,
         size_w: usize,
     ) -> Promise {
-        let state = self.state.clone();
+        let s = self.session.clone();
         future_to_promise(async move {
             let img = RgbImage::from_rgba8(&rgba, width, height).map_err(js_err)?;
-            embed(&state, img.to_model_input(size_h, size_w), size_h, size_w).await
+            let (data, gh, gw) = s
+                .embed_pixels(img.to_model_input(size_h, size_w), size_h, size_w)
+                .await
+                .map_err(js_err)?;
+            Ok(grid_object(&data, gh, gw))
         })
     }
-}
 
-async fn embed(
-    state: &Rc<RefCell<State>>,
-    pixels: Vec<f32>,
-    height: usize,
-    width: usize,
-) -> Result<JsValue, JsValue> {
-    let model = state
-        .borrow()
-        .backbone
-        .clone()
-        .ok_or_else(|| js_err("no backbone loaded: call loadBackbone first"))?;
-    let input = model.pixels_tensor(pixels, height, width).map_err(js_err)?;
-    let out = model.forward(input).map_err(js_err)?;
-    let (gh, gw) = out.grid;
-    let data = out
-        .patch_grid()
-        .into_data_async()
-        .await
-        .map_err(|e| js_err(format!("reading the embeddings back failed: {e:?}")))?;
-    let values = data
-        .as_slice::<f32>()
-        .map_err(|e| js_err(format!("{e:?}")))?;
-    let result = Object::new();
-    set(&result, "data", Float32Array::from(values));
-    set(&result, "gridH", gh as u32);
-    set(&result, "gridW", gw as u32);
-    Ok(result.into())
+    /// RGBA bytes → `{ map: Float32Array (width·height), width, height, grid, gridH, gridW,
+    /// score, scoreTop1, threshold, anomalous }`.
+    pub fn score(&self, rgba: Vec<u8>, width: usize, height: usize) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let r = s.score(&rgba, width, height).await.map_err(js_err)?;
+            let out = Object::new();
+            set(&out, "map", Float32Array::from(r.map.as_slice()));
+            set(&out, "width", r.width as u32);
+            set(&out, "height", r.height as u32);
+            set(&out, "grid", Float32Array::from(r.grid.as_slice()));
+            set(&out, "gridH", r.grid_h as u32);
+            set(&out, "gridW", r.grid_w as u32);
+            set(&out, "score", r.score.max);
+            set(&out, "scoreTop1", r.score.top1);
+            set(&out, "threshold", r.threshold);
+            set(&out, "anomalous", r.anomalous);
+            Ok(out.into())
+        })
+    }
+
+    /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`).
+    /// `onProgress({ epoch, epochs, step, steps, loss })` is called after every step.
+    pub fn fit(&self, images: JsValue, options: JsValue, on_progress: Option<Function>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let images = fit_images(&images).map_err(js_err)?;
+            let options = fit_options(&options).map_err(js_err)?;
+            let bytes = s
+                .fit(&images, &options, |p| {
+                    if let Some(f) = &on_progress
+                        && let Ok(v) = serde_wasm_bindgen::to_value(&p)
+                    {
+                        // A throwing callback must not abort the training.
+                        let _ = f.call1(&JsValue::NULL, &v);
+                    }
+                })
+                .await
+                .map_err(js_err)?;
+            Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// Stop a running `fit` at its next step; its promise rejects with "training cancelled".
+    pub fn cancel(&self) {
+        self.session.cancel();
+    }
 }

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::cell::RefCell;
-
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -15,25 +13,18 @@ use common::*;
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
 use dino_ar::train::{FitOptions, fit};
+use dino_ar::web::{Session, WebFitOptions};
 use dino_ar::weights::{TensorFile, WeightsError};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-thread_local! {
-    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
-}
-
-/// The WebGPU device, initialised once (before any tensor exists) and shared by all tests.
+/// The WebGPU device, initialised once (before any tensor exists) by the library and shared.
 async fn webgpu() -> Device {
-    if let Some(d) = WEBGPU.with(|w| w.borrow().clone()) {
-        return d;
-    }
-    let device = Device::wgpu_options()
-        .init_async()
+    let (device, label) = dino_ar::web::webgpu()
         .await
         .expect("WebGPU adapter (Chromium needs --enable-unsafe-webgpu)");
-    WEBGPU.with(|w| *w.borrow_mut() = Some(device.clone()));
+    web_sys::console::log_1(&format!("WebGPU adapter: {label}").into());
     device
 }
 
@@ -219,4 +210,78 @@ async fn webgpu_training_with_autodiff_lowers_the_loss() {
 async fn wasm_cpu_ar_head_and_training() {
     ar_head_parity(&Device::flex()).await;
     training_lowers_the_loss(&Device::flex()).await;
+}
+
+/// Small RGBA textures: stripes with a per-image phase; `defect` paints a red square.
+fn rgba_texture(seed: u64, size: usize, defect: bool) -> Vec<u8> {
+    let mut rng = dino_ar::rng::Rng::new(seed);
+    let phase = rng.next_f64() * 6.0;
+    let mut out = Vec::with_capacity(size * size * 4);
+    for y in 0..size {
+        for x in 0..size {
+            let v = (110.0 + 60.0 * (x as f64 * 0.4 + phase).sin() + 20.0 * rng.next_f64()) as u8;
+            let red = defect && (20..34).contains(&x) && (20..34).contains(&y);
+            out.extend_from_slice(&if red {
+                [250, 20, 20, 255]
+            } else {
+                [v, v, v, 255]
+            });
+        }
+    }
+    out
+}
+
+async fn session_fit_load_score(kind: &str) {
+    let s = Session::create(kind).await.unwrap();
+    // Errors before anything is loaded, and the session stays usable after them.
+    let e = s
+        .score(&rgba_texture(1, 64, false), 64, 64)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("no model loaded"), "{e}");
+    let e = s.load_model(b"garbage").err().unwrap();
+    assert!(e.contains("load the backbone"), "{e}");
+    let e = s.load_backbone(&TINY_HF[..1000], None).err().unwrap();
+    assert!(e.contains("truncated"), "{e}");
+    s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
+
+    let images: Vec<(Vec<u8>, usize, usize)> = (0..6)
+        .map(|k| (rgba_texture(10 + k, 64, false), 64, 64))
+        .collect();
+    let options = WebFitOptions {
+        epochs: 3,
+        size: (64, 64),
+        ..WebFitOptions::default()
+    };
+    let mut steps = 0;
+    let bundle = s.fit(&images, &options, |_| steps += 1).await.unwrap();
+    assert_eq!(steps, 3, "one step per epoch with 5 training images");
+    let e = s.load_model(TINY_HF).err().unwrap();
+    assert!(e.contains("not a dino-ar model bundle"), "{e}");
+    let info = s.load_model(&bundle).unwrap();
+    assert_eq!((info.input_height, info.input_width), (64, 64));
+    let r = s.score(&rgba_texture(99, 64, true), 64, 64).await.unwrap();
+    assert_eq!(r.map.len(), 64 * 64);
+    assert!(r.score.max.is_finite() && r.threshold.is_finite());
+    let e = s.score(&[], 0, 0).await.err().unwrap();
+    assert!(e.contains("empty"), "{e}");
+    // Cancelling mid-run rejects with a clear message.
+    let e = s
+        .fit(&images, &options, |_| s.cancel())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e, "training cancelled");
+}
+
+#[wasm_bindgen_test]
+async fn session_on_cpu_fits_loads_and_scores() {
+    session_fit_load_score("cpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn session_on_webgpu_fits_loads_and_scores() {
+    webgpu().await;
+    session_fit_load_score("webgpu").await;
 }
