@@ -4,6 +4,10 @@ use serde::Deserialize;
 
 use crate::weights::WeightsError;
 
+/// Largest model input side accepted: attention is quadratic in the token count, and a typo in
+/// `--size` should be an error, not an out-of-memory crash.
+pub const MAX_INPUT_SIDE: usize = 4096;
+
 /// Everything the forward pass needs to know about the architecture.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackboneConfig {
@@ -49,6 +53,11 @@ impl BackboneConfig {
             return Err(format!(
                 "input size {height}x{width} is not a positive multiple of the patch size {p} \
                  in both dimensions"
+            ));
+        }
+        if height > MAX_INPUT_SIDE || width > MAX_INPUT_SIDE {
+            return Err(format!(
+                "input size {height}x{width} is too large: at most {MAX_INPUT_SIDE} pixels per side"
             ));
         }
         Ok((height / p, width / p))
@@ -146,6 +155,7 @@ mod tests {
         assert_eq!(c.head_dim(), 64);
         assert_eq!(c.grid(448, 224).unwrap(), (28, 14));
         assert!(c.grid(450, 224).unwrap_err().contains("450x224"));
+        assert!(c.grid(8192, 448).unwrap_err().contains("too large"));
     }
 
     #[test]
