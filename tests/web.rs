@@ -285,3 +285,59 @@ async fn session_on_webgpu_fits_loads_and_scores() {
     webgpu().await;
     session_fit_load_score("webgpu").await;
 }
+
+/// A model fit natively (the CLI's path, golden file) scores the same here; one fit here equals it.
+async fn golden_cross_check(kind: &str) {
+    use common::golden::{self, SEED, SIZE};
+    let s = Session::create(kind).await.unwrap();
+    s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
+    let expected_map = fixture_tensor(golden::MAP, "map").1;
+
+    // CLI → page.
+    s.load_model(golden::BUNDLE).unwrap();
+    let r = s.score(&golden::defective(), SIZE, SIZE).await.unwrap();
+    let d = max_abs_diff(&r.map, &expected_map);
+    assert!(
+        d <= 1e-3,
+        "{kind}: golden bundle scores differently in the page: {d:e}"
+    );
+
+    // Page → CLI: the bundle fit here holds the same bank and calibration.
+    let options = WebFitOptions {
+        method_knn: true,
+        size: (SIZE, SIZE),
+        seed: SEED,
+        ..WebFitOptions::default()
+    };
+    let bytes = s.fit(&golden::normals(), &options, |_| {}).await.unwrap();
+    let ours = dino_ar::bundle::Bundle::read(&bytes).unwrap();
+    let theirs = dino_ar::bundle::Bundle::read(golden::BUNDLE).unwrap();
+    let bank =
+        |b: &dino_ar::bundle::Bundle| b.tensors.get("memory_bank").unwrap().to_f32("m").unwrap();
+    assert!(
+        max_abs_diff(&bank(&ours), &bank(&theirs)) <= 1e-3,
+        "{kind}: memory banks differ"
+    );
+    let (a, b) = (
+        ours.meta.calibration.threshold,
+        theirs.meta.calibration.threshold,
+    );
+    assert!((a - b).abs() <= 1e-3, "{kind}: thresholds {a} vs {b}");
+    s.load_model(&bytes).unwrap();
+    let r = s.score(&golden::defective(), SIZE, SIZE).await.unwrap();
+    assert!(
+        max_abs_diff(&r.map, &expected_map) <= 1e-3,
+        "{kind}: page-fit model scores differently"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn cli_and_page_bundles_score_alike_on_cpu() {
+    golden_cross_check("cpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn cli_and_page_bundles_score_alike_on_webgpu() {
+    webgpu().await;
+    golden_cross_check("webgpu").await;
+}

@@ -110,3 +110,46 @@ pub mod synthetic {
         }
     }
 }
+
+/// The golden cross-check shared by the native and in-browser tests: a kNN model fit on small
+/// synthetic RGBA textures with the tiny backbone, and one defective image to score.
+pub mod golden {
+    use dino_ar::rng::Rng;
+
+    pub const SIZE: usize = 32;
+    pub const SEED: u64 = 42;
+    pub const BUNDLE: &[u8] = include_bytes!("../fixtures/golden/knn_bundle.safetensors");
+    pub const MAP: &[u8] = include_bytes!("../fixtures/golden/knn_map.safetensors");
+
+    /// Stripes with a per-image phase; `defect` paints a red square.
+    pub fn rgba_texture(seed: u64, size: usize, defect: bool) -> Vec<u8> {
+        let mut rng = Rng::new(seed);
+        let phase = rng.next_f64() * 6.0;
+        let mut out = Vec::with_capacity(size * size * 4);
+        for y in 0..size {
+            for x in 0..size {
+                let v =
+                    (110.0 + 60.0 * (x as f64 * 0.4 + phase).sin() + 20.0 * rng.next_f64()) as u8;
+                let red = defect
+                    && (size / 3..size / 3 + 8).contains(&x)
+                    && (size / 3..size / 3 + 8).contains(&y);
+                out.extend_from_slice(&if red {
+                    [250, 20, 20, 255]
+                } else {
+                    [v, v, v, 255]
+                });
+            }
+        }
+        out
+    }
+
+    pub fn normals() -> Vec<(Vec<u8>, usize, usize)> {
+        (0..6)
+            .map(|k| (rgba_texture(100 + k, SIZE, false), SIZE, SIZE))
+            .collect()
+    }
+
+    pub fn defective() -> Vec<u8> {
+        rgba_texture(7, SIZE, true)
+    }
+}

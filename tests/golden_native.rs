@@ -1,0 +1,72 @@
+//! The golden kNN model and map that the in-browser tests compare against: a model fit natively
+//! (the CLI's code path) must score the same in the page, and one fit in the page must equal it.
+//! `DINO_AR_REGEN_GOLDEN=1 cargo test --test golden_native` rewrites the files; otherwise this test
+//! fails when the native result drifts from them.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use burn::tensor::Device;
+use common::golden::{self, SEED, SIZE};
+use common::{TINY_CONFIG, TINY_HF, fixture_tensor, max_abs_diff};
+use dino_ar::backbone::load_backbone;
+use dino_ar::bundle::Bundle;
+use dino_ar::detector::{Detector, FitMethod, NormalGrid, embed, fit_model};
+use dino_ar::preprocess::RgbImage;
+use dino_ar::weights::{TensorFile, write_safetensors_f32};
+
+#[test]
+fn golden_knn_model_and_map_are_current() {
+    let device = Device::flex();
+    let backbone = load_backbone(TINY_HF, Some(TINY_CONFIG), &device)
+        .unwrap()
+        .model;
+    let normals: Vec<NormalGrid> = golden::normals()
+        .iter()
+        .map(|(rgba, w, h)| {
+            let img = RgbImage::from_rgba8(rgba, *w, *h).unwrap();
+            let grid = embed(&backbone, &img, (SIZE, SIZE)).unwrap();
+            NormalGrid {
+                grid: grid.into_data().try_into_vec::<f32>().unwrap(),
+                width: *w,
+                height: *h,
+            }
+        })
+        .collect();
+    let grid = (SIZE / 16, SIZE / 16);
+    let bundle = pollster::block_on(fit_model(
+        &normals,
+        grid,
+        (SIZE, SIZE),
+        &backbone,
+        FitMethod::Knn,
+        0.1,
+        0.99,
+        SEED,
+        |_| ControlFlow::Continue(()),
+    ))
+    .unwrap();
+    let det = Detector::new(backbone, &Bundle::read(&bundle).unwrap()).unwrap();
+    let img = RgbImage::from_rgba8(&golden::defective(), SIZE, SIZE).unwrap();
+    let map = pollster::block_on(det.score(&img)).unwrap().map;
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    if std::env::var_os("DINO_AR_REGEN_GOLDEN").is_some() {
+        std::fs::write(dir.join("knn_bundle.safetensors"), &bundle).unwrap();
+        let bytes = write_safetensors_f32(&[("map", vec![SIZE, SIZE], &map)], None).unwrap();
+        std::fs::write(dir.join("knn_map.safetensors"), bytes).unwrap();
+        return;
+    }
+    let committed = Bundle::read(golden::BUNDLE).unwrap();
+    let fresh = Bundle::read(&bundle).unwrap();
+    assert_eq!(fresh.meta.method, committed.meta.method);
+    let bank = |f: &TensorFile| f.get("memory_bank").unwrap().to_f32("memory_bank").unwrap();
+    assert!(max_abs_diff(&bank(&fresh.tensors), &bank(&committed.tensors)) <= 1e-6);
+    let d = max_abs_diff(&map, &fixture_tensor(golden::MAP, "map").1);
+    assert!(
+        d <= 1e-6,
+        "native map drifted from the golden file by {d:e}; regenerate if intended"
+    );
+}
