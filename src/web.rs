@@ -539,12 +539,20 @@ impl Detector {
     }
 
     /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`).
-    /// `onProgress({ epoch, epochs, step, steps, loss })` is called after every step.
+    /// Options `{ epochs, variant, seed, size, method: "ar" | "knn", signal: AbortSignal }`, all
+    /// optional. `onProgress({ epoch, epochs, step, steps, loss })` is called after every step.
     pub fn fit(&self, images: JsValue, options: JsValue, on_progress: Option<Function>) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
             let images = fit_images(&images).map_err(js_err)?;
+            // `{ signal }`: an AbortSignal; aborting it cancels like `cancel()`.
+            let signal = get(&options, "signal");
+            let aborted =
+                |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
             let options = fit_options(&options).map_err(js_err)?;
+            if signal.as_ref().is_some_and(aborted) {
+                return Err(js_err("training cancelled"));
+            }
             let bytes = s
                 .fit(&images, &options, |p| {
                     if let Some(f) = &on_progress
@@ -552,6 +560,10 @@ impl Detector {
                     {
                         // A throwing callback must not abort the training.
                         let _ = f.call1(&JsValue::NULL, &v);
+                    }
+                    // After the callback, so an abort from inside it stops at this step.
+                    if signal.as_ref().is_some_and(aborted) {
+                        s.cancel();
                     }
                 })
                 .await

@@ -12,6 +12,12 @@ cargo test --all-targets
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
 wasm-pack test --headless --chrome -- --test web
 
+printf '\n== the pkg/ JavaScript API in headless Chromium (tests/js/api.mjs)\n' >&2
+# --dev shares the compiled dependencies of the wasm tests above.
+wasm-pack build --dev --target web --out-dir pkg
+(cd tests/js && npm ci --no-audit --no-fund --silent)
+node tests/js/api.mjs
+
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then
   printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2
 fi

@@ -1,0 +1,87 @@
+// The pkg/ JavaScript API end to end in headless Chromium: the JS glue, Promises, JS Errors,
+// progress callbacks and AbortSignal — what a page importing pkg/ actually sees.
+// Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const port = 18000 + Math.floor(Math.random() * 2000);
+const server = spawn("python3", [join(root, "tools", "serve.py"), String(port)], { stdio: ["ignore", "pipe", "ignore"] });
+await new Promise((resolve) => server.stdout.once("data", resolve));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let failed = false;
+try {
+  const page = await browser.newPage();
+  const outside = [];
+  page.on("request", (r) => { if (!r.url().startsWith(`http://localhost:${port}/`)) outside.push(r.url()); });
+  await page.goto(`http://localhost:${port}/`);
+  const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
+  const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
+  const result = await page.evaluate(async ({ weights, config }) => {
+    const { default: init, Detector } = await import("/pkg/dino_ar.js");
+    await init();
+    const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
+    const texture = (seed, defect) => {
+      const rgba = new Uint8Array(32 * 32 * 4);
+      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) {
+        const v = 110 + 60 * Math.sin(x * 0.4 + seed) + 20 * ((x * 7 + y * 13 + seed * 17) % 10) / 10;
+        const red = defect && x >= 10 && x < 18 && y >= 10 && y < 18;
+        rgba.set(red ? [250, 20, 20, 255] : [v, v, v, 255], (y * 32 + x) * 4);
+      }
+      return { rgba, width: 32, height: 32 };
+    };
+    const out = {};
+    const det = await Detector.create("cpu");
+    out.backend = det.backend;
+    const err = async (f) => { try { await f(); return "no error"; } catch (e) { return `${e instanceof Error}:${e.message}`; } };
+    out.scoreFirst = await err(() => det.score(new Uint8Array(16), 2, 2));
+    out.badWeights = await err(() => det.loadBackbone(new Uint8Array([1, 2, 3]), undefined));
+    out.info = await det.loadBackbone(bytes, config);
+    const images = [0, 1, 2, 3, 4, 5].map((k) => texture(k, false));
+    const progress = [];
+    const bundle = await det.fit(images, { epochs: 2, size: 32, seed: 1 }, (p) => progress.push(p));
+    out.progress = progress.length;
+    out.firstProgress = progress[0];
+    out.bundleBytes = bundle.length;
+    out.model = await det.loadModel(bundle);
+    const r = await det.score(texture(9, true).rgba, 32, 32);
+    out.score = { mapLength: r.map.length, width: r.width, height: r.height, score: r.score, threshold: r.threshold, anomalous: r.anomalous };
+    out.zeroImage = await err(() => det.score(new Uint8Array(0), 0, 0));
+    const ac = new AbortController();
+    let seen = 0;
+    out.aborted = await err(() => det.fit(images, { epochs: 50, size: 32, signal: ac.signal }, () => { if (++seen === 2) ac.abort(); }));
+    out.abortedAfter = seen;
+    out.badOption = await err(() => det.fit(images, { variant: "wide" }));
+    out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).map.length;
+    det.free();
+    return out;
+  }, { weights, config });
+  const check = (ok, what) => { if (!ok) { failed = true; console.error(`FAIL ${what}`); } else console.log(`ok   ${what}`); };
+  check(result.backend === "cpu", `backend is cpu (${result.backend})`);
+  check(result.scoreFirst.startsWith("true:") && result.scoreFirst.includes("no model loaded"), `score before a model: ${result.scoreFirst}`);
+  check(result.badWeights.startsWith("true:") && result.badWeights.includes("weights"), `bad weights: ${result.badWeights}`);
+  check(result.info.hiddenSize === 64 && result.info.heads === 2, "loadBackbone info");
+  check(result.progress === 2 && result.firstProgress.epoch === 1 && Number.isFinite(result.firstProgress.loss), "fit progress callback");
+  check(result.bundleBytes > 1000 && result.model.inputHeight === 32, "fit → loadModel");
+  check(result.score.mapLength === 32 * 32 && result.score.width === 32 && Number.isFinite(result.score.score), "score result");
+  check(result.zeroImage.startsWith("true:") && result.zeroImage.includes("empty"), `zero-sized image: ${result.zeroImage}`);
+  check(result.aborted.includes("training cancelled") && result.abortedAfter === 2, `AbortSignal: ${result.aborted} after ${result.abortedAfter}`);
+  check(result.badOption.includes("unknown variant"), `bad option: ${result.badOption}`);
+  check(result.stillWorks === 32 * 32, "still usable after errors");
+  check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  await browser.close();
+  server.kill();
+}
+process.exit(failed ? 1 : 0);
