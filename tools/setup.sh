@@ -28,6 +28,8 @@ if [ "$have" != "$want" ]; then
 fi
 
 if [ "${1:-}" != "--no-browser" ]; then
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || { echo "Node.js and npm are needed for the browser API test (apt-get install nodejs npm)" >&2; exit 1; }
   if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
     step "apt-get install chromium chromium-driver"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

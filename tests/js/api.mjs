@@ -27,7 +27,7 @@ try {
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
     const { default: init, Detector } = await import("/pkg/dino_ar.js");
-    await init();
+    const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
       const rgba = new Uint8Array(32 * 32 * 4);
@@ -61,6 +61,11 @@ try {
     out.abortedAfter = seen;
     out.badOption = await err(() => det.fit(images, { variant: "wide" }));
     out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).map.length;
+    // Tensors are released after each call: 50 more scorings do not grow the wasm memory.
+    for (let i = 0; i < 5; i++) await det.score(texture(i, true).rgba, 32, 32);
+    const before = wasm.memory.buffer.byteLength;
+    for (let i = 0; i < 50; i++) await det.score(texture(i, i % 2 === 0).rgba, 32, 32);
+    out.memory = { before, after: wasm.memory.buffer.byteLength };
     det.free();
     return out;
   }, { weights, config });
@@ -76,6 +81,7 @@ try {
   check(result.aborted.includes("training cancelled") && result.abortedAfter === 2, `AbortSignal: ${result.aborted} after ${result.abortedAfter}`);
   check(result.badOption.includes("unknown variant"), `bad option: ${result.badOption}`);
   check(result.stillWorks === 32 * 32, "still usable after errors");
+  check(result.memory.after === result.memory.before, `wasm memory flat over 50 scorings (${result.memory.before} → ${result.memory.after} bytes)`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
 } catch (e) {
   failed = true;
