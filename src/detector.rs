@@ -156,6 +156,31 @@ pub struct NormalGrid {
     pub height: usize,
 }
 
+impl NormalGrid {
+    /// Embed one normal image and bring its grid to the host (for caching and stacking).
+    pub async fn embed(
+        backbone: &DinoV3,
+        image: &RgbImage,
+        size: (usize, usize),
+    ) -> Result<(Self, (usize, usize)), String> {
+        let grid = embed(backbone, image, size)?;
+        let [_, _, gh, gw] = grid.dims();
+        let values = grid
+            .into_data_async()
+            .await
+            .map_err(|e| format!("reading the embeddings back failed: {e:?}"))?;
+        let grid = values.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        Ok((
+            Self {
+                grid,
+                width: image.width,
+                height: image.height,
+            },
+            (gh, gw),
+        ))
+    }
+}
+
 /// What to fit: the AR head (with its config and options) or the kNN bank.
 pub enum FitMethod {
     Ar {

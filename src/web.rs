@@ -283,15 +283,9 @@ impl Session {
         for (k, (rgba, width, height)) in images.iter().enumerate() {
             let img = RgbImage::from_rgba8(rgba, *width, *height)
                 .map_err(|e| format!("image {k}: {e}"))?;
-            let g = detector::embed(&backbone, &img, (h, w))?;
-            let dims = g.dims();
-            grid = (dims[2], dims[3]);
-            let values = g.into_data_async().await.map_err(|e| format!("{e:?}"))?;
-            normals.push(NormalGrid {
-                grid: values.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
-                width: *width,
-                height: *height,
-            });
+            let (normal, g) = NormalGrid::embed(&backbone, &img, (h, w)).await?;
+            grid = g;
+            normals.push(normal);
             if self.cancel.get() {
                 return Err("training cancelled".into());
             }

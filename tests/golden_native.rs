@@ -13,7 +13,7 @@ use common::golden::{self, SEED, SIZE};
 use common::{TINY_CONFIG, TINY_HF, fixture_tensor, max_abs_diff};
 use dino_ar::backbone::load_backbone;
 use dino_ar::bundle::Bundle;
-use dino_ar::detector::{Detector, FitMethod, NormalGrid, embed, fit_model};
+use dino_ar::detector::{Detector, FitMethod, NormalGrid, fit_model};
 use dino_ar::preprocess::RgbImage;
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
@@ -27,12 +27,9 @@ fn golden_knn_model_and_map_are_current() {
         .iter()
         .map(|(rgba, w, h)| {
             let img = RgbImage::from_rgba8(rgba, *w, *h).unwrap();
-            let grid = embed(&backbone, &img, (SIZE, SIZE)).unwrap();
-            NormalGrid {
-                grid: grid.into_data().try_into_vec::<f32>().unwrap(),
-                width: *w,
-                height: *h,
-            }
+            pollster::block_on(NormalGrid::embed(&backbone, &img, (SIZE, SIZE)))
+                .unwrap()
+                .0
         })
         .collect();
     let grid = (SIZE / 16, SIZE / 16);

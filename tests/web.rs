@@ -212,30 +212,12 @@ async fn wasm_cpu_ar_head_and_training() {
     training_lowers_the_loss(&Device::flex()).await;
 }
 
-/// Small RGBA textures: stripes with a per-image phase; `defect` paints a red square.
-fn rgba_texture(seed: u64, size: usize, defect: bool) -> Vec<u8> {
-    let mut rng = dino_ar::rng::Rng::new(seed);
-    let phase = rng.next_f64() * 6.0;
-    let mut out = Vec::with_capacity(size * size * 4);
-    for y in 0..size {
-        for x in 0..size {
-            let v = (110.0 + 60.0 * (x as f64 * 0.4 + phase).sin() + 20.0 * rng.next_f64()) as u8;
-            let red = defect && (20..34).contains(&x) && (20..34).contains(&y);
-            out.extend_from_slice(&if red {
-                [250, 20, 20, 255]
-            } else {
-                [v, v, v, 255]
-            });
-        }
-    }
-    out
-}
-
 async fn session_fit_load_score(kind: &str) {
+    use common::golden;
     let s = Session::create(kind).await.unwrap();
     // Errors before anything is loaded, and the session stays usable after them.
     let e = s
-        .score(&rgba_texture(1, 64, false), 64, 64)
+        .score(&golden::rgba_texture(1, 64, false), 64, 64)
         .await
         .err()
         .unwrap();
@@ -247,7 +229,7 @@ async fn session_fit_load_score(kind: &str) {
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
 
     let images: Vec<(Vec<u8>, usize, usize)> = (0..6)
-        .map(|k| (rgba_texture(10 + k, 64, false), 64, 64))
+        .map(|k| (golden::rgba_texture(10 + k, 64, false), 64, 64))
         .collect();
     let options = WebFitOptions {
         epochs: 3,
@@ -261,7 +243,10 @@ async fn session_fit_load_score(kind: &str) {
     assert!(e.contains("not a dino-ar model bundle"), "{e}");
     let info = s.load_model(&bundle).unwrap();
     assert_eq!((info.input_height, info.input_width), (64, 64));
-    let r = s.score(&rgba_texture(99, 64, true), 64, 64).await.unwrap();
+    let r = s
+        .score(&golden::rgba_texture(99, 64, true), 64, 64)
+        .await
+        .unwrap();
     assert_eq!(r.map.len(), 64 * 64);
     assert!(r.score.max.is_finite() && r.threshold.is_finite());
     let e = s.score(&[], 0, 0).await.err().unwrap();

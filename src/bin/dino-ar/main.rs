@@ -26,7 +26,7 @@ mod cli {
     use dino_ar::ar::{ArConfig, Variant};
     use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
-    use dino_ar::detector::{Detector, FitMethod, NormalGrid, embed as embed_image, fit_model};
+    use dino_ar::detector::{Detector, FitMethod, NormalGrid, fit_model};
     use dino_ar::metrics::{MaskedMap, auroc, average_precision, f1_max, pro};
     use dino_ar::preprocess::{RgbImage, parse_size};
     use dino_ar::train::FitOptions;
@@ -447,25 +447,24 @@ mod cli {
             let Some((img, bytes)) = decode_or_skip(&pb, path, &mut skipped) else {
                 continue;
             };
-            let (grid, shape) = match cache.get(&bytes) {
-                Some(hit) => hit,
+            let normal = match cache.get(&bytes) {
+                Some((grid, shape)) => {
+                    grid_size = (shape[1], shape[2]);
+                    NormalGrid {
+                        grid,
+                        width: img.width,
+                        height: img.height,
+                    }
+                }
                 None => {
-                    let g = embed_image(backbone, &img, size)?;
-                    let shape = g.dims()[1..].to_vec();
-                    let v = g
-                        .into_data()
-                        .try_into_vec::<f32>()
-                        .map_err(|e| format!("{e:?}"))?;
-                    cache.put(&bytes, &v, &shape);
-                    (v, shape)
+                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, &img, size))?;
+                    grid_size = g;
+                    let d = backbone.config.hidden_size;
+                    cache.put(&bytes, &normal.grid, &[d, g.0, g.1]);
+                    normal
                 }
             };
-            grid_size = (shape[1], shape[2]);
-            out.push(NormalGrid {
-                grid,
-                width: img.width,
-                height: img.height,
-            });
+            out.push(normal);
         }
         pb.finish_and_clear();
         if skipped > 0 {
