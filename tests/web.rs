@@ -251,6 +251,19 @@ async fn session_fit_load_score(kind: &str) {
     assert!(r.score.max.is_finite() && r.threshold.is_finite());
     let e = s.score(&[], 0, 0).await.err().unwrap();
     assert!(e.contains("empty"), "{e}");
+    // A model fit on another backbone is refused, and the loaded one stays in place.
+    s.load_backbone(SWIGLU_HF, Some(SWIGLU_CONFIG)).unwrap();
+    let e = s.load_model(&bundle).err().unwrap();
+    assert!(e.contains("trained on another backbone"), "{e}");
+    let e = s.score(&[0; 16], 2, 2).await.err().unwrap();
+    assert!(
+        e.contains("no model loaded"),
+        "the other backbone dropped the model: {e}"
+    );
+    s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
+    s.load_model(&bundle).unwrap();
+    let e = s.score(&[0; 16], 20_000, 20_000).await.err().unwrap();
+    assert!(e.contains("largest side accepted"), "{e}");
     // Cancelling mid-run rejects with a clear message.
     let e = s
         .fit(&images, &options, |_| s.cancel())
