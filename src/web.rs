@@ -25,6 +25,12 @@ use crate::train::{FitOptions, Progress};
 thread_local! {
     /// burn registers one wgpu runtime per page: initialise it once, share it afterwards.
     static WEBGPU: RefCell<Option<WebGpu>> = const { RefCell::new(None) };
+    /// Set by the device-lost callback: why the page's WebGPU device went away.
+    static LOST: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn lost_reason() -> Option<String> {
+    LOST.with(|l| l.borrow().clone())
 }
 
 #[wasm_bindgen(start)]
@@ -35,12 +41,19 @@ pub fn start() {
 #[derive(Clone)]
 struct WebGpu {
     device: Device,
+    /// The wgpu handle behind `device`, for the lost-device callback (and the test hook).
+    handle: burn::tensor::wgpu::wgpu::Device,
     label: String,
     /// A software adapter (SwiftShader and the like): much slower than the wasm CPU backend.
     software: bool,
 }
 
 async fn webgpu_device() -> Result<WebGpu, String> {
+    if let Some(reason) = lost_reason() {
+        return Err(format!(
+            "the WebGPU device was lost earlier ({reason}); reload the page to use it again"
+        ));
+    }
     if let Some(found) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(found);
     }
@@ -56,8 +69,17 @@ async fn webgpu_device() -> Result<WebGpu, String> {
     };
     let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
     let kind = if software { "software adapter" } else { "GPU" };
+    setup.device.set_device_lost_callback(|reason, message| {
+        let why = if message.is_empty() {
+            format!("{reason:?}")
+        } else {
+            format!("{reason:?}: {message}")
+        };
+        LOST.with(|l| *l.borrow_mut() = Some(why));
+    });
     let found = WebGpu {
         device,
+        handle: setup.device.clone(),
         label: format!("webgpu: {name}, {kind} ({:?})", info.backend),
         software,
     };
@@ -70,6 +92,17 @@ async fn webgpu_device() -> Result<WebGpu, String> {
 /// one wgpu runtime per page.
 pub async fn webgpu() -> Result<(Device, String), String> {
     webgpu_device().await.map(|g| (g.device, g.label))
+}
+
+/// Test hook: destroy the page's WebGPU device, as a driver reset or a tab in the background
+/// might. Everything on WebGPU is unusable afterwards.
+#[doc(hidden)]
+pub fn lose_webgpu_device_for_tests() {
+    WEBGPU.with(|w| {
+        if let Some(gpu) = w.borrow().as_ref() {
+            gpu.handle.destroy();
+        }
+    });
 }
 
 /// What `loadBackbone` resolves to: the architecture read from the file.
@@ -123,8 +156,11 @@ impl Default for WebFitOptions {
 
 /// The state behind a `Detector`, with the work done in Rust types.
 pub struct Session {
-    device: Device,
-    backend: String,
+    device: RefCell<Device>,
+    backend: RefCell<String>,
+    on_webgpu: Cell<bool>,
+    /// Why the models are gone (the WebGPU device was lost) until a backbone is loaded again.
+    needs_reload: RefCell<Option<String>>,
     backbone: RefCell<Option<DinoV3>>,
     detector: RefCell<Option<Rc<detector::Detector>>>,
     cancel: Cell<bool>,
@@ -132,22 +168,20 @@ pub struct Session {
 
 impl Session {
     pub async fn create(kind: &str) -> Result<Self, String> {
-        let (device, backend) = match kind {
-            "cpu" => (Device::flex(), "cpu".to_string()),
+        let cpu = |why: String| (Device::flex(), why, false);
+        let (device, backend, on_webgpu) = match kind {
+            "cpu" => cpu("cpu".into()),
             "webgpu" => {
                 let gpu = webgpu_device().await?;
-                (gpu.device, gpu.label)
+                (gpu.device, gpu.label, true)
             }
             "auto" => match webgpu_device().await {
-                Ok(gpu) if !gpu.software => (gpu.device, gpu.label),
-                Ok(gpu) => (
-                    Device::flex(),
-                    format!(
-                        "cpu (the only WebGPU adapter is a software one: {})",
-                        gpu.label
-                    ),
-                ),
-                Err(why) => (Device::flex(), format!("cpu ({why})")),
+                Ok(gpu) if !gpu.software => (gpu.device, gpu.label, true),
+                Ok(gpu) => cpu(format!(
+                    "cpu (the only WebGPU adapter is a software one: {})",
+                    gpu.label
+                )),
+                Err(why) => cpu(format!("cpu ({why})")),
             },
             other => {
                 return Err(format!(
@@ -156,19 +190,47 @@ impl Session {
             }
         };
         Ok(Self {
-            device,
-            backend,
+            device: RefCell::new(device),
+            backend: RefCell::new(backend),
+            on_webgpu: Cell::new(on_webgpu),
+            needs_reload: RefCell::new(None),
             backbone: RefCell::new(None),
             detector: RefCell::new(None),
             cancel: Cell::new(false),
         })
     }
 
-    pub fn backend(&self) -> &str {
-        &self.backend
+    pub fn backend(&self) -> String {
+        self.fall_back_if_lost();
+        self.backend.borrow().clone()
+    }
+
+    /// When the WebGPU device was lost, move to the CPU backend; the models on the lost device
+    /// are gone with it until they are loaded again.
+    fn fall_back_if_lost(&self) {
+        if let Some(reason) = lost_reason().filter(|_| self.on_webgpu.get()) {
+            self.on_webgpu.set(false);
+            *self.device.borrow_mut() = Device::flex();
+            *self.backend.borrow_mut() = format!("cpu (WebGPU device lost: {reason})");
+            *self.backbone.borrow_mut() = None;
+            *self.detector.borrow_mut() = None;
+            *self.needs_reload.borrow_mut() = Some(reason);
+        }
+    }
+
+    /// The error for calls that needed what the lost device held.
+    fn check_device(&self) -> Result<(), String> {
+        self.fall_back_if_lost();
+        match self.needs_reload.borrow().as_ref() {
+            Some(reason) => Err(format!(
+                "the WebGPU device was lost ({reason}); switched to the CPU backend: load the backbone and model again"
+            )),
+            None => Ok(()),
+        }
     }
 
     fn backbone(&self) -> Result<DinoV3, String> {
+        self.check_device()?;
         self.backbone
             .borrow()
             .clone()
@@ -181,7 +243,10 @@ impl Session {
         bytes: &[u8],
         config_json: Option<&str>,
     ) -> Result<BackboneInfo, String> {
-        let loaded = load_backbone(bytes, config_json, &self.device).map_err(|e| e.to_string())?;
+        self.fall_back_if_lost();
+        let device = self.device.borrow().clone();
+        let loaded = load_backbone(bytes, config_json, &device).map_err(|e| e.to_string())?;
+        *self.needs_reload.borrow_mut() = None;
         let c = &loaded.model.config;
         let info = BackboneInfo {
             layout: loaded.layout.to_string(),
@@ -258,6 +323,7 @@ impl Session {
         width: usize,
         height: usize,
     ) -> Result<AnomalyMap, String> {
+        self.check_device()?;
         let det = self
             .detector
             .borrow()
@@ -450,7 +516,7 @@ impl Detector {
     /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.session.backend().to_string()
+        self.session.backend()
     }
 
     /// Load DINOv3 weights and, optionally, the Hugging Face `config.json` text.

@@ -10,7 +10,7 @@ printf '\n== native tests (cargo test)\n' >&2
 cargo test --all-targets
 
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
-wasm-pack test --headless --chrome -- --test web
+wasm-pack test --headless --chrome -- --test web --test web_device_lost
 
 printf '\n== the pkg/ JavaScript API in headless Chromium (tests/js/api.mjs)\n' >&2
 # --dev shares the compiled dependencies of the wasm tests above.
