@@ -6,7 +6,7 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ar::{ArConfig, ArHead};
 use crate::backbone::DinoV3;
@@ -157,6 +157,29 @@ pub struct NormalGrid {
 }
 
 impl NormalGrid {
+    /// Upload host grids (all of one grid size) as `[N, D, h, w]`, with the images' sizes.
+    pub fn stack(
+        normals: &[NormalGrid],
+        (d, gh, gw): (usize, usize, usize),
+        device: &Device,
+    ) -> Result<(Tensor<4>, Vec<(usize, usize)>), String> {
+        let mut values = Vec::with_capacity(normals.len() * d * gh * gw);
+        for (k, g) in normals.iter().enumerate() {
+            if g.grid.len() != d * gh * gw {
+                return Err(format!(
+                    "grid {k} has {} values, expected {d}x{gh}x{gw}",
+                    g.grid.len()
+                ));
+            }
+            values.extend_from_slice(&g.grid);
+        }
+        let sizes = normals.iter().map(|g| (g.width, g.height)).collect();
+        Ok((
+            Tensor::from_data(TensorData::new(values, [normals.len(), d, gh, gw]), device),
+            sizes,
+        ))
+    }
+
     /// Embed one normal image and bring its grid to the host (for caching and stacking).
     pub async fn embed(
         backbone: &DinoV3,
@@ -190,12 +213,13 @@ pub enum FitMethod {
     Knn,
 }
 
-/// Fit a scorer on normal grids, keeping a hold-out share out of training for calibration, and
-/// return the bundle bytes.
+/// Fit a scorer on the normal images' grids `[N, D, h, w]` (on the backbone's device; nothing is
+/// read back), keeping a hold-out share out of training for calibration, and return the bundle
+/// bytes. `image_sizes[k]` is image k's (width, height): calibration maps are at that size.
 #[allow(clippy::too_many_arguments)]
 pub async fn fit_model(
-    normals: &[NormalGrid],
-    grid_size: (usize, usize),
+    grids: Tensor<4>,
+    image_sizes: &[(usize, usize)],
     input_size: (usize, usize),
     backbone: &DinoV3,
     method: FitMethod,
@@ -204,7 +228,10 @@ pub async fn fit_model(
     seed: u64,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, String> {
-    let n = normals.len();
+    let n = grids.dims()[0];
+    if image_sizes.len() != n {
+        return Err(format!("{n} grids but {} image sizes", image_sizes.len()));
+    }
     if n < 2 {
         return Err(format!(
             "need at least 2 normal images (one or more are held out for calibration), got {n}"
@@ -214,21 +241,19 @@ pub async fn fit_model(
         return Err(format!("hold-out share must be in [0, 1), got {holdout}"));
     }
     let d = backbone.config.hidden_size;
-    let (gh, gw) = grid_size;
     let held = ((n as f64 * holdout).round() as usize).clamp(1, n - 1);
     let mut order: Vec<usize> = (0..n).collect();
     Rng::new(seed ^ 0x5eed).shuffle(&mut order);
     let (calib_idx, train_idx) = order.split_at(held);
 
-    let device: Device = backbone.device();
-    let stack = |idx: &[usize]| -> Tensor<4> {
-        let mut values = Vec::with_capacity(idx.len() * d * gh * gw);
-        for &i in idx {
-            values.extend_from_slice(&normals[i].grid);
-        }
-        Tensor::from_data(TensorData::new(values, [idx.len(), d, gh, gw]), &device)
-    };
-    let train = stack(train_idx);
+    let device: Device = grids.device();
+    let rows = TensorData::new(
+        train_idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        [train_idx.len()],
+    );
+    let train = grids
+        .clone()
+        .select(0, Tensor::<1, Int>::from_data(rows, &device));
     let (scorer, method_meta) = match method {
         FitMethod::Ar { config, options } => {
             let head = fit(train, &config, &options, progress).await?;
@@ -249,8 +274,8 @@ pub async fn fit_model(
 
     let mut maps = Vec::with_capacity(held);
     for &i in calib_idx {
-        let g = &normals[i];
-        let (_, map) = map_of(&scorer, stack(&[i]), g.width, g.height).await?;
+        let (width, height) = image_sizes[i];
+        let (_, map) = map_of(&scorer, grids.clone().narrow(0, i, 1), width, height).await?;
         maps.push(map);
     }
     let calibration = Calibration::fit(&maps, quantile)?;

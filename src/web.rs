@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use js_sys::{Array, Float32Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -18,7 +18,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::ar::{ArConfig, Variant};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::Bundle;
-use crate::detector::{self, AnomalyMap, FitMethod, NormalGrid};
+use crate::detector::{self, AnomalyMap, FitMethod};
 use crate::preprocess::RgbImage;
 use crate::train::{FitOptions, Progress};
 
@@ -344,17 +344,20 @@ impl Session {
         let (h, w) = options.size;
         backbone.config.grid(h, w)?;
         self.cancel.set(false);
-        let mut normals = Vec::with_capacity(images.len());
-        let mut grid = (0, 0);
+        // Grids stay on the device: nothing is read back between the backbone and the head.
+        let mut grids = Vec::with_capacity(images.len());
+        let mut sizes = Vec::with_capacity(images.len());
         for (k, (rgba, width, height)) in images.iter().enumerate() {
             let img = RgbImage::from_rgba8(rgba, *width, *height)
                 .map_err(|e| format!("image {k}: {e}"))?;
-            let (normal, g) = NormalGrid::embed(&backbone, &img, (h, w)).await?;
-            grid = g;
-            normals.push(normal);
+            grids.push(detector::embed(&backbone, &img, (h, w))?);
+            sizes.push((*width, *height));
             if self.cancel.get() {
                 return Err("training cancelled".into());
             }
+        }
+        if grids.is_empty() {
+            return Err("fit needs normal images".into());
         }
         let method = if options.method_knn {
             FitMethod::Knn
@@ -375,8 +378,8 @@ impl Session {
         };
         let cancel = &self.cancel;
         detector::fit_model(
-            &normals,
-            grid,
+            Tensor::cat(grids, 0),
+            &sizes,
             (h, w),
             &backbone,
             method,

@@ -32,10 +32,10 @@ fn golden_knn_model_and_map_are_current() {
                 .0
         })
         .collect();
-    let grid = (SIZE / 16, SIZE / 16);
+    let (grids, sizes) = NormalGrid::stack(&normals, (64, SIZE / 16, SIZE / 16), &device).unwrap();
     let bundle = pollster::block_on(fit_model(
-        &normals,
-        grid,
+        grids,
+        &sizes,
         (SIZE, SIZE),
         &backbone,
         FitMethod::Knn,

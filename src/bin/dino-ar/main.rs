@@ -388,9 +388,11 @@ mod cli {
             FitMethod::Knn => 0,
         };
         let pb = bar(steps, "training");
+        let d = backbone.config.hidden_size;
+        let (grids, sizes) = NormalGrid::stack(&normals, (d, grid.0, grid.1), &device)?;
         let bytes = pollster::block_on(fit_model(
-            &normals,
-            grid,
+            grids,
+            &sizes,
             size,
             &backbone,
             method,
