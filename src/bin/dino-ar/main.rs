@@ -378,16 +378,8 @@ mod cli {
                 FitMethod::Ar { config, options }
             }
         };
-        let n = normals.len();
-        let held =
-            ((n as f64 * args.holdout).round() as usize).clamp(1, n.saturating_sub(1).max(1));
-        let steps = match &method {
-            FitMethod::Ar { options, .. } => {
-                options.epochs * n.saturating_sub(held).div_ceil(options.batch_size.max(1))
-            }
-            FitMethod::Knn => 0,
-        };
-        let pb = bar(steps, "training");
+        // Sized by the first progress report: fit_model owns the hold-out split and the batching.
+        let pb = bar(0, "training");
         let d = backbone.config.hidden_size;
         let (grids, sizes) = NormalGrid::stack(&normals, (d, grid.0, grid.1), &device)?;
         let bytes = pollster::block_on(fit_model(
@@ -400,6 +392,7 @@ mod cli {
             args.quantile,
             args.seed,
             |p| {
+                pb.set_length((p.epochs * p.steps) as u64);
                 pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
                 pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
                 if p.step == p.steps {
