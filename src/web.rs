@@ -137,9 +137,15 @@ pub struct ModelInfo {
 pub struct WebFitOptions {
     pub epochs: usize,
     pub variant: Variant,
+    /// Hidden channels of the AR head.
+    pub hidden: usize,
     pub seed: u64,
     pub size: (usize, usize),
     pub method_knn: bool,
+    /// Share of the images held out to calibrate the threshold.
+    pub holdout: f64,
+    /// The threshold is this quantile of the held-out images' scores.
+    pub quantile: f64,
 }
 
 impl Default for WebFitOptions {
@@ -147,11 +153,25 @@ impl Default for WebFitOptions {
         Self {
             epochs: 40,
             variant: Variant::Dilated,
+            hidden: 256,
             seed: 42,
             size: (448, 448),
             method_knn: false,
+            holdout: 0.1,
+            quantile: 0.99,
         }
     }
+}
+
+/// What `fit` reports: each normal image embedded, then every training step.
+#[derive(Debug, Clone, Copy)]
+pub enum FitProgress {
+    /// `image` of `images` (1-based) went through the backbone.
+    Embedded {
+        image: usize,
+        images: usize,
+    },
+    Trained(Progress),
 }
 
 /// The state behind a `Detector`, with the work done in Rust types.
@@ -333,12 +353,13 @@ impl Session {
         det.score(&img).await
     }
 
-    /// Fit on normal images and return the bundle bytes; `progress` sees every step.
+    /// Fit on normal images and return the bundle bytes; `progress` sees every image embedded
+    /// and every training step.
     pub async fn fit(
         &self,
         images: &[(Vec<u8>, usize, usize)],
         options: &WebFitOptions,
-        mut progress: impl FnMut(Progress),
+        mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, String> {
         let backbone = self.backbone()?;
         let (h, w) = options.size;
@@ -352,6 +373,10 @@ impl Session {
                 .map_err(|e| format!("image {k}: {e}"))?;
             grids.push(detector::embed(&backbone, &img, (h, w))?);
             sizes.push((*width, *height));
+            progress(FitProgress::Embedded {
+                image: k + 1,
+                images: images.len(),
+            });
             if self.cancel.get() {
                 return Err("training cancelled".into());
             }
@@ -364,6 +389,7 @@ impl Session {
         } else {
             let config = ArConfig {
                 variant: options.variant,
+                hidden: options.hidden,
                 ..ArConfig::new(backbone.config.hidden_size)
             };
             let fit_options = FitOptions {
@@ -383,11 +409,11 @@ impl Session {
             (h, w),
             &backbone,
             method,
-            0.1,
-            0.99,
+            options.holdout,
+            options.quantile,
             options.seed,
             |p| {
-                progress(p);
+                progress(FitProgress::Trained(p));
                 if cancel.get() {
                     ControlFlow::Break(())
                 } else {
@@ -436,7 +462,7 @@ fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsValue> {
     serde_wasm_bindgen::to_value(value).map_err(|e| js_err(e.to_string()))
 }
 
-/// `{ epochs, variant, seed, size, method }`, all optional.
+/// `{ epochs, variant, hidden, seed, size, method, holdout, quantile }`, all optional.
 fn fit_options(js: &JsValue) -> Result<WebFitOptions, String> {
     let mut o = WebFitOptions::default();
     if js.is_undefined() || js.is_null() {
@@ -456,6 +482,31 @@ fn fit_options(js: &JsValue) -> Result<WebFitOptions, String> {
             ));
         }
         o.epochs = e as usize;
+    }
+    if let Some(h) = number("hidden") {
+        let h = h?;
+        if !(h >= 1.0 && h.fract() == 0.0) {
+            return Err(format!(
+                "fit option `hidden` must be a whole number ≥ 1, got {h}"
+            ));
+        }
+        o.hidden = h as usize;
+    }
+    for (key, slot) in [("holdout", &mut o.holdout), ("quantile", &mut o.quantile)] {
+        if let Some(v) = number(key) {
+            let v = v?;
+            if !(0.0..1.0).contains(&v) || (key == "quantile" && v == 0.0) {
+                return Err(format!(
+                    "fit option `{key}` must be in {}, got {v}",
+                    if key == "quantile" {
+                        "(0, 1)"
+                    } else {
+                        "[0, 1)"
+                    }
+                ));
+            }
+            *slot = v;
+        }
     }
     if let Some(s) = number("seed") {
         o.seed = s? as u64;
@@ -602,8 +653,10 @@ impl Detector {
     }
 
     /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`).
-    /// Options `{ epochs, variant, seed, size, method: "ar" | "knn", signal: AbortSignal }`, all
-    /// optional. `onProgress({ epoch, epochs, step, steps, loss })` is called after every step.
+    /// Options `{ epochs, variant, hidden, seed, size, method: "ar" | "knn", holdout, quantile,
+    /// signal: AbortSignal }`, all optional. `onProgress` is called after each image is embedded with
+    /// `{ phase: "embed", image, images }` and after every training step with
+    /// `{ phase: "train", epoch, epochs, step, steps, loss }`.
     pub fn fit(&self, images: JsValue, options: JsValue, on_progress: Option<Function>) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
@@ -618,8 +671,20 @@ impl Detector {
             }
             let bytes = s
                 .fit(&images, &options, |p| {
+                    let report = match p {
+                        FitProgress::Embedded { image, images } => {
+                            let o = Object::new();
+                            set(&o, "phase", "embed");
+                            set(&o, "image", image as u32);
+                            set(&o, "images", images as u32);
+                            Ok(o.into())
+                        }
+                        FitProgress::Trained(p) => serde_wasm_bindgen::to_value(&p).inspect(|v| {
+                            let _ = Reflect::set(v, &"phase".into(), &"train".into());
+                        }),
+                    };
                     if let Some(f) = &on_progress
-                        && let Ok(v) = serde_wasm_bindgen::to_value(&p)
+                        && let Ok(v) = report
                     {
                         // A throwing callback must not abort the training.
                         let _ = f.call1(&JsValue::NULL, &v);

@@ -13,7 +13,7 @@ use common::*;
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
 use dino_ar::train::{FitOptions, fit};
-use dino_ar::web::{Session, WebFitOptions};
+use dino_ar::web::{FitProgress, Session, WebFitOptions};
 use dino_ar::weights::{TensorFile, WeightsError};
 use wasm_bindgen_test::*;
 
@@ -237,7 +237,18 @@ async fn session_fit_load_score(kind: &str) {
         ..WebFitOptions::default()
     };
     let mut steps = 0;
-    let bundle = s.fit(&images, &options, |_| steps += 1).await.unwrap();
+    let mut embedded = 0;
+    let bundle = s
+        .fit(&images, &options, |p| match p {
+            FitProgress::Embedded { image, images } => {
+                assert_eq!((image, images), (embedded + 1, 6));
+                embedded = image;
+            }
+            FitProgress::Trained(_) => steps += 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(embedded, 6, "every normal image reports its embedding");
     assert_eq!(steps, 3, "one step per epoch with 5 training images");
     let e = s.load_model(TINY_HF).err().unwrap();
     assert!(e.contains("not a dino-ar model bundle"), "{e}");

@@ -18,6 +18,9 @@ wasm-pack build --dev --target web --out-dir pkg
 (cd tests/js && npm ci --no-audit --no-fund --silent)
 node tests/js/api.mjs
 
+printf '\n== the page end to end in headless Chromium (tests/js/page.mjs)\n' >&2
+node tests/js/page.mjs
+
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then
   printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2
 fi

@@ -1,142 +1,597 @@
-// The page: reads files locally, hands bytes to the wasm Detector, draws what comes back.
-import init, { Detector } from "./pkg/dino_ar.js";
+// The page: wires the controls to the engine (a worker that owns the Detector), the storage of the
+// weights on this device, and the overlay drawing. Data flows one way: files → worker → scores →
+// overlays and table. Nothing here computes on the model; nothing here leaves the device.
+import { Engine } from "./engine.js";
+import * as storage from "./storage.js";
+import { renderOverlay, upsample } from "./overlay.js";
 
 const $ = (id) => document.getElementById(id);
-let detector = null;
-let backboneReady = false;
+const engine = new Engine();
 
-function status(el, text, isError = false) {
-  el.textContent = text;
-  el.classList.toggle("error", isError);
+const state = {
+  backbone: null, // { name, size, source, info }
+  model: null, // { name, info, bundle: Blob }
+  results: [], // { name, file, score, top1, grid, gridH, gridW, width, height, error }
+  current: -1,
+  sort: { key: null, dir: 1 },
+  view: null, // { base: ImageData, map: Float32Array, result }
+  probe: null, // patch [row, col] under the pointer or the keyboard cursor
+};
+
+const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
+const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`;
+const fmt = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
+
+// ---- messages ------------------------------------------------------------------------------
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+$("error-close").onclick = () => ($("error").hidden = true);
+
+function progress(id, value, max) {
+  const p = $(id);
+  p.hidden = value === null;
+  if (value === undefined) p.removeAttribute("value");
+  else if (value !== null) [p.max, p.value] = [max, value];
 }
 
-async function startBackend() {
-  status($("backend-status"), "starting…");
+// Runs an action from a control: errors are shown, the page stays usable.
+async function guard(action) {
   try {
-    if (detector) detector.free();
-    detector = await Detector.create($("backend").value);
-    backboneReady = false;
-    status($("backend-status"), detector.backend);
-    status($("weights-status"), "no weights loaded");
+    $("error").hidden = true;
+    return await action();
   } catch (e) {
-    detector = null;
-    status($("backend-status"), String(e.message || e), true);
+    showError(e.message ?? String(e));
   }
-  updateRun();
 }
 
-function updateRun() {
-  $("run").disabled = !(detector && backboneReady && $("image").files.length);
+function download(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
-async function loadWeights(file) {
-  if (!detector) await startBackend();
-  if (!detector) return;
-  const el = $("weights-status");
-  status(el, `reading ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`);
+// ---- engine --------------------------------------------------------------------------------
+
+async function startEngine() {
+  if (!("gpu" in navigator)) $("webgpu-notice").hidden = false;
+  $("backend-status").textContent = "starting…";
+  const { backend } = await engine.start($("backend").value);
+  $("backend-status").textContent = backend;
+}
+engine.onRestart = ({ backend }, lost) => {
+  $("backend-status").textContent = backend;
+  if (lost) {
+    setModel(null);
+    showError(lost);
+  }
+};
+
+$("backend").onchange = () =>
+  guard(async () => {
+    engine.backend = $("backend").value;
+    $("backend-status").textContent = "starting…";
+    // A fresh engine on the new backend, with the backbone and model loaded again.
+    await engine.restart("the backend changed");
+  });
+
+// ---- backbone ------------------------------------------------------------------------------
+
+function splitBackboneFiles(files) {
+  const config = files.find((f) => /\.json$/i.test(f.name)) ?? null;
+  const weights = files.filter((f) => !/\.json$/i.test(f.name));
+  if (weights.length !== 1) {
+    throw new Error(weights.length === 0
+      ? "no weights file among the chosen files (only config.json?): pick model.safetensors or a .pth too"
+      : `pick one weights file at a time, got ${weights.map((f) => f.name).join(", ")}`);
+  }
+  return { weights: weights[0], config };
+}
+
+async function useBackbone(weights, config, { source, name }) {
+  $("backbone-status").textContent = `loading ${name} into the engine…`;
+  progress("backbone-progress", undefined);
   try {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    const cfgFile = $("config").files[0];
-    const cfg = cfgFile ? await cfgFile.text() : undefined;
-    status(el, `loading ${file.name}…`);
-    const info = await detector.loadBackbone(bytes, cfg);
-    backboneReady = true;
-    status(el, `${file.name}: ${info.layout} (${info.format}), width ${info.hiddenSize}, ` +
-      `${info.layers} blocks, ${info.heads} heads, ${info.registers} registers, patch ${info.patchSize}`);
-  } catch (e) {
-    backboneReady = false;
-    status(el, `${file.name}: ${e.message || e}`, true);
+    const info = await engine.loadBackbone(weights, config).catch((e) => {
+      $("backbone-status").textContent = state.backbone ? `still using ${state.backbone.name}` : "no weights loaded";
+      throw new Error(`${name}: ${e.message}`);
+    });
+    state.backbone = { name, size: weights.size, source, info };
+    if (!info.keptModel) setModel(null);
+    showBackbone();
+    $("backend-status").textContent = info.backend;
+  } finally {
+    progress("backbone-progress", null);
   }
-  updateRun();
 }
 
-async function imageRgba(file) {
-  const bitmap = await createImageBitmap(file);
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(bitmap, 0, 0);
-  const data = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
-  return { bitmap, rgba: new Uint8Array(data.data.buffer), width: bitmap.width, height: bitmap.height };
+function showBackbone() {
+  const b = state.backbone;
+  const dl = $("backbone-info");
+  if (!b) {
+    $("backbone-status").textContent = "no weights loaded";
+    dl.hidden = true;
+    $("backbone-forget").hidden = true;
+    updateControls();
+    return;
+  }
+  const where = {
+    stored: "kept on this device (origin private storage): a reload does not ask again",
+    sample: "the built-in sample's random tiny ViT — not DINOv3",
+    picked: "in memory only (this browser could not store it)",
+  }[b.source];
+  $("backbone-status").textContent = `${b.name} loaded — ${where}`;
+  const i = b.info;
+  const rows = [
+    ["file", b.name], ["size", mb(b.size)], ["format", `${i.format} (${i.layout} names)`],
+    ["architecture", `ViT, width ${i.hiddenSize}, ${i.layers} layers, ${i.heads} heads, ${i.registers} registers, patch ${i.patchSize}`],
+    ["fingerprint", i.fingerprint],
+  ];
+  dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
+  dl.hidden = false;
+  $("backbone-forget").hidden = b.source !== "stored";
+  updateControls();
 }
 
-// Project the D-dim embeddings onto their first three principal components (power iteration).
-function pcaRgb(data, d, n) {
-  const mean = new Float64Array(d);
-  for (let c = 0; c < d; c++) {
-    let s = 0;
-    for (let i = 0; i < n; i++) s += data[c * n + i];
-    mean[c] = s / n;
-  }
-  const x = (c, i) => data[c * n + i] - mean[c];
-  const comps = [];
-  const proj = [];
-  for (let k = 0; k < 3; k++) {
-    let v = new Float64Array(d).map((_, i) => Math.sin(i * 12.9898 + k * 78.233));
-    for (let iter = 0; iter < 30; iter++) {
-      const p = new Float64Array(n);
-      for (let c = 0; c < d; c++) for (let i = 0; i < n; i++) p[i] += x(c, i) * v[c];
-      const w = new Float64Array(d);
-      for (let c = 0; c < d; c++) { let s = 0; for (let i = 0; i < n; i++) s += x(c, i) * p[i]; w[c] = s; }
-      for (const u of comps) { const dot = u.reduce((s, ui, c) => s + ui * w[c], 0); for (let c = 0; c < d; c++) w[c] -= dot * u[c]; }
-      const norm = Math.hypot(...w) || 1;
-      v = w.map((wi) => wi / norm);
+function el(tag, text, attrs = {}) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  Object.assign(e, attrs);
+  return e;
+}
+
+async function pickBackbone(fileList) {
+  const { weights, config } = splitBackboneFiles([...fileList]);
+  let source = "picked";
+  if (await storage.available()) {
+    $("backbone-status").textContent = `storing ${weights.name} on this device…`;
+    progress("backbone-progress", 0, weights.size);
+    await storage.save("backbone", config ? { weights, config } : { weights },
+      { name: weights.name, size: weights.size },
+      (done) => progress("backbone-progress", done, weights.size));
+    const stored = await storage.load("backbone");
+    if (stored) {
+      await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: weights.name });
+      return;
     }
-    comps.push(v);
-    const p = new Float64Array(n);
-    for (let c = 0; c < d; c++) for (let i = 0; i < n; i++) p[i] += x(c, i) * v[c];
-    proj.push(p);
   }
-  const rgba = new Uint8ClampedArray(n * 4);
-  for (let k = 0; k < 3; k++) {
-    const p = proj[k];
-    let lo = Infinity, hi = -Infinity;
-    for (const v of p) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    for (let i = 0; i < n; i++) rgba[i * 4 + k] = 255 * (p[i] - lo) / (hi - lo || 1);
-  }
-  for (let i = 0; i < n; i++) rgba[i * 4 + 3] = 255;
-  return rgba;
+  await useBackbone(weights, config, { source, name: weights.name });
 }
 
-async function run() {
-  const el = $("run-status");
-  const file = $("image").files[0];
-  const size = Number($("size").value);
-  $("run").disabled = true;
+$("backbone-files").onchange = (e) =>
+  guard(async () => {
+    try {
+      await pickBackbone(e.target.files);
+    } catch (err) {
+      // A file that is not DINOv3 weights must not stay stored for the next visit.
+      if (state.backbone?.source !== "stored") await storage.forget("backbone");
+      throw err;
+    } finally {
+      e.target.value = "";
+    }
+  });
+
+$("backbone-forget").onclick = () =>
+  guard(async () => {
+    await storage.forget("backbone");
+    await storage.forget("model");
+    state.backbone.source = "picked";
+    showBackbone();
+    $("backbone-status").textContent += " — removed from this device's storage";
+  });
+
+// ---- model ---------------------------------------------------------------------------------
+
+function setModel(model) {
+  state.model = model;
+  if (!model) {
+    $("model-status").textContent = state.backbone ? "no model loaded: load one or train one" : "no model loaded";
+    $("model-download").hidden = true;
+  } else {
+    const i = model.info;
+    $("model-status").textContent =
+      `${model.name}: ${i.method}, input ${i.inputWidth}×${i.inputHeight}, trained on ${i.trainImages} images, ` +
+      `calibrated threshold ${fmt(i.threshold)}`;
+    $("model-download").hidden = false;
+    const t = $("threshold");
+    t.min = Math.min(i.displayLow, i.threshold * 0.5);
+    t.max = Math.max(i.displayHigh, i.threshold) * 2 - t.min;
+    t.step = (t.max - t.min) / 1000;
+    setThreshold(i.threshold);
+  }
+  clearResults();
+  updateControls();
+}
+
+async function useModel(bundle, name, { store }) {
+  const info = await engine.loadModel(bundle).catch((e) => {
+    throw new Error(`${name}: ${e.message}`);
+  });
+  setModel({ name, info, bundle });
+  if (store && state.backbone?.source === "stored") {
+    await storage.save("model", { bundle }, { name, fingerprint: state.backbone.info.fingerprint }).catch(() => {});
+  }
+}
+
+$("model-file").onchange = (e) =>
+  guard(async () => {
+    const f = e.target.files[0];
+    e.target.value = "";
+    if (!f) return;
+    if (!state.backbone) throw new Error("load the backbone weights first: the model belongs to one backbone");
+    await useModel(f, f.name, { store: true });
+  });
+
+$("model-download").onclick = () => download(state.model.bundle, state.model.name.replace(/(\.safetensors)?$/, ".safetensors"));
+
+// Training.
+let normals = [];
+function setNormals(files) {
+  normals = [...files].filter((f) => IMAGE_NAME.test(f.name));
+  const skipped = files.length - normals.length;
+  $("normal-count").textContent = normals.length
+    ? `${normals.length} normal images chosen${skipped ? ` (${skipped} other files ignored)` : ""}`
+    : "no normal images chosen";
+  updateControls();
+}
+$("normal-files").onchange = (e) => setNormals(e.target.files);
+$("normal-folder").onchange = (e) => setNormals(e.target.files);
+
+$("fit-run").onclick = () =>
+  guard(async () => {
+    const epochs = Number($("fit-epochs").value);
+    if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`epochs must be a whole number ≥ 1, got "${$("fit-epochs").value}"`);
+    if (normals.length < 2) throw new Error("training needs at least 2 normal images (one is held out to calibrate the threshold)");
+    const options = { method: $("fit-method").value, size: Number($("fit-size").value), epochs };
+    await train(normals, options, `model-${normals.length}-normals.safetensors`);
+  });
+
+async function train(files, options, name) {
+  $("fit-run").disabled = true;
+  $("fit-cancel").hidden = false;
+  $("fit-log").replaceChildren();
+  progress("fit-progress", 0, 1);
+  const status = $("fit-status");
+  status.textContent = "reading the images…";
   try {
-    status(el, `decoding ${file.name}…`);
-    const img = await imageRgba(file);
-    const input = $("input");
-    input.width = size; input.height = size;
-    input.getContext("2d").drawImage(img.bitmap, 0, 0, size, size);
-    status(el, "embedding (the first run compiles the shaders)…");
-    const t0 = performance.now();
-    const e = await detector.embedImage(img.rgba, img.width, img.height, size, size);
-    const ms = performance.now() - t0;
-    const n = e.gridH * e.gridW;
-    const d = e.data.length / n;
-    const pca = $("pca");
-    pca.width = e.gridW; pca.height = e.gridH;
-    pca.getContext("2d").putImageData(new ImageData(pcaRgb(e.data, d, n), e.gridW, e.gridH), 0, 0);
-    status(el, `${file.name}: ${img.width}×${img.height} → ${size}×${size} → ${e.gridH}×${e.gridW} grid of ${d}-d embeddings in ${ms.toFixed(0)} ms on ${detector.backend}`);
-  } catch (err) {
-    status(el, `${file.name}: ${err.message || err}`, true);
+    const images = files.map((f) => ({ name: f.name, blob: f }));
+    const result = await engine.fit(images, options, (p) => {
+      if (p.phase === "decode") {
+        status.textContent = `reading image ${p.image} of ${p.images}`;
+      } else if (p.phase === "embed") {
+        status.textContent = `embedding image ${p.image} of ${p.images} with the backbone`;
+        progress("fit-progress", p.image, p.images * 2);
+      } else {
+        const done = (p.epoch - 1) * p.steps + p.step;
+        status.textContent = `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss.toFixed(5)}`;
+        progress("fit-progress", p.epochs * p.steps + done, p.epochs * p.steps * 2);
+        if (p.step === p.steps) $("fit-log").append(el("li", `epoch ${p.epoch}: loss ${p.loss.toFixed(5)}`));
+      }
+    });
+    status.textContent = "trained; loading the model…";
+    await useModel(new Blob([result.bundle]), name, { store: true });
+    status.textContent = `trained on ${files.length} images. Score images below, or download the bundle.`;
+  } catch (e) {
+    status.textContent = e.message === "training cancelled" ? "training cancelled" : "training failed";
+    if (e.message !== "training cancelled") throw e;
+  } finally {
+    $("fit-cancel").hidden = true;
+    progress("fit-progress", null);
+    updateControls();
   }
-  updateRun();
 }
 
-await init();
-$("backend").addEventListener("change", startBackend);
-$("weights").addEventListener("change", () => $("weights").files[0] && loadWeights($("weights").files[0]));
-$("config").addEventListener("change", () => $("weights").files[0] && loadWeights($("weights").files[0]));
-$("image").addEventListener("change", updateRun);
-$("run").addEventListener("click", run);
-const drop = $("drop-weights");
-drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("dragging"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
-drop.addEventListener("drop", (ev) => {
-  ev.preventDefault();
-  drop.classList.remove("dragging");
-  const file = ev.dataTransfer.files[0];
-  if (file) loadWeights(file);
-});
-await startBackend();
+$("fit-cancel").onclick = () => guard(() => engine.restart("training cancelled"));
+
+// ---- scoring -------------------------------------------------------------------------------
+
+let stopScoring = false;
+
+async function scoreFiles(files) {
+  files = [...files];
+  if (!state.model) throw new Error("load or train a model first");
+  stopScoring = false;
+  $("score-stop").hidden = false;
+  let failed = 0;
+  try {
+    for (const [k, file] of files.entries()) {
+      if (stopScoring) break;
+      $("score-status").textContent = `scoring ${file.name} (${k + 1} of ${files.length})` +
+        (k === 0 && state.results.length === 0 && !/^cpu/.test($("backend-status").textContent)
+          ? " — the first run compiles GPU shaders" : "");
+      progress("score-progress", k, files.length);
+      let entry;
+      try {
+        const r = await engine.score(file.name, file);
+        entry = { name: file.name, file, score: r.score, top1: r.scoreTop1, grid: r.grid,
+          gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height };
+      } catch (e) {
+        if (stopScoring) break;
+        failed++;
+        entry = { name: file.name, file, error: e.message };
+      }
+      state.results.push(entry);
+      renderTable();
+      if (state.current < 0 && !entry.error) await show(state.results.length - 1);
+    }
+  } finally {
+    progress("score-progress", null);
+    $("score-stop").hidden = true;
+  }
+  const n = state.results.filter((r) => !r.error).length;
+  $("score-status").textContent = `${n} image${n === 1 ? "" : "s"} scored` +
+    (failed ? `, ${failed} could not be read (see the table)` : "") + (stopScoring ? " (stopped)" : "");
+}
+
+$("score-files").onchange = (e) =>
+  guard(async () => {
+    const files = [...e.target.files];
+    e.target.value = "";
+    await scoreFiles(files);
+  });
+$("score-stop").onclick = () => {
+  stopScoring = true;
+  engine.restart("stopped").catch(() => {});
+};
+
+function threshold() {
+  return Number($("threshold").value);
+}
+function setThreshold(t) {
+  $("threshold").value = t;
+  $("threshold-value").textContent = fmt(threshold());
+}
+const verdictOf = (r) => (r.error ? "error" : r.score >= threshold() ? "anomalous" : "normal");
+
+function clearResults() {
+  state.results = [];
+  state.current = -1;
+  state.view = null;
+  $("viewer").hidden = true;
+  renderTable();
+}
+$("batch-clear").onclick = clearResults;
+
+// ---- viewer --------------------------------------------------------------------------------
+
+async function show(index) {
+  const r = state.results[index];
+  if (!r || r.error) return;
+  state.current = index;
+  const bitmap = await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
+  const canvas = $("overlay");
+  [canvas.width, canvas.height] = [r.width, r.height];
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0, r.width, r.height);
+  bitmap.close();
+  state.view = { base: ctx.getImageData(0, 0, r.width, r.height), map: upsample(r.grid, r.gridH, r.gridW, r.height, r.width), result: r };
+  state.probe = null;
+  $("viewer").hidden = false;
+  $("view-name").textContent = r.name;
+  drawView();
+  renderTable();
+}
+
+function overlayOptions() {
+  const i = state.model.info;
+  return { colormap: $("colormap").value, opacity: Number($("opacity").value), threshold: threshold(),
+    low: i.displayLow, high: i.displayHigh, contour: $("contour").checked };
+}
+
+function drawView() {
+  const v = state.view;
+  if (!v) return;
+  const r = v.result;
+  const ctx = $("overlay").getContext("2d");
+  ctx.putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
+  if (state.probe) {
+    // Outline the probed patch.
+    const [row, col] = state.probe;
+    const [sx, sy] = [r.width / r.gridW, r.height / r.gridH];
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = Math.max(1, r.width / 300);
+    ctx.strokeRect(col * sx, row * sy, sx, sy);
+  }
+  const verdict = verdictOf(r);
+  $("view-verdict").textContent = verdict;
+  $("view-verdict").className = `verdict v-${verdict}`;
+  $("view-score").textContent = fmt(r.score);
+  $("view-top1").textContent = fmt(r.top1);
+  $("view-threshold").textContent = `${fmt(threshold())} (calibrated ${fmt(state.model.info.threshold)})`;
+  if (state.probe) {
+    const [row, col] = state.probe;
+    $("view-hover").textContent = `patch row ${row + 1}, column ${col + 1}: ${fmt(r.grid[row * r.gridW + col])}`;
+  } else $("view-hover").textContent = "—";
+}
+
+for (const id of ["colormap", "opacity", "contour"]) $(id).oninput = drawView;
+$("threshold").oninput = () => {
+  $("threshold-value").textContent = fmt(threshold());
+  drawView();
+  renderTable();
+};
+$("threshold-reset").onclick = () => {
+  setThreshold(state.model.info.threshold);
+  drawView();
+  renderTable();
+};
+
+$("overlay").onmousemove = (e) => {
+  const v = state.view;
+  if (!v) return;
+  const rect = e.target.getBoundingClientRect();
+  const x = ((e.clientX - rect.left) / rect.width) * v.result.gridW;
+  const y = ((e.clientY - rect.top) / rect.height) * v.result.gridH;
+  state.probe = [Math.min(Math.floor(y), v.result.gridH - 1), Math.min(Math.floor(x), v.result.gridW - 1)];
+  drawView();
+};
+$("overlay").onmouseleave = () => {
+  state.probe = null;
+  drawView();
+};
+// Keyboard: arrows move the probed patch.
+$("overlay").onkeydown = (e) => {
+  const v = state.view;
+  const step = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[e.key];
+  if (!v || !step) return;
+  e.preventDefault();
+  const [row, col] = state.probe ?? [0, 0];
+  state.probe = [Math.min(Math.max(row + step[0], 0), v.result.gridH - 1), Math.min(Math.max(col + step[1], 0), v.result.gridW - 1)];
+  drawView();
+};
+
+$("export-png").onclick = () => {
+  const name = state.view.result.name.replace(/\.[^.]*$/, "");
+  $("overlay").toBlob((blob) => download(blob, `${name}_overlay.png`), "image/png");
+};
+
+// ---- batch table ---------------------------------------------------------------------------
+
+function sorted() {
+  const { key, dir } = state.sort;
+  const rows = state.results.map((r, index) => ({ r, index }));
+  if (!key) return rows;
+  const value = (r) => (key === "score" ? (r.error ? -Infinity : r.score) : key === "verdict" ? verdictOf(r) : r.name);
+  return rows.sort((a, b) => {
+    const [x, y] = [value(a.r), value(b.r)];
+    return (x < y ? -1 : x > y ? 1 : 0) * dir;
+  });
+}
+
+const THUMB = 72;
+function thumbnail(r) {
+  const c = el("canvas", undefined, { width: THUMB, height: Math.max(1, Math.round((THUMB * r.height) / r.width)) });
+  c.setAttribute("aria-hidden", "true");
+  createImageBitmap(r.file, { resizeWidth: c.width, resizeHeight: c.height, resizeQuality: "medium" })
+    .then((bmp) => {
+      const ctx = c.getContext("2d");
+      ctx.drawImage(bmp, 0, 0);
+      bmp.close();
+      const base = ctx.getImageData(0, 0, c.width, c.height);
+      const map = upsample(r.grid, r.gridH, r.gridW, c.height, c.width);
+      ctx.putImageData(renderOverlay(base, map, { ...overlayOptions(), contour: false }), 0, 0);
+    })
+    .catch(() => {});
+  return c;
+}
+
+function renderTable() {
+  $("batch").hidden = state.results.length === 0;
+  const body = $("results").tBodies[0];
+  body.replaceChildren(...sorted().map(({ r, index }) => {
+    const tr = el("tr");
+    if (index === state.current) tr.className = "current";
+    r.thumb ??= r.error ? null : thumbnail(r);
+    const name = r.error ? el("span", r.name) : el("button", r.name, { type: "button", onclick: () => show(index) });
+    const verdict = verdictOf(r);
+    tr.append(
+      el("td").appendChild(r.thumb ?? el("span", "—")).parentNode,
+      el("td").appendChild(name).parentNode,
+      el("td", r.error ? "" : fmt(r.score)),
+      el("td", r.error ? `could not be scored: ${r.error}` : verdict, { className: `v-${verdict}` }),
+    );
+    return tr;
+  }));
+  for (const th of $("results").tHead.rows[0].cells) {
+    const key = th.querySelector("button")?.dataset.sort;
+    if (key) th.setAttribute("aria-sort", state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
+  }
+}
+
+for (const b of $("results").tHead.querySelectorAll("button[data-sort]")) {
+  b.onclick = () => {
+    const key = b.dataset.sort;
+    state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === "score" ? -1 : 1 };
+    renderTable();
+  };
+}
+
+function csvField(v) {
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+$("export-csv").onclick = () => {
+  const lines = [["file", "score", "score_top1", "threshold", "verdict"].join(",")];
+  for (const { r } of sorted()) {
+    lines.push([r.name, r.error ? "" : r.score, r.error ? "" : r.top1, threshold(),
+      r.error ? `error: ${r.error}` : verdictOf(r)].map(csvField).join(","));
+  }
+  download(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }), "dino-ar-scores.csv");
+};
+
+// ---- drag and drop -------------------------------------------------------------------------
+
+function dropZone(id, onFiles) {
+  const zone = $(id);
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    guard(() => onFiles([...e.dataTransfer.files]));
+  });
+}
+dropZone("backbone-drop", pickBackbone);
+dropZone("normal-drop", async (files) => setNormals(files));
+dropZone("score-drop", scoreFiles);
+// A file dropped outside a zone must not navigate away from the page (and lose its state).
+for (const ev of ["dragover", "drop"]) window.addEventListener(ev, (e) => e.preventDefault());
+
+function updateControls() {
+  const busy = !$("fit-cancel").hidden;
+  $("fit-run").disabled = busy || !state.backbone || normals.length === 0;
+  $("score-files").disabled = !state.model;
+  $("model-file").disabled = !state.backbone;
+}
+
+// ---- the built-in sample -------------------------------------------------------------------
+
+async function fetchBlob(path) {
+  const res = await fetch(`sample/${path}`);
+  if (!res.ok) throw new Error(`the sample file ${path} is missing (HTTP ${res.status})`);
+  return await res.blob();
+}
+
+$("sample-run").onclick = () =>
+  guard(async () => {
+    $("sample-run").disabled = true;
+    try {
+      const manifest = await (await fetch("sample/manifest.json")).json();
+      await useBackbone(await fetchBlob(manifest.backbone.weights), await fetchBlob(manifest.backbone.config),
+        { source: "sample", name: "sample backbone (random tiny ViT)" });
+      await useModel(await fetchBlob(manifest.model), "sample model (brick)", { store: false });
+      const files = await Promise.all(manifest.test.map(async (t) =>
+        new File([await fetchBlob(t.image)], t.image.split("/").pop(), { type: "image/png" })));
+      await scoreFiles(files);
+      const firstDefect = state.results.findIndex((r) => !r.name.startsWith("good"));
+      if (firstDefect >= 0) await show(firstDefect);
+      $("score-section").scrollIntoView({ behavior: "smooth" });
+    } finally {
+      $("sample-run").disabled = false;
+    }
+  });
+
+// ---- boot ----------------------------------------------------------------------------------
+
+async function boot() {
+  await startEngine();
+  const stored = await storage.load("backbone");
+  if (stored) {
+    await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: stored.meta.name });
+    const model = await storage.load("model");
+    if (model && model.meta.fingerprint === state.backbone.info.fingerprint) {
+      await useModel(model.files.bundle, model.meta.name, { store: false });
+    }
+  }
+  updateControls();
+  document.body.dataset.ready = "true";
+}
+guard(boot).finally(() => (document.body.dataset.ready = "true"));

@@ -48,11 +48,20 @@ try {
     const images = [0, 1, 2, 3, 4, 5].map((k) => texture(k, false));
     const progress = [];
     const bundle = await det.fit(images, { epochs: 2, size: 32, seed: 1 }, (p) => progress.push(p));
-    out.progress = progress.length;
-    out.firstProgress = progress[0];
+    out.embedProgress = progress.filter((p) => p.phase === "embed").map((p) => `${p.image}/${p.images}`).join(" ");
+    const train = progress.filter((p) => p.phase === "train");
+    out.progress = train.length;
+    out.firstProgress = train[0];
     out.bundleBytes = bundle.length;
     out.model = await det.loadModel(bundle);
     const r = await det.score(texture(9, true).rgba, 32, 32);
+    // The page keeps only the patch grid and upsamples it itself: it must give the same map.
+    const { upsample } = await import("/overlay.js");
+    const up = upsample(r.grid, r.gridH, r.gridW, r.height, r.width);
+    out.upsampleError = Math.max(...r.map.map((v, i) => Math.abs(v - up[i])));
+    const wide = await det.score(texture(4, true).rgba.subarray(0, 32 * 20 * 4), 20, 32);
+    const upWide = upsample(wide.grid, wide.gridH, wide.gridW, wide.height, wide.width);
+    out.upsampleErrorWide = Math.max(...wide.map.map((v, i) => Math.abs(v - upWide[i])));
     out.score = { mapLength: r.map.length, width: r.width, height: r.height, score: r.score, threshold: r.threshold, anomalous: r.anomalous };
     out.zeroImage = await err(() => det.score(new Uint8Array(0), 0, 0));
     const ac = new AbortController();
@@ -74,7 +83,9 @@ try {
   check(result.scoreFirst.startsWith("true:") && result.scoreFirst.includes("no model loaded"), `score before a model: ${result.scoreFirst}`);
   check(result.badWeights.startsWith("true:") && result.badWeights.includes("weights"), `bad weights: ${result.badWeights}`);
   check(result.info.hiddenSize === 64 && result.info.heads === 2, "loadBackbone info");
+  check(result.embedProgress === "1/6 2/6 3/6 4/6 5/6 6/6", `fit reports each image embedded (${result.embedProgress})`);
   check(result.progress === 2 && result.firstProgress.epoch === 1 && Number.isFinite(result.firstProgress.loss), "fit progress callback");
+  check(result.upsampleError < 1e-5 && result.upsampleErrorWide < 1e-5, `the page's upsampling matches Rust's map (${result.upsampleError}, ${result.upsampleErrorWide})`);
   check(result.bundleBytes > 1000 && result.model.inputHeight === 32, "fit → loadModel");
   check(result.score.mapLength === 32 * 32 && result.score.width === 32 && Number.isFinite(result.score.score), "score result");
   check(result.zeroImage.startsWith("true:") && result.zeroImage.includes("empty"), `zero-sized image: ${result.zeroImage}`);

@@ -110,6 +110,9 @@ mod cli {
         variant: VariantArg,
         #[arg(long, default_value_t = 40)]
         epochs: usize,
+        /// Hidden channels of the AR head (the paper: 256).
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
         #[arg(long, default_value_t = 42)]
@@ -365,8 +368,12 @@ mod cli {
                     VariantArg::Dilated => Variant::Dilated,
                     VariantArg::Standard => Variant::Standard,
                 };
+                if args.hidden == 0 {
+                    return Err("--hidden must be at least 1".into());
+                }
                 let config = ArConfig {
                     variant,
+                    hidden: args.hidden,
                     ..ArConfig::new(backbone.config.hidden_size)
                 };
                 let options = FitOptions {

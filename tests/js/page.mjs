@@ -1,0 +1,194 @@
+// End-to-end test of the real page (www/ + pkg/) in Debian's headless Chromium, driven like a user:
+// load the tiny fixture backbone through the file input, train on a handful of normal brick crops,
+// score an image with a planted defect and check the overlay's hot region covers it, export the
+// CSV, reload (the weights are still there), run the built-in sample, and check from the network
+// log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
+// tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const out = process.env.DINO_AR_TEST_OUT || join(root, "tests", "js", "out");
+mkdirSync(out, { recursive: true });
+const sample = join(root, "www", "sample");
+const manifest = JSON.parse(readFileSync(join(sample, "manifest.json"), "utf8"));
+
+const port = 20000 + Math.floor(Math.random() * 2000);
+const origin = `http://localhost:${port}`;
+const server = spawn("python3", [join(root, "tools", "serve.py"), String(port)], { stdio: ["ignore", "pipe", "ignore"] });
+await new Promise((resolve) => server.stdout.once("data", resolve));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let failed = false;
+let page;
+const check = (ok, what) => {
+  if (!ok) {
+    failed = true;
+    console.error(`FAIL ${what}`);
+  } else console.log(`ok   ${what}`);
+};
+const MINUTE = 60_000;
+
+try {
+  // One context for the whole run: the reload must find what the first visit stored.
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 1000 } });
+  const outside = [];
+  context.on("request", (r) => {
+    if (!r.url().startsWith(`${origin}/`) && !r.url().startsWith("blob:") && !r.url().startsWith("data:")) outside.push(r.url());
+  });
+  page = await context.newPage();
+  const consoleErrors = [];
+  page.on("pageerror", (e) => consoleErrors.push(e.message));
+  const text = (sel) => page.locator(sel).innerText();
+  const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: MINUTE });
+
+  await page.goto(`${origin}/`);
+  await ready();
+  check(await page.locator("#error").isHidden(), "the page starts without an error");
+  check((await text("#privacy")).includes("stay on this device"), "the privacy line is shown");
+  console.log(`     backend: ${await text("#backend-status")}`);
+
+  // A file that is not weights: a clear error, and the page stays usable.
+  await page.setInputFiles("#backbone-files", join(sample, "test", "good_0.png"));
+  await page.waitForSelector("#error:not([hidden])", { timeout: MINUTE });
+  const badWeights = await text("#error-text");
+  check(/PNG/i.test(badWeights), `an image picked as weights is refused by name: "${badWeights}"`);
+
+  // 1. The tiny fixture backbone through the file input (weights + config.json together).
+  await page.setInputFiles("#backbone-files", [
+    join(root, "tests/fixtures/tiny/hf.safetensors"), join(root, "tests/fixtures/tiny/config.json")]);
+  await page.waitForSelector("#backbone-info:not([hidden])", { timeout: MINUTE });
+  const info = await text("#backbone-info");
+  check(info.includes("width 64") && info.includes("fingerprint"), "backbone info: architecture and fingerprint");
+  check((await text("#backbone-status")).includes("kept on this device"), "the weights are stored on the device");
+
+  // 2. Train on a handful of normal images.
+  const normals = manifest.normal.slice(0, 12).map((p) => join(sample, p));
+  await page.setInputFiles("#normal-files", normals);
+  await page.selectOption("#fit-size", "224");
+  await page.fill("#fit-epochs", "25");
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 5 * MINUTE });
+  const losses = await page.locator("#fit-log li").count();
+  check(losses === 25, `one loss line per epoch (${losses})`);
+  check((await text("#model-status")).includes("trained on"), `model loaded: ${await text("#model-status")}`);
+
+  // Cancel: a second training stopped at once, the model of the first still in place.
+  await page.fill("#fit-epochs", "500");
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("training:"), null, { timeout: 2 * MINUTE });
+  await page.click("#fit-cancel");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent === "training cancelled", null, { timeout: MINUTE });
+  check(await page.locator("#error").isHidden(), "cancelling is not an error");
+  await page.waitForFunction(() => !document.querySelector("#score-files").disabled, null, { timeout: MINUTE });
+
+  // 3. Score an image with a planted defect, and a normal one.
+  const defect = manifest.test.find((t) => t.image.includes("paint"));
+  await page.setInputFiles("#score-files", [join(sample, defect.image), join(sample, "test", "good_0.png")]);
+  await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("2 images scored"), null, { timeout: 2 * MINUTE });
+  // The viewer shows the first image: compare the drawn overlay with the defect's mask.
+  const overlap = await page.evaluate(async (maskUrl) => {
+    const canvas = document.querySelector("#overlay");
+    const { width: w, height: h } = canvas;
+    const px = canvas.getContext("2d").getImageData(0, 0, w, h).data;
+    const bmp = await createImageBitmap(await (await fetch(maskUrl)).blob());
+    const c = new OffscreenCanvas(w, h);
+    const ctx = c.getContext("2d");
+    ctx.drawImage(bmp, 0, 0, w, h);
+    const mask = ctx.getImageData(0, 0, w, h).data;
+    // The hot region is what the page outlines in pure cyan: the edge of the pixels above the
+    // threshold. Count its pixels within one patch (16 px) of the defect.
+    const near = new Uint8Array(w * h);
+    const r = 16;
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+      if (mask[(y * w + x) * 4] <= 127) continue;
+      for (let yy = Math.max(0, y - r); yy <= Math.min(h - 1, y + r); yy++)
+        for (let xx = Math.max(0, x - r); xx <= Math.min(w - 1, x + r); xx++) near[yy * w + xx] = 1;
+    }
+    let contour = 0, contourNear = 0, nearArea = 0;
+    for (let i = 0; i < w * h; i++) {
+      nearArea += near[i];
+      if (px[i * 4] === 0 && px[i * 4 + 1] === 255 && px[i * 4 + 2] === 255) {
+        contour++;
+        contourNear += near[i];
+      }
+    }
+    return { contour, contourNear, nearShare: nearArea / (w * h) };
+  }, `/sample/${defect.mask}`);
+  const share = overlap.contourNear / overlap.contour;
+  check(overlap.contour > 0 && share > 3 * overlap.nearShare,
+    `the overlay's hot region lies on the defect (${(100 * share).toFixed(0)} % of its outline within a patch of the ` +
+    `defect, which with that margin covers ${(100 * overlap.nearShare).toFixed(0)} % of the image)`);
+  await page.hover("#overlay", { position: { x: 60, y: 60 } });
+  check(/patch row \d+, column \d+: \d/.test(await text("#view-hover")), `hover shows the patch score: ${await text("#view-hover")}`);
+  await page.screenshot({ path: join(out, "page-trained.png"), fullPage: true });
+
+  // The threshold slider moves the verdicts; the reset button restores the calibrated one.
+  await page.locator("#threshold").evaluate((e) => { e.value = e.min; e.dispatchEvent(new Event("input")); });
+  const allAnomalous = await page.locator("#results tbody td.v-anomalous").count();
+  check(allAnomalous === 2, `at the lowest threshold every image is anomalous (${allAnomalous})`);
+  await page.click("#threshold-reset");
+
+  // CSV export.
+  const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+  const csv = readFileSync(await csvDownload.path(), "utf8").trim().split("\n");
+  check(csv[0] === "file,score,score_top1,threshold,verdict", `CSV header: ${csv[0]}`);
+  const rows = csv.slice(1).map((l) => l.split(","));
+  check(rows.length === 2 && rows.every((r) => Number.isFinite(Number(r[1])) && ["normal", "anomalous"].includes(r[4])),
+    `CSV rows: ${csv.slice(1).join(" | ")}`);
+  const defectName = defect.image.split("/").pop();
+  check(rows.some((r) => r[0] === defectName), "the CSV names the scored file");
+  const [pngDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-png")]);
+  const png = readFileSync(await pngDownload.path());
+  check(png.subarray(1, 4).toString() === "PNG" && pngDownload.suggestedFilename().endsWith("_overlay.png"), `overlay PNG export (${pngDownload.suggestedFilename()})`);
+
+  // A file that is no image: its row says so, the others are scored.
+  await page.setInputFiles("#score-files", [join(root, "tests/fixtures/tiny/config.json"), join(sample, "test", "good_1.png")]);
+  await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("could not be read"), null, { timeout: MINUTE });
+  check((await text("#results")).includes("config.json: not an image"), "an unreadable file is reported in its row");
+
+  // 4. Reload: the weights (and the model trained on them) are still there.
+  await page.reload();
+  await ready();
+  check((await text("#backbone-status")).includes("kept on this device"), `after a reload the weights are back: ${await text("#backbone-status")}`);
+  check((await text("#model-status")).includes("trained on"), "after a reload the model is back");
+
+  // 5. The built-in sample, end to end.
+  await page.click("#sample-run");
+  await page.waitForFunction((n) => document.querySelector("#score-status").textContent.includes(`${n} images scored`), manifest.test.length, { timeout: 2 * MINUTE });
+  check(await page.locator("#error").isHidden(), "the sample runs without an error");
+  const verdicts = await page.locator("#results tbody tr").count();
+  check(verdicts === manifest.test.length, `the sample fills the table (${verdicts} rows)`);
+  await page.locator("#score-section").screenshot({ path: join(out, "sample.png") });
+  await page.screenshot({ path: join(out, "page-sample.png"), fullPage: true });
+
+  // Keyboard: the first control can be reached and the sample button activated with the keyboard.
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  check(focused !== "BODY", `Tab moves the focus onto a control (${focused})`);
+
+  check(consoleErrors.length === 0, `no uncaught errors in the page (${consoleErrors.join("; ")})`);
+  check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
+  console.log(`     screenshots in ${out}`);
+} catch (e) {
+  failed = true;
+  console.error(e);
+  if (page) {
+    // Where the page stood when the test gave up.
+    for (const id of ["results", "error-text", "backend-status", "backbone-status", "model-status", "fit-status", "score-status"]) {
+      console.error(`     #${id}: ${await page.locator(`#${id}`).innerText().catch(() => "?")}`);
+    }
+    await page.screenshot({ path: join(out, "failure.png"), fullPage: true }).catch(() => {});
+  }
+} finally {
+  await browser.close();
+  server.kill();
+}
+process.exit(failed ? 1 : 0);

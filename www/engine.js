@@ -1,0 +1,110 @@
+// The page's handle on the worker that owns the Detector. Each call is a Promise; progress
+// arrives through a callback. Cancelling a long call terminates the worker and starts a fresh one
+// with the same backbone and model: immediate, whatever the worker is in the middle of.
+
+export class Engine {
+  constructor() {
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker = null;
+    this.backend = "auto";
+    // What to load again after a restart.
+    this.backbone = null; // { weights: Blob, config: Blob | null }
+    this.model = null; // Blob
+    this.fingerprint = null;
+    this.onRestart = () => {};
+    this.restarting = Promise.resolve();
+  }
+
+  spawn() {
+    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    this.worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      if (data.progress) return p.onProgress?.(data.progress);
+      this.pending.delete(data.id);
+      if ("error" in data) {
+        p.reject(new Error(data.error));
+        if (data.fatal) this.restart().catch(() => {});
+      } else p.resolve(data.result);
+    };
+    this.worker.onerror = (e) => {
+      e.preventDefault?.();
+      this.failAll(`the engine stopped: ${e.message || "it could not start (is pkg/ built? run tools/serve.sh)"}`);
+    };
+  }
+
+  failAll(message) {
+    for (const p of this.pending.values()) p.reject(new Error(message));
+    this.pending.clear();
+  }
+
+  // Requests from the page wait until a restart has loaded the backbone and model again.
+  async call(op, args = {}, onProgress) {
+    await this.restarting;
+    return await this.post(op, args, onProgress);
+  }
+
+  post(op, args = {}, onProgress) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, op, ...args });
+    });
+  }
+
+  async start(backend) {
+    this.backend = backend;
+    if (!this.worker) this.spawn();
+    return await this.call("start", { backend });
+  }
+
+  async loadBackbone(weights, config) {
+    const info = await this.call("loadBackbone", { weights, config });
+    // The worker drops a model made for another backbone; so do we.
+    const kept = this.model !== null && this.fingerprint === info.fingerprint;
+    if (!kept) this.model = null;
+    this.backbone = { weights, config };
+    this.fingerprint = info.fingerprint;
+    return { ...info, keptModel: kept };
+  }
+
+  async loadModel(bundle) {
+    const info = await this.call("loadModel", { bundle });
+    this.model = bundle;
+    return info;
+  }
+
+  fit(images, options, onProgress) {
+    return this.call("fit", { images, options }, onProgress);
+  }
+
+  score(name, blob) {
+    return this.call("score", { name, blob });
+  }
+
+  // Stop whatever runs now: a fresh worker, with the backbone and model loaded again.
+  restart(reason = "cancelled") {
+    this.worker?.terminate();
+    this.worker = null;
+    this.failAll(reason);
+    this.spawn();
+    const done = this.reload();
+    this.restarting = done.catch(() => {});
+    return done;
+  }
+
+  async reload() {
+    const started = await this.post("start", { backend: this.backend });
+    if (this.backbone) await this.post("loadBackbone", this.backbone);
+    let lost = null;
+    if (this.model) {
+      await this.post("loadModel", { bundle: this.model }).catch((e) => {
+        lost = `the model could not be loaded again: ${e.message}`;
+        this.model = null;
+      });
+    }
+    this.onRestart(started, lost);
+    return started;
+  }
+}

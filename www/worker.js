@@ -1,0 +1,118 @@
+// The worker that owns the Detector: every decode, backbone pass, training step and scoring runs
+// here, so the page never freezes. Requests are { id, op, ...args }; replies are
+// { id, result } or { id, error }, with { id, progress } in between.
+import init, { Detector } from "../pkg/dino_ar.js";
+
+let detector = null;
+const wasmReady = init();
+
+// Images for training are decoded to at most this many times the model's side (keeping the
+// aspect ratio) before they are handed to Rust: the backbone only sees the model size, and a
+// folder of camera images at full size would not fit in the tab's memory.
+const FIT_DECODE_FACTOR = 2;
+
+async function decode(blob, name, maxSide = 0) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, {
+      colorSpaceConversion: "none",
+      premultiplyAlpha: "none",
+      imageOrientation: "from-image",
+    });
+  } catch {
+    throw new Error(`${name}: not an image this browser can decode (the page reads PNG, JPEG, WebP and BMP)`);
+  }
+  let { width, height } = bitmap;
+  if (maxSide > 0 && Math.max(width, height) > maxSide) {
+    const s = maxSide / Math.max(width, height);
+    const [w, h] = [Math.max(1, Math.round(width * s)), Math.max(1, Math.round(height * s))];
+    bitmap.close();
+    bitmap = await createImageBitmap(blob, {
+      colorSpaceConversion: "none",
+      premultiplyAlpha: "none",
+      imageOrientation: "from-image",
+      resizeWidth: w,
+      resizeHeight: h,
+      resizeQuality: "high",
+    });
+    [width, height] = [w, h];
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
+  return { rgba, width, height };
+}
+
+function need() {
+  if (!detector) throw new Error("the engine is not started");
+  return detector;
+}
+
+const ops = {
+  async start({ backend }) {
+    await wasmReady;
+    detector?.free();
+    detector = null;
+    detector = await Detector.create(backend);
+    return { backend: detector.backend, webgpu: "gpu" in navigator };
+  },
+
+  async loadBackbone({ weights, config }) {
+    const bytes = new Uint8Array(await weights.arrayBuffer());
+    const configText = config ? await config.text() : undefined;
+    const info = await need().loadBackbone(bytes, configText);
+    return { ...info, backend: detector.backend };
+  },
+
+  async loadModel({ bundle }) {
+    return await need().loadModel(new Uint8Array(await bundle.arrayBuffer()));
+  },
+
+  async fit({ images, options }, progress) {
+    const det = need();
+    const maxSide = FIT_DECODE_FACTOR * (options.size ?? 448);
+    const decoded = [];
+    for (const [k, { name, blob }] of images.entries()) {
+      decoded.push(await decode(blob, name, maxSide));
+      progress({ phase: "decode", image: k + 1, images: images.length });
+    }
+    const bundle = await det.fit(decoded, options, (p) => progress(p));
+    return { bundle, transfer: [bundle.buffer] };
+  },
+
+  async score({ name, blob }) {
+    const det = need();
+    const img = await decode(blob, name);
+    let r;
+    try {
+      r = await det.score(img.rgba, img.width, img.height);
+    } catch (e) {
+      throw new Error(`${name}: ${e.message}`);
+    }
+    return { ...r, backend: det.backend, transfer: [r.map.buffer, r.grid.buffer] };
+  },
+};
+
+// One request at a time, in the order they came: a load must not start while `start` is still
+// creating the detector.
+let queue = Promise.resolve();
+self.onmessage = ({ data }) => {
+  queue = queue.then(() => handle(data));
+};
+
+async function handle({ id, op, ...args }) {
+  const progress = (p) => self.postMessage({ id, progress: p });
+  try {
+    if (!ops[op]) throw new Error(`unknown request ${op}`);
+    const { transfer = [], ...result } = (await ops[op](args, progress)) ?? {};
+    self.postMessage({ id, result }, transfer);
+  } catch (e) {
+    // A trap inside wasm (a bug, or memory exhausted) leaves the module unusable: say so, and the
+    // page starts a fresh worker.
+    const fatal = e instanceof WebAssembly.RuntimeError;
+    const error = fatal ? `internal error in the engine (${e.message}); it was restarted` : (e?.message ?? String(e));
+    self.postMessage({ id, error, fatal });
+  }
+}
