@@ -10,7 +10,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-       "img-src 'self' blob: data:; style-src 'self'; worker-src 'self'")
+       "img-src 'self' blob: data:; style-src 'self'; worker-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'none'")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):

@@ -365,6 +365,9 @@ async function show(index) {
   const bitmap = await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
   const canvas = $("overlay");
   [canvas.width, canvas.height] = [r.width, r.height];
+  // Shown at a comfortable size whatever the image's: up to 34 rem wide, 75 % of the window high.
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
+  canvas.style.width = `${Math.round(Math.min(34 * rem, (0.75 * innerHeight * r.width) / r.height))}px`;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0, r.width, r.height);
   bitmap.close();
@@ -571,8 +574,11 @@ $("sample-run").onclick = () =>
       const files = await Promise.all(manifest.test.map(async (t) =>
         new File([await fetchBlob(t.image)], t.image.split("/").pop(), { type: "image/png" })));
       await scoreFiles(files);
-      const firstDefect = state.results.findIndex((r) => !r.name.startsWith("good"));
-      if (firstDefect >= 0) await show(firstDefect);
+      // Open the most anomalous image and list the rest by score.
+      const top = state.results.reduce((best, r, i) => (!r.error && r.score > (state.results[best]?.score ?? -Infinity) ? i : best), -1);
+      if (top >= 0) await show(top);
+      state.sort = { key: "score", dir: -1 };
+      renderTable();
       $("score-section").scrollIntoView({ behavior: "smooth" });
     } finally {
       $("sample-run").disabled = false;

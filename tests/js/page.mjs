@@ -49,8 +49,16 @@ try {
   const text = (sel) => page.locator(sel).innerText();
   const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: MINUTE });
 
-  await page.goto(`${origin}/`);
+  const response = await page.goto(`${origin}/`);
   await ready();
+  const csp = response.headers()["content-security-policy"] ?? "";
+  check(csp.includes("connect-src 'self'") && csp.includes("default-src 'self'"), "the server sends the Content-Security-Policy");
+  // The policy is enforced: a connection to another origin is refused inside the browser.
+  const blocked = await page.evaluate(() => new Promise((resolve) => {
+    document.addEventListener("securitypolicyviolation", (e) => resolve(`blocked (${e.violatedDirective})`), { once: true });
+    fetch("http://192.0.2.1/probe").then(() => resolve("sent"), () => {});
+  }));
+  check(blocked.startsWith("blocked (connect-src"), `a request to another origin is ${blocked}`);
   check(await page.locator("#error").isHidden(), "the page starts without an error");
   check((await text("#privacy")).includes("stay on this device"), "the privacy line is shown");
   console.log(`     backend: ${await text("#backend-status")}`);

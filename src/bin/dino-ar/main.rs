@@ -9,6 +9,8 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 mod data;
 #[cfg(not(target_arch = "wasm32"))]
 mod overlay;
@@ -64,6 +66,8 @@ mod cli {
         Fit(FitArgs),
         /// Score images: writes scores.csv and an overlay PNG per image.
         Score(ScoreArgs),
+        /// Benchmarks (BENCHMARKS.md): `heads` (AR vs kNN scoring), `backbone`, `train`.
+        Bench(crate::bench::BenchArgs),
         /// Evaluate on an MVTec-style dataset (test/good, test/<defect>, ground_truth/<defect>).
         Eval(EvalArgs),
     }
@@ -189,6 +193,7 @@ mod cli {
             Command::Fit(args) => fit(args),
             Command::Score(args) => score(args),
             Command::Eval(args) => eval(args),
+            Command::Bench(args) => crate::bench::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

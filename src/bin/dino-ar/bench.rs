@@ -1,0 +1,328 @@
+//! `dino-ar bench`: the timings behind BENCHMARKS.md. Each prints medians of `--runs` timed runs
+//! after `--warmup` untimed ones, with min and max, and the peak resident memory of each case.
+//!
+//! Inputs are random (seeded): speed does not depend on the values, and no weights are needed
+//! except for `backbone`, which times whatever weights it is given.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::{Args, Subcommand};
+use dino_ar::ar::{ArConfig, ArHead, Variant};
+use dino_ar::backbone::load_backbone;
+use dino_ar::knn::MemoryBank;
+use dino_ar::preprocess::parse_size;
+use dino_ar::rng::Rng;
+use dino_ar::score::patch_scores;
+use dino_ar::train::{FitOptions, fit};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: What,
+    /// Timed runs per case (the median is reported, with min and max).
+    #[arg(long, default_value_t = 5, global = true)]
+    runs: usize,
+    /// Untimed runs before them.
+    #[arg(long, default_value_t = 1, global = true)]
+    warmup: usize,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Per-image scoring: the AR head vs kNN memory banks of growing size, on identical grids.
+    Heads {
+        /// Normal images in each memory bank.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,4000")]
+        banks: Vec<usize>,
+        /// Embedding width (ViT-S: 384).
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        /// Grid side (448² input / patch 16 = 28).
+        #[arg(long, default_value_t = 28)]
+        grid: usize,
+    },
+    /// Backbone forward pass of one image at each size (pixels in, patch grid read back).
+    Backbone {
+        /// DINOv3 weights (a random ViT-S/16: `tools/fixtures/make_fixtures.py --full`).
+        #[arg(long)]
+        backbone: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_delimiter = ',', default_value = "224,448")]
+        sizes: Vec<String>,
+    },
+    /// Seconds per epoch of AR-head training.
+    Train {
+        /// Training images (their grids are random).
+        #[arg(long, default_value_t = 200)]
+        images: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, default_value_t = 28)]
+        grid: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+    },
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>10.2} {:>10.2} {:>10.2}",
+            self.median, self.min, self.max
+        )
+    }
+}
+
+/// Milliseconds per call of `f`.
+fn time(warmup: usize, runs: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut ms: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    Stats {
+        median: ms[ms.len() / 2],
+        min: ms[0],
+        max: ms[ms.len() - 1],
+    }
+}
+
+/// Peak resident memory (MB) since the last reset, from /proc (Linux); None elsewhere.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Start a new peak-memory window (Linux ≥ 4.0: writing 5 to clear_refs resets VmHWM).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_text() -> String {
+    peak_rss_mb().map_or("n/a".into(), |m| format!("{m:.0}"))
+}
+
+fn random_grid(rng: &mut Rng, shape: [usize; 4], device: &Device) -> Tensor<4> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(rng.uniform(-1.0, 1.0, n), shape), device)
+}
+
+fn read(t: Tensor<3>) {
+    // Reading back is part of scoring: it waits for the work to finish.
+    let _ = t.into_data();
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    let device = Device::flex();
+    let (warmup, runs) = (args.warmup, args.runs);
+    println!(
+        "# dino-ar bench, burn-flex on {} CPU threads; times in ms: median, min, max of {runs} runs after {warmup} warm-up",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    match args.what {
+        What::Heads { banks, dim, grid } => heads(&device, warmup, runs, &banks, dim, grid),
+        What::Backbone {
+            backbone,
+            config,
+            sizes,
+        } => backbone_forward(&device, warmup, runs, &backbone, config, &sizes),
+        What::Train {
+            images,
+            dim,
+            grid,
+            batch_size,
+        } => train(&device, warmup, runs, images, dim, grid, batch_size),
+    }
+}
+
+fn heads(
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    banks: &[usize],
+    dim: usize,
+    g: usize,
+) -> Result<(), String> {
+    if banks.contains(&0) || dim == 0 || g == 0 {
+        return Err("--banks, --dim and --grid must be at least 1".into());
+    }
+    let mut rng = Rng::new(7);
+    let test = random_grid(&mut rng, [1, dim, g, g], device);
+    println!("# one image's grid {dim}×{g}×{g}; model MB = AR weights or the bank's f32 rows");
+    println!(
+        "{:<6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>13}",
+        "method", "bank_images", "model_MB", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
+    );
+
+    reset_peak();
+    let config = ArConfig::new(dim);
+    let head = ArHead::new(&config, &mut rng, device)?;
+    let k2 = config.kernel * config.kernel;
+    let params: usize = config.widths().iter().map(|(i, o)| i * o * k2 + o).sum();
+    let ar = time(warmup, runs, || {
+        read(patch_scores(head.forward(test.clone()), test.clone()))
+    });
+    println!(
+        "{:<6} {:>12} {:>10.1} {ar} {:>13}",
+        "ar",
+        "-",
+        params as f64 * 4.0 / 1e6,
+        peak_text()
+    );
+    drop(head);
+
+    let mut knn_at = Vec::new();
+    for &n in banks {
+        reset_peak();
+        // Random unit rows: as many as the bank of n images holds, built in place.
+        let rows = n * g * g;
+        let mut data = rng.uniform(-1.0, 1.0, rows * dim);
+        for row in data.chunks_mut(dim) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        let bank = MemoryBank {
+            bank: Tensor::from_data(TensorData::new(data, [rows, dim]), device),
+        };
+        let t = time(warmup, runs, || read(bank.patch_scores(test.clone())));
+        println!(
+            "{:<6} {:>12} {:>10.1} {t} {:>13}",
+            "knn",
+            n,
+            (rows * dim * 4) as f64 / 1e6,
+            peak_text()
+        );
+        knn_at.push((n, t.median));
+    }
+    let (n, knn) = knn_at
+        .iter()
+        .find(|(n, _)| *n == 1000)
+        .or(knn_at.last())
+        .copied()
+        .ok_or("no bank sizes given")?;
+    println!("knn_over_ar_at_{n}={:.2}", knn / ar.median);
+    Ok(())
+}
+
+fn backbone_forward(
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    path: &PathBuf,
+    config: Option<PathBuf>,
+    sizes: &[String],
+) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = config.or_else(|| {
+        let beside = path.with_file_name("config.json");
+        beside.exists().then_some(beside)
+    });
+    let config_text = match &config {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let loaded = load_backbone(&bytes, config_text.as_deref(), device)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let model = loaded.model;
+    let c = &model.config;
+    println!(
+        "# backbone {}: width {}, {} layers, {} heads, patch {}",
+        path.display(),
+        c.hidden_size,
+        c.num_layers,
+        c.num_heads,
+        c.patch_size
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>13}",
+        "size", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
+    );
+    let mut rng = Rng::new(3);
+    for size in sizes {
+        let (h, w) = parse_size(size)?;
+        model.config.grid(h, w)?;
+        let pixels = rng.uniform(-2.0, 2.0, 3 * h * w);
+        reset_peak();
+        let t = time(warmup, runs, || {
+            let x = model
+                .pixels_tensor(pixels.clone(), h, w)
+                .expect("size checked above");
+            let out = model.forward(x).expect("size checked above");
+            let _ = out.patch_grid().into_data();
+        });
+        println!("{:<10} {t} {:>13}", format!("{h}x{w}"), peak_text());
+    }
+    Ok(())
+}
+
+fn train(
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    images: usize,
+    dim: usize,
+    g: usize,
+    batch_size: usize,
+) -> Result<(), String> {
+    if images == 0 || dim == 0 || g == 0 || batch_size == 0 {
+        return Err("--images, --dim, --grid and --batch-size must be at least 1".into());
+    }
+    let mut rng = Rng::new(11);
+    let grids = random_grid(&mut rng, [images, dim, g, g], device);
+    println!(
+        "# AR head (paper defaults) on {images} random grids {dim}×{g}×{g}, batch {batch_size}"
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>13}",
+        "variant", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
+    );
+    for variant in [Variant::Dilated, Variant::Standard] {
+        let config = ArConfig {
+            variant,
+            ..ArConfig::new(dim)
+        };
+        let options = FitOptions {
+            epochs: 1,
+            batch_size,
+            ..FitOptions::default()
+        };
+        reset_peak();
+        let mut failed = None;
+        let t = time(warmup, runs, || {
+            if let Err(e) = pollster::block_on(fit(grids.clone(), &config, &options, |_| {
+                ControlFlow::Continue(())
+            })) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        println!(
+            "{:<10} {t} {:>13}",
+            format!("{variant:?}").to_lowercase(),
+            peak_text()
+        );
+    }
+    println!("# one timed run = one epoch over all {images} images (ms)");
+    Ok(())
+}
