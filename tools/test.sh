@@ -9,6 +9,14 @@ cd "$ROOT"
 printf '\n== native tests (cargo test)\n' >&2
 cargo test --all-targets
 
+printf '\n== benchmark commands at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
+bin="$CARGO_TARGET_DIR/debug/dino-ar"   # built by cargo test for tests/cli.rs
+heads=$("$bin" bench heads --banks 1,2 --dim 16 --grid 4 --runs 1 --warmup 0)
+echo "$heads"
+echo "$heads" | tail -1 | grep -Eq '^knn_over_ar_at_2=[0-9.]+$' || { echo "bench heads: bad last line" >&2; exit 1; }
+"$bin" bench backbone --backbone tests/fixtures/tiny/hf.safetensors --sizes 32,32x48 --runs 1 --warmup 0
+"$bin" bench train --images 4 --dim 16 --grid 4 --batch-size 2 --runs 1 --warmup 0
+
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
 wasm-pack test --headless --chrome -- --test web --test web_device_lost
 
@@ -20,6 +28,7 @@ node tests/js/api.mjs
 
 printf '\n== the page end to end in headless Chromium (tests/js/page.mjs)\n' >&2
 node tests/js/page.mjs
+tools/bench/footprint.sh --dev
 
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then
   printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2

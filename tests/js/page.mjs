@@ -157,10 +157,15 @@ try {
   const png = readFileSync(await pngDownload.path());
   check(png.subarray(1, 4).toString() === "PNG" && pngDownload.suggestedFilename().endsWith("_overlay.png"), `overlay PNG export (${pngDownload.suggestedFilename()})`);
 
-  // A file that is no image: its row says so, the others are scored.
-  await page.setInputFiles("#score-files", [join(root, "tests/fixtures/tiny/config.json"), join(sample, "test", "good_1.png")]);
+  // A file that is no image: its row says so, the others (a grey 16-bit PNG among them) are scored.
+  await page.setInputFiles("#score-files", [join(root, "tests/fixtures/tiny/config.json"), join(sample, "test", "good_1.png"),
+    join(root, "tests/fixtures/tiny/image_grey16.png")]);
   await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("could not be read"), null, { timeout: MINUTE });
+  check((await text("#score-status")).startsWith("4 images scored, 1 could not be read"), `batch status: ${await text("#score-status")}`);
   check((await text("#results")).includes("config.json: not an image"), "an unreadable file is reported in its row");
+  await page.click("#results button:text('image_grey16.png')");
+  const grey = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
+  check(grey.join("x") === "90x120", `a grey 16-bit PNG is decoded and scored at its size (${grey.join("x")})`);
 
   // 4. Reload: the weights (and the model trained on them) are still there.
   await page.reload();
