@@ -4,9 +4,9 @@
 //! Pure tensor code on whatever `Device` the tensors live on: it never reads a tensor back, so it
 //! runs unchanged on WebGPU in the browser.
 
-use burn::tensor::activation::{gelu, silu, softmax};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::module::{attention, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::BackboneConfig;
@@ -94,9 +94,16 @@ impl Block {
         let q = rope.apply(split(self.q.forward(x.clone())));
         let k = rope.apply(split(self.k.forward(x.clone())));
         let v = split(self.v.forward(x));
-        let scale = (head_dim as f64).powf(-0.5);
-        let weights = softmax(q.matmul(k.swap_dims(2, 3)) * scale, 3);
-        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        // The backend's fused attention: on burn-flex a tiled (flash) kernel that never
+        // materialises the [t, t] score matrix for long sequences — 448² inputs have 789 tokens.
+        let options = AttentionModuleOptions {
+            scale: Some((head_dim as f64).powf(-0.5)),
+            softcap: None,
+            is_causal: false,
+        };
+        let out = attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
         self.o.forward(out)
     }
 }
