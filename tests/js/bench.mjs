@@ -1,0 +1,164 @@
+// In-browser benchmark (BENCHMARKS.md, tables 3 and 5): dino-ar (pkg/) vs onnxruntime-web on the
+// same random ViT-S/16, same input, same headless Chromium; then AR-head training in the page.
+//
+//   node tests/js/bench.mjs [--size 224] [--runs 5] [--webgpu] [--train 16] [--model DIR] [--onnx FILE]
+//
+// Needs pkg/ (tools/serve.sh --release or wasm-pack build --release --target web --out-dir pkg),
+// tests/fixtures/full (make_fixtures.py --full) and its ONNX export (tools/bench/export_onnx.py).
+// Both run single-threaded on the CPU (onnxruntime-web needs cross-origin isolation for threads,
+// dino-ar's wasm has none). `--webgpu` adds both WebGPU paths (slow on a software adapter).
+import { createReadStream, existsSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: opt } = parseArgs({
+  options: {
+    size: { type: "string", default: "224" },
+    runs: { type: "string", default: "5" },
+    webgpu: { type: "boolean", default: false },
+    train: { type: "string", default: "0" },
+    model: { type: "string", default: "tests/fixtures/full" },
+    onnx: { type: "string", default: "model.onnx" },
+  },
+});
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const here = dirname(fileURLToPath(import.meta.url));
+const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+// pkg/, onnxruntime-web's dist/ and the model files under one origin (a plain file server: the
+// 88 MB weights are too big for Playwright's request interception).
+const mounts = [["/pkg/", join(root, "pkg")], ["/bench/ort/", join(here, "node_modules/onnxruntime-web/dist")],
+  ["/bench/", join(root, opt.model)]];
+const server = createServer((req, res) => {
+  const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>bench</title>");
+  const mount = mounts.find(([prefix]) => path.startsWith(prefix));
+  const file = mount && join(mount[1], path.slice(mount[0].length));
+  if (!file || !file.startsWith(mount[1]) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
+  res.writeHead(200, { "content-type": types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream" });
+  createReadStream(file).pipe(res);
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://localhost:${server.address().port}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let code = 0;
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => { if (m.type() === "error") console.error(`page: ${m.text()}`); });
+  await page.goto(`${origin}/bench.html`);
+  const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName }) => {
+    const { default: init, Detector } = await import("/pkg/dino_ar.js");
+    await init();
+    const ort = await import("/bench/ort/ort.webgpu.min.mjs");
+    ort.env.wasm.numThreads = 1;
+    ort.env.wasm.wasmPaths = "/bench/ort/";
+    const bytes = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
+    const weights = await bytes("/bench/hf.safetensors");
+    const config = await (await fetch("/bench/config.json")).text();
+    const onnx = await bytes(`/bench/${onnxName}`);
+    let seed = 1;
+    const pixels = Float32Array.from({ length: 3 * size * size }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 4 - 2);
+    const stats = (ms) => {
+      const s = [...ms].sort((a, b) => a - b);
+      return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
+    };
+    async function timed(f) {
+      const t0 = performance.now();
+      const first = await f();
+      const firstMs = performance.now() - t0;
+      const ms = [];
+      let out = first;
+      for (let i = 0; i < runs; i++) {
+        const t = performance.now();
+        out = await f();
+        ms.push(performance.now() - t);
+      }
+      return { first: firstMs, ...stats(ms), out };
+    }
+    const rows = [];
+    let ref = null;
+    const compare = (tokens) => {
+      // tokens: [D, gh, gw] channel-major patch grid; ref: the same from the first engine.
+      if (!ref) { ref = tokens; return 0; }
+      let m = 0;
+      for (let i = 0; i < ref.length; i++) m = Math.max(m, Math.abs(ref[i] - tokens[i]));
+      return m;
+    };
+    const fromOrt = (t) => {
+      // last_hidden_state [1, T, D] → patch grid [D, g, g] (drop CLS + registers).
+      const [, T, D] = t.dims;
+      const g = size / 16, skip = T - g * g;
+      const out = new Float32Array(D * g * g);
+      for (let p = 0; p < g * g; p++) for (let d = 0; d < D; d++) out[d * g * g + p] = t.data[(skip + p) * D + d];
+      return out;
+    };
+    const engines = [["cpu", "wasm"], ...(webgpu ? [["webgpu", "webgpu"]] : [])];
+    for (const [ours, theirs] of engines) {
+      const det = await Detector.create(ours);
+      const tLoad = performance.now();
+      await det.loadBackbone(weights, config);
+      const loadMs = performance.now() - tLoad;
+      const a = await timed(() => det.embedPixels(pixels, size, size));
+      rows.push({ engine: `dino-ar ${det.backend.split(":")[0]}`, loadMs, ...a, diff: compare(a.out.data), out: undefined });
+      const tSess = performance.now();
+      const session = await ort.InferenceSession.create(onnx, { executionProviders: [theirs] });
+      const sessMs = performance.now() - tSess;
+      const input = new ort.Tensor("float32", pixels, [1, 3, size, size]);
+      const b = await timed(async () => (await session.run({ pixel_values: input })).last_hidden_state);
+      rows.push({ engine: `onnxruntime-web ${theirs}`, loadMs: sessMs, ...b, diff: compare(fromOrt(b.out)), out: undefined });
+      await session.release();
+      if (train > 0 && ours === "cpu") {
+        // AR-head training in the page: `train` images at this size, 3 epochs; seconds per epoch.
+        const imgs = Array.from({ length: train }, (_, k) => {
+          const rgba = new Uint8Array(size * size * 4);
+          for (let i = 0; i < rgba.length; i++) rgba[i] = (i * 2654435761 + k * 97) % 251;
+          return { rgba, width: size, height: size };
+        });
+        const marks = [];
+        const t0 = performance.now();
+        await det.fit(imgs, { epochs: 3, size, holdout: 0.1 }, (p) => {
+          if (p.phase === "embed" && p.image === p.images) marks.push(["embedded", performance.now()]);
+          if (p.phase === "train" && p.step === p.steps) marks.push([`epoch ${p.epoch}`, performance.now()]);
+        });
+        const ends = marks.map(([, t]) => t);
+        const epochs = ends.slice(1).map((t, i) => t - ends[i]);
+        rows.push({ engine: "dino-ar cpu: fit", embedMs: ends[0] - t0, epochMs: epochs, images: train });
+      }
+      det.free();
+    }
+    return rows;
+  }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx });
+  console.log(`# ${opt.model} (random weights) at ${opt.size}², one image, headless Chromium; ms: first run, then median, min, max of ${opt.runs}`);
+  console.log(`${"engine".padEnd(30)} ${"load_ms".padStart(9)} ${"first_ms".padStart(9)} ${"median_ms".padStart(10)} ${"min_ms".padStart(9)} ${"max_ms".padStart(9)}  max|diff| vs first row`);
+  for (const r of result) {
+    if (r.epochMs) {
+      console.log(`# page training: ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
+      continue;
+    }
+    const f = (x) => x.toFixed(1).padStart(9);
+    console.log(`${r.engine.padEnd(30)} ${f(r.loadMs)} ${f(r.first)} ${r.median.toFixed(1).padStart(10)} ${f(r.min)} ${f(r.max)}  ${r.diff.toExponential(1)}`);
+  }
+  // Both engines run the same model on the same input: a large difference means one is wrong.
+  const worst = Math.max(...result.filter((r) => r.diff !== undefined).map((r) => r.diff));
+  if (!(worst <= 1e-3)) {
+    console.error(`FAIL the engines disagree: max |diff| ${worst}`);
+    code = 1;
+  }
+  const med = (name) => result.find((r) => r.engine.startsWith(name))?.median;
+  console.log(`dino_ar_over_ort_wasm=${(med("dino-ar cpu") / med("onnxruntime-web wasm")).toFixed(2)}`);
+  if (opt.webgpu) console.log(`dino_ar_over_ort_webgpu=${(med("dino-ar webgpu") / med("onnxruntime-web webgpu")).toFixed(2)}`);
+} catch (e) {
+  code = 1;
+  console.error(e);
+} finally {
+  await browser.close();
+  server.close();
+}
+process.exit(code);
