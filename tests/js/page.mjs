@@ -164,6 +164,7 @@ try {
   check((await text("#score-status")).startsWith("4 images scored, 1 could not be read"), `batch status: ${await text("#score-status")}`);
   check((await text("#results")).includes("config.json: not an image"), "an unreadable file is reported in its row");
   await page.click("#results button:text('image_grey16.png')");
+  await page.waitForFunction(() => document.querySelector("#view-name").textContent === "image_grey16.png", null, { timeout: MINUTE });
   const grey = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
   check(grey.join("x") === "90x120", `a grey 16-bit PNG is decoded and scored at its size (${grey.join("x")})`);
 
