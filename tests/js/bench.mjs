@@ -33,7 +33,7 @@ const mounts = [["/pkg/", join(root, "pkg")], ["/bench/ort/", join(here, "node_m
   ["/bench/", join(root, opt.model)]];
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>bench</title>");
+  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
   const mount = mounts.find(([prefix]) => path.startsWith(prefix));
   const file = mount && join(mount[1], path.slice(mount[0].length));
   if (!file || !file.startsWith(mount[1]) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
