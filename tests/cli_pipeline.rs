@@ -187,6 +187,25 @@ fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
         );
         let overlay = image::open(scores.join("000_overlay.png")).unwrap();
         assert_eq!((overlay.width(), overlay.height()), (64, 64));
+        // Two inputs named 000.png: the second overlay is numbered, not written over the first.
+        assert!(scores.join("000_2_overlay.png").exists());
+
+        // A folder stands for its images.
+        let folder = out.join("scores_folder");
+        let o = run(&[
+            "score",
+            "--backbone",
+            &backbone,
+            "--model",
+            model.to_str().unwrap(),
+            root.join("test/good").to_str().unwrap(),
+            "--out",
+            folder.to_str().unwrap(),
+        ]);
+        ok(&o);
+        let csv = std::fs::read_to_string(folder.join("scores.csv")).unwrap();
+        let good = std::fs::read_dir(root.join("test/good")).unwrap().count();
+        assert_eq!(csv.lines().count(), good + 1, "{csv}");
     }
 }
 

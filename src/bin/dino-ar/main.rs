@@ -142,7 +142,7 @@ mod cli {
         /// Model bundle from `dino-ar fit`.
         #[arg(long)]
         model: PathBuf,
-        /// Images to score.
+        /// Images to score, or folders of them.
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Output folder for scores.csv and the overlays.
@@ -498,10 +498,24 @@ mod cli {
         let det = detector(&args.backbone, &args.model)?;
         std::fs::create_dir_all(&args.out)
             .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-        let mut csv = String::from("file,score,score_top1,threshold,verdict\n");
-        let pb = bar(args.images.len(), "scoring");
-        let mut failed = 0;
+        // A folder stands for the images in it (sorted), like `fit --normal`.
+        let mut images = Vec::new();
         for path in &args.images {
+            if path.is_dir() {
+                images.extend(data::images_in(path)?);
+            } else {
+                images.push(path.clone());
+            }
+        }
+        if images.is_empty() {
+            return Err("no images to score in the given folders".into());
+        }
+        let mut csv = String::from("file,score,score_top1,threshold,verdict\n");
+        let pb = bar(images.len(), "scoring");
+        let mut failed = 0;
+        // Overlay names: `<stem>_overlay.png`, numbered when two inputs share a stem.
+        let mut used = std::collections::HashSet::new();
+        for path in &images {
             pb.inc(1);
             let Some((img, _)) = decode_or_skip(&pb, path, &mut failed) else {
                 continue;
@@ -517,7 +531,14 @@ mod cli {
             );
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
             let png = overlay_png(&img, &r.map, &det.meta.calibration)?;
-            let out = args.out.join(format!("{stem}_overlay.png"));
+            let mut name = format!("{stem}_overlay.png");
+            for k in 2.. {
+                if used.insert(name.clone()) {
+                    break;
+                }
+                name = format!("{stem}_{k}_overlay.png");
+            }
+            let out = args.out.join(name);
             std::fs::write(&out, png)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             say(
@@ -529,10 +550,10 @@ mod cli {
         let csv_path = args.out.join("scores.csv");
         std::fs::write(&csv_path, csv)
             .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
-        eprintln!("wrote {} and the overlays", csv_path.display());
-        if failed == args.images.len() {
+        if failed == images.len() {
             return Err("none of the images could be read".into());
         }
+        eprintln!("wrote {} and the overlays", csv_path.display());
         Ok(())
     }
 
