@@ -474,45 +474,51 @@ fn fit_options(js: &JsValue) -> Result<WebFitOptions, String> {
                 .ok_or(format!("fit option `{key}` must be a number"))
         })
     };
-    if let Some(e) = number("epochs") {
-        let e = e?;
-        if !(e >= 1.0 && e.fract() == 0.0) {
-            return Err(format!(
-                "fit option `epochs` must be a whole number ≥ 1, got {e}"
-            ));
-        }
-        o.epochs = e as usize;
+    // A whole number ≥ `min`; fractions and negatives are errors, never truncated.
+    let whole = |key: &str, min: f64| -> Result<Option<usize>, String> {
+        number(key)
+            .map(|v| {
+                let v = v?;
+                if v >= min && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+                    Ok(v as usize)
+                } else {
+                    Err(format!(
+                        "fit option `{key}` must be a whole number ≥ {min}, got {v}"
+                    ))
+                }
+            })
+            .transpose()
+    };
+    // A share in [0, 1), or (0, 1) when zero makes no sense.
+    let share = |key: &str, zero_ok: bool| -> Result<Option<f64>, String> {
+        number(key)
+            .map(|v| {
+                let v = v?;
+                if (0.0..1.0).contains(&v) && (zero_ok || v > 0.0) {
+                    Ok(v)
+                } else {
+                    let range = if zero_ok { "[0, 1)" } else { "(0, 1)" };
+                    Err(format!("fit option `{key}` must be in {range}, got {v}"))
+                }
+            })
+            .transpose()
+    };
+    if let Some(e) = whole("epochs", 1.0)? {
+        o.epochs = e;
     }
-    if let Some(h) = number("hidden") {
-        let h = h?;
-        if !(h >= 1.0 && h.fract() == 0.0) {
-            return Err(format!(
-                "fit option `hidden` must be a whole number ≥ 1, got {h}"
-            ));
-        }
-        o.hidden = h as usize;
+    if let Some(h) = whole("hidden", 1.0)? {
+        o.hidden = h;
     }
-    for (key, slot) in [("holdout", &mut o.holdout), ("quantile", &mut o.quantile)] {
-        if let Some(v) = number(key) {
-            let v = v?;
-            if !(0.0..1.0).contains(&v) || (key == "quantile" && v == 0.0) {
-                return Err(format!(
-                    "fit option `{key}` must be in {}, got {v}",
-                    if key == "quantile" {
-                        "(0, 1)"
-                    } else {
-                        "[0, 1)"
-                    }
-                ));
-            }
-            *slot = v;
-        }
+    if let Some(h) = share("holdout", true)? {
+        o.holdout = h;
     }
-    if let Some(s) = number("seed") {
-        o.seed = s? as u64;
+    if let Some(q) = share("quantile", false)? {
+        o.quantile = q;
     }
-    if let Some(s) = number("size") {
-        let s = s? as usize;
+    if let Some(s) = whole("seed", 0.0)? {
+        o.seed = s as u64;
+    }
+    if let Some(s) = whole("size", 1.0)? {
         o.size = (s, s);
     }
     if let Some(v) = get(js, "variant") {
@@ -601,11 +607,7 @@ impl Detector {
                 .embed_pixels(pixels, height, width)
                 .await
                 .map_err(js_err)?;
-            let out = Object::new();
-            set(&out, "data", Float32Array::from(data.as_slice()));
-            set(&out, "gridH", gh as u32);
-            set(&out, "gridW", gw as u32);
-            Ok(out.into())
+            Ok(grid_object(&data, gh, gw))
         })
     }
 

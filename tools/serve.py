@@ -36,7 +36,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"dino-ar is at http://localhost:{port}/  (Ctrl-C to stop)", flush=True)
+    # Port 0 asks the system for a free one: print the port actually bound.
+    print(f"dino-ar is at http://localhost:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)
     server.serve_forever()
 
 

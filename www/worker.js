@@ -91,7 +91,10 @@ const ops = {
     } catch (e) {
       throw new Error(`${name}: ${e.message}`);
     }
-    return { ...r, backend: det.backend, transfer: [r.map.buffer, r.grid.buffer] };
+    // The page keeps only the patch grid and upsamples it itself (overlay.js): the full-size map
+    // stays here rather than being copied to the page for every image of a batch.
+    const { map: _, ...result } = r;
+    return { ...result, backend: det.backend, transfer: [r.grid.buffer] };
   },
 };
 

@@ -1,28 +1,18 @@
 // The pkg/ JavaScript API end to end in headless Chromium: the JS glue, Promises, JS Errors,
 // progress callbacks and AbortSignal — what a page importing pkg/ actually sees.
 // Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { launch, root, serve } from "./harness.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const port = 18000 + Math.floor(Math.random() * 2000);
-const server = spawn("python3", [join(root, "tools", "serve.py"), String(port)], { stdio: ["ignore", "pipe", "ignore"] });
-await new Promise((resolve) => server.stdout.once("data", resolve));
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const server = await serve();
+const browser = await launch();
 let failed = false;
 try {
   const page = await browser.newPage();
   const outside = [];
-  page.on("request", (r) => { if (!r.url().startsWith(`http://localhost:${port}/`)) outside.push(r.url()); });
-  await page.goto(`http://localhost:${port}/`);
+  page.on("request", (r) => { if (!r.url().startsWith(`${server.origin}/`)) outside.push(r.url()); });
+  await page.goto(`${server.origin}/`);
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
@@ -69,6 +59,7 @@ try {
     out.aborted = await err(() => det.fit(images, { epochs: 50, size: 32, signal: ac.signal }, () => { if (++seen === 2) ac.abort(); }));
     out.abortedAfter = seen;
     out.badOption = await err(() => det.fit(images, { variant: "wide" }));
+    out.badSeed = await err(() => det.fit(images, { seed: -1.5 }));
     out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).map.length;
     // Tensors are released after each call: 50 more scorings do not grow the wasm memory.
     for (let i = 0; i < 5; i++) await det.score(texture(i, true).rgba, 32, 32);
@@ -91,6 +82,7 @@ try {
   check(result.zeroImage.startsWith("true:") && result.zeroImage.includes("empty"), `zero-sized image: ${result.zeroImage}`);
   check(result.aborted.includes("training cancelled") && result.abortedAfter === 2, `AbortSignal: ${result.aborted} after ${result.abortedAfter}`);
   check(result.badOption.includes("unknown variant"), `bad option: ${result.badOption}`);
+  check(result.badSeed.includes("`seed` must be a whole number"), `a fractional seed is refused, not truncated: ${result.badSeed}`);
   check(result.stillWorks === 32 * 32, "still usable after errors");
   check(result.memory.after === result.memory.before, `wasm memory flat over 50 scorings (${result.memory.before} → ${result.memory.after} bytes)`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
@@ -99,6 +91,6 @@ try {
   console.error(e);
 } finally {
   await browser.close();
-  server.kill();
+  server.stop();
 }
 process.exit(failed ? 1 : 0);

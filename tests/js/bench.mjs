@@ -12,7 +12,7 @@ import { createServer } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { launch, root } from "./harness.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -24,7 +24,6 @@ const { values: opt } = parseArgs({
     onnx: { type: "string", default: "model.onnx" },
   },
 });
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const here = dirname(fileURLToPath(import.meta.url));
 const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
 // pkg/, onnxruntime-web's dist/ and the model files under one origin (a plain file server: the
@@ -43,11 +42,7 @@ const server = createServer((req, res) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const origin = `http://localhost:${server.address().port}`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 let code = 0;
 try {
   const page = await browser.newPage();

@@ -4,28 +4,18 @@
 // CSV, reload (the weights are still there), run the built-in sample, and check from the network
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
-import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { launch, root, serve } from "./harness.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const out = process.env.DINO_AR_TEST_OUT || join(root, "tests", "js", "out");
 mkdirSync(out, { recursive: true });
 const sample = join(root, "www", "sample");
 const manifest = JSON.parse(readFileSync(join(sample, "manifest.json"), "utf8"));
 
-const port = 20000 + Math.floor(Math.random() * 2000);
-const origin = `http://localhost:${port}`;
-const server = spawn("python3", [join(root, "tools", "serve.py"), String(port)], { stdio: ["ignore", "pipe", "ignore"] });
-await new Promise((resolve) => server.stdout.once("data", resolve));
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const server = await serve();
+const { origin } = server;
+const browser = await launch();
 let failed = false;
 let page;
 const check = (ok, what) => {
@@ -203,6 +193,6 @@ try {
   }
 } finally {
   await browser.close();
-  server.kill();
+  server.stop();
 }
 process.exit(failed ? 1 : 0);
