@@ -12,7 +12,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::BackboneConfig;
-use super::model::{Block, DinoV3, LayerNorm, Linear, Mlp};
+use super::model::{Block, BlockWeights, DinoV3, LayerNorm, Linear, Mlp};
 use super::rope;
 use crate::weights::{TensorFile, WeightsError};
 
@@ -341,7 +341,7 @@ pub fn build(
                 down: lin("mlp.down_proj", "mlp.fc2", d, hidden)?,
             }
         };
-        blocks.push(Block {
+        blocks.push(Block::from(BlockWeights {
             norm1: r.layer_norm(
                 &k("norm1.weight", "norm1.weight"),
                 &k("norm1.bias", "norm1.bias"),
@@ -361,7 +361,7 @@ pub fn build(
             )?,
             mlp,
             ls2: r.tensor(&k("layer_scale2.lambda1", "ls2.gamma"), [d])?,
-        });
+        }));
     }
     let norm = r.layer_norm(
         &keys.top("norm.weight", "norm.weight"),

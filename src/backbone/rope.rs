@@ -15,20 +15,24 @@ pub fn periods(theta: f64, head_dim: usize) -> Vec<f64> {
         .collect()
 }
 
-/// cos / sin tables for one grid, shaped `[1, 1, h·w, head_dim]` to broadcast over batch and heads.
+/// cos / sin tables for one grid's tokens, shaped `[1, 1, prefix + h·w, head_dim]` to broadcast
+/// over batch and heads. The prefix tokens get cos 1, sin 0 (not rotated), and the first half of
+/// `sin` is negated, so that `rotate_half(x)·sin` becomes `swap_halves(x)·sin`: three element-wise
+/// passes per tensor, no slicing of prefix and patches.
 pub struct RopeTables {
     cos: Tensor<4>,
     sin: Tensor<4>,
-    prefix: usize,
 }
 
 impl RopeTables {
     pub fn new(periods: &[f64], h: usize, w: usize, prefix: usize, device: &Device) -> Self {
         let quarter = periods.len();
         let head_dim = 4 * quarter;
-        let n = h * w;
-        let mut cos = Vec::with_capacity(n * head_dim);
-        let mut sin = Vec::with_capacity(n * head_dim);
+        let t = prefix + h * w;
+        let mut cos = Vec::with_capacity(t * head_dim);
+        let mut sin = Vec::with_capacity(t * head_dim);
+        cos.resize(prefix * head_dim, 1.0);
+        sin.resize(prefix * head_dim, 0.0);
         let tau = 2.0 * std::f64::consts::PI;
         for i in 0..h {
             let y = 2.0 * (i as f64 + 0.5) / h as f64 - 1.0;
@@ -39,31 +43,31 @@ impl RopeTables {
                     .map(|p| tau * y / p)
                     .chain(periods.iter().map(|p| tau * x / p))
                     .collect();
-                for _ in 0..2 {
+                for sign in [-1.0, 1.0] {
                     cos.extend(half.iter().map(|a| a.cos() as f32));
-                    sin.extend(half.iter().map(|a| a.sin() as f32));
+                    sin.extend(half.iter().map(|a| (sign * a.sin()) as f32));
                 }
             }
         }
-        let shape = [1, 1, n, head_dim];
+        let shape = [1, 1, t, head_dim];
         Self {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
-            prefix,
         }
     }
 
-    /// Rotate the patch tokens of `x: [B, heads, prefix + h·w, head_dim]`.
+    /// Rotate the patch tokens of `x: [B, heads, prefix + h·w, head_dim]`:
+    /// `x·cos + rotate_half(x)·sin` with `rotate_half(x) = [−x₂, x₁]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, t, d] = x.dims();
-        let n = t - self.prefix;
-        let prefix = x.clone().narrow(2, 0, self.prefix);
-        let patches = x.narrow(2, self.prefix, n);
-        let x1 = patches.clone().narrow(3, 0, d / 2);
-        let x2 = patches.clone().narrow(3, d / 2, d / 2);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let patches = patches * self.cos.clone() + rotated * self.sin.clone();
-        Tensor::cat(vec![prefix, patches], 2)
+        let d = x.dims()[3];
+        let swapped = Tensor::cat(
+            vec![
+                x.clone().narrow(3, d / 2, d / 2),
+                x.clone().narrow(3, 0, d / 2),
+            ],
+            3,
+        );
+        x * self.cos.clone() + swapped * self.sin.clone()
     }
 }
 
