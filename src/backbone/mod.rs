@@ -35,10 +35,11 @@ pub fn load_backbone(
     if let Some(json) = hf_config_json {
         config = config.with_hf_config(json)?;
     }
-    let model = load::build(&file, &config, device)?;
+    let format = file.format;
+    let model = load::build(file, &config, device)?;
     Ok(LoadedBackbone {
         model,
         layout,
-        format: file.format,
+        format,
     })
 }

@@ -50,7 +50,10 @@ try {
   await page.goto(`${origin}/bench.html`);
   const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName }) => {
     const { default: init, Detector } = await import("/pkg/dino_ar.js");
-    await init();
+    const wasm = await init();
+    // A wasm memory only grows, so its size is the high-water mark of everything the CPU backend
+    // allocated (weights, activations, scratch); WebGPU buffers live outside it.
+    const wasmMB = () => wasm.memory.buffer.byteLength / 2 ** 20;
     const ort = await import("/bench/ort/ort.webgpu.min.mjs");
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.wasmPaths = "/bench/ort/";
@@ -96,12 +99,16 @@ try {
     };
     const engines = [["cpu", "wasm"], ...(webgpu ? [["webgpu", "webgpu"]] : [])];
     for (const [ours, theirs] of engines) {
+      const memStart = wasmMB();
       const det = await Detector.create(ours);
       const tLoad = performance.now();
       await det.loadBackbone(weights, config);
       const loadMs = performance.now() - tLoad;
+      const memLoaded = wasmMB();
       const a = await timed(() => det.embedPixels(pixels, size, size));
-      rows.push({ engine: `dino-ar ${det.backend.split(":")[0]}`, loadMs, ...a, diff: compare(a.out.data), out: undefined });
+      const engine = `dino-ar ${det.backend.split(":")[0]}`;
+      rows.push({ engine, loadMs, ...a, diff: compare(a.out.data), out: undefined });
+      rows.push({ engine: `${engine}: memory`, memStart, memLoaded, memPeak: wasmMB() });
       const tSess = performance.now();
       const session = await ort.InferenceSession.create(onnx, { executionProviders: [theirs] });
       const sessMs = performance.now() - tSess;
@@ -137,6 +144,11 @@ try {
       console.log(`# page training: ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
       continue;
     }
+    if (r.memPeak !== undefined) {
+      const mb = (x) => `${x.toFixed(0)} MB`;
+      console.log(`# ${r.engine.replace(": memory", "")}: wasm memory ${mb(r.memStart)} at start, ${mb(r.memLoaded)} with the backbone loaded, ${mb(r.memPeak)} peak after ${Number(opt.runs) + 1} forwards`);
+      continue;
+    }
     const f = (x) => x.toFixed(1).padStart(9);
     console.log(`${r.engine.padEnd(30)} ${f(r.loadMs)} ${f(r.first)} ${r.median.toFixed(1).padStart(10)} ${f(r.min)} ${f(r.max)}  ${r.diff.toExponential(1)}`);
   }
@@ -146,7 +158,7 @@ try {
     console.error(`FAIL the engines disagree: max |diff| ${worst}`);
     code = 1;
   }
-  const med = (name) => result.find((r) => r.engine.startsWith(name))?.median;
+  const med = (name) => result.find((r) => r.engine === name)?.median;
   console.log(`dino_ar_over_ort_wasm=${(med("dino-ar cpu") / med("onnxruntime-web wasm")).toFixed(2)}`);
   if (opt.webgpu) console.log(`dino_ar_over_ort_webgpu=${(med("dino-ar webgpu") / med("onnxruntime-web webgpu")).toFixed(2)}`);
 } catch (e) {
