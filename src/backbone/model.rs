@@ -67,13 +67,15 @@ const ERF_AS_7_1_28: [f32; 6] = [
 
 /// The exact (erf) GELU, `x·Φ(x)`, as DINOv3 uses it.
 ///
-/// burn-flex's `gelu` evaluates a scalar libm `erf` per element on one thread: 15–25 % of a CPU
-/// forward pass. On the CPU this builds it from element-wise ops that burn-flex vectorises and
+/// burn-flex's `gelu` evaluates a scalar libm `erf` per element on one thread: 15–25 % of a native
+/// CPU forward pass. Natively this builds it from element-wise ops that burn-flex vectorises and
 /// spreads over threads — `0.5·(x + |x|·erf(|x|/√2))` with erf from [`ERF_AS_7_1_28`] — twice as
-/// fast and within 1e-6 of the libm form. GPU backends keep their own single fused kernel, where
-/// the twenty extra element-wise dispatches would cost more than they save.
+/// fast for the GELU, ~15 % off the whole forward at 224², within 1e-6 of the libm form.
+/// Everywhere else the backend's own `gelu`: on GPUs one fused kernel beats twenty dispatches, and
+/// in the browser's CPU path (one thread, 128-bit SIMD) the twenty passes over memory measured
+/// ~10 % slower than the scalar erf (BENCHMARKS.md, table 3).
 fn gelu_exact(x: Tensor<3>) -> Tensor<3> {
-    if x.device() != Device::flex() {
+    if cfg!(target_arch = "wasm32") || x.device() != Device::flex() {
         return gelu(x);
     }
     let abs = x.clone().abs();
