@@ -54,7 +54,6 @@ impl LayerNorm {
     }
 }
 
-/// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
 /// Abramowitz & Stegun 7.1.28: `erf(u) ≈ 1 − (1 + a₁u + … + a₆u⁶)^−16` for `u ≥ 0`, |error| ≤ 3e-7.
 const ERF_AS_7_1_28: [f32; 6] = [
     0.070_523_08,
@@ -91,11 +90,11 @@ fn gelu_exact(x: Tensor<3>) -> Tensor<3> {
     for _ in 0..4 {
         r = r.clone() * r;
     }
-    // x·Φ(x) = 0.5·(x + |x|·erf(|x|/√2)) with |x|·erf = |x| − |x|·r. (Binary ops only: burn-flex's
-    // `clamp_min` for max(x, 0) measured slower in the browser.)
+    // x·Φ(x) = 0.5·(x + |x|·erf(|x|/√2)) with |x|·erf = |x| − |x|·r.
     (x + abs.clone() - abs * r) * 0.5
 }
 
+/// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub gate: Option<Linear>,
