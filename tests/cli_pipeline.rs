@@ -162,21 +162,19 @@ fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
         ok(&o);
         check_metrics(&json);
 
+        // `dino-ar score` of `inputs` (files or folders) into `dir`.
+        let score = |inputs: &[&Path], dir: &Path| {
+            let mut args = vec!["score", "--backbone", &backbone];
+            args.extend(["--model", model.to_str().unwrap()]);
+            args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+            args.extend(["--out", dir.to_str().unwrap()]);
+            ok(&run(&args));
+        };
+
         let scores = out.join("scores");
         let spot = root.join("test/spot/000.png");
         let good = root.join("test/good/000.png");
-        let o = run(&[
-            "score",
-            "--backbone",
-            &backbone,
-            "--model",
-            model.to_str().unwrap(),
-            spot.to_str().unwrap(),
-            good.to_str().unwrap(),
-            "--out",
-            scores.to_str().unwrap(),
-        ]);
-        ok(&o);
+        score(&[&spot, &good], &scores);
         let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "file,score,score_top1,threshold,verdict");
@@ -192,17 +190,7 @@ fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
 
         // A folder stands for its images.
         let folder = out.join("scores_folder");
-        let o = run(&[
-            "score",
-            "--backbone",
-            &backbone,
-            "--model",
-            model.to_str().unwrap(),
-            root.join("test/good").to_str().unwrap(),
-            "--out",
-            folder.to_str().unwrap(),
-        ]);
-        ok(&o);
+        score(&[&root.join("test/good")], &folder);
         let csv = std::fs::read_to_string(folder.join("scores.csv")).unwrap();
         let good = std::fs::read_dir(root.join("test/good")).unwrap().count();
         assert_eq!(csv.lines().count(), good + 1, "{csv}");
