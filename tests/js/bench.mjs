@@ -25,6 +25,19 @@ const { values: opt } = parseArgs({
   },
 });
 const here = dirname(fileURLToPath(import.meta.url));
+// Say what is missing and how to make it, rather than fail inside the page on a 404.
+const needs = [
+  [join(root, "pkg", "dino_ar.js"), "tools/serve.sh --release (or wasm-pack build --release --target web --out-dir pkg)"],
+  [join(root, opt.model, "hf.safetensors"), "python tools/fixtures/make_fixtures.py --full"],
+  [join(root, opt.model, "config.json"), "python tools/fixtures/make_fixtures.py --full"],
+  [join(root, opt.model, opt.onnx), `python tools/bench/export_onnx.py ${opt.model} --size ${opt.size}`],
+  [join(here, "node_modules", "onnxruntime-web"), "(cd tests/js && npm ci)"],
+];
+const missing = needs.filter(([file]) => !existsSync(file));
+if (missing.length) {
+  for (const [file, make] of missing) console.error(`missing ${file}: make it with ${make}`);
+  process.exit(1);
+}
 const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
 // pkg/, onnxruntime-web's dist/ and the model files under one origin (a plain file server: the
 // 88 MB weights are too big for Playwright's request interception).
