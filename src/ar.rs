@@ -12,7 +12,9 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
+use crate::spec::{FitSpec, SpecError};
 use crate::weights::{TensorFile, WeightsError};
 
 /// Mask A hides the centre tap (first layer); mask B keeps it (later layers).
@@ -100,6 +102,8 @@ impl MaskedConv2d {
 }
 
 /// `dilated` (dilation 4 on every layer, the paper's default) or `standard` (dilation 1).
+///
+/// To add a variant: a case here (its name, label and dilation), then its test in `ar_native.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
@@ -108,6 +112,8 @@ pub enum Variant {
 }
 
 impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Dilated, Variant::Standard];
+
     pub fn dilation(self) -> usize {
         match self {
             Variant::Dilated => 4,
@@ -115,14 +121,39 @@ impl Variant {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "dilated" => Ok(Variant::Dilated),
-            "standard" => Ok(Variant::Standard),
-            other => Err(format!(
-                "unknown variant `{other}`: use `dilated` or `standard`"
-            )),
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Dilated => "dilated",
+            Variant::Standard => "standard",
         }
+    }
+
+    /// What a person choosing it should read.
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::Dilated => "dilated (dilation 4, the paper)",
+            Variant::Standard => "standard (dilation 1)",
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| SpecError::UnknownChoice {
+                what: "variant",
+                got: s.to_string(),
+                choices: Variant::ALL.map(|v| format!("`{}`", v.name())).join(", "),
+            })
     }
 }
 
@@ -138,15 +169,9 @@ pub struct ArConfig {
 }
 
 impl ArConfig {
-    /// The paper's defaults: 5 layers, hidden 256, 3×3 kernels, dilated.
+    /// The paper's head (the defaults of [`FitSpec`]) for `channels`-d embeddings.
     pub fn new(channels: usize) -> Self {
-        Self {
-            channels,
-            hidden: 256,
-            layers: 5,
-            kernel: 3,
-            variant: Variant::Dilated,
-        }
+        FitSpec::default().ar_config(channels)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -187,8 +212,8 @@ fn kind_of(layer: usize) -> MaskKind {
 
 impl ArHead {
     /// Freshly initialised weights, drawn from `rng`.
-    pub fn new(config: &ArConfig, rng: &mut Rng, device: &Device) -> Result<Self, String> {
-        config.validate()?;
+    pub fn new(config: &ArConfig, rng: &mut Rng, device: &Device) -> Result<Self, WeightsError> {
+        config.validate().map_err(WeightsError::Config)?;
         let layers = config
             .widths()
             .into_iter()
@@ -247,25 +272,17 @@ impl ArHead {
 
     /// The weights as host tensors `(name, shape, values)`, masked taps zeroed, for saving.
     /// Asynchronous: it must also work on WebGPU in the browser.
-    pub async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+    pub async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ReadBackError> {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let w = layer.weight.val() * layer.mask.clone();
             let shape = w.dims().to_vec();
-            let w = w.into_data_async().await.map_err(|e| format!("{e:?}"))?;
+            let w = read_back(w, "AR head weights").await?;
             let b = layer.bias.val();
             let bshape = b.dims().to_vec();
-            let b = b.into_data_async().await.map_err(|e| format!("{e:?}"))?;
-            out.push((
-                format!("layers.{i}.weight"),
-                shape,
-                w.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
-            ));
-            out.push((
-                format!("layers.{i}.bias"),
-                bshape,
-                b.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
-            ));
+            let b = read_back(b, "AR head biases").await?;
+            out.push((format!("layers.{i}.weight"), shape, w));
+            out.push((format!("layers.{i}.bias"), bshape, b));
         }
         Ok(out)
     }

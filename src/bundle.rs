@@ -8,37 +8,144 @@ use serde::{Deserialize, Serialize};
 
 use crate::ar::ArConfig;
 use crate::score::Calibration;
-use crate::train::FitOptions;
+use crate::spec::{FitSpec, InputSize, Method};
 use crate::weights::{TensorFile, WeightsError, write_safetensors_f32};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the whole [`FitSpec`] is stored. 1 (still read): method, AR config and training options.
+pub const FORMAT_VERSION: u32 = 2;
 const META_KEY: &str = "dino_ar";
-
-/// Which scorer a bundle holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Method {
-    /// The spatial autoregressive head; tensors `layers.{i}.weight|bias`.
-    Ar {
-        config: ArConfig,
-        training: FitOptions,
-    },
-    /// The kNN baseline; tensor `memory_bank` `[M, D]`, rows L2-normalised.
-    Knn { bank_size: usize },
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleMeta {
     pub format_version: u32,
-    pub method: Method,
-    /// Model input size (height, width) the head was fit at.
-    pub input_size: (usize, usize),
+    /// How the model was made, every setting (defaults included).
+    pub spec: FitSpec,
     pub calibration: Calibration,
     /// Of the backbone the embeddings came from (see `DinoV3::fingerprint`).
     pub backbone_fingerprint: String,
     pub embedding_dim: usize,
     pub train_images: usize,
+    /// kNN: patches in the memory bank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_size: Option<usize>,
     pub created_by: String,
+}
+
+impl BundleMeta {
+    pub fn method(&self) -> Method {
+        self.spec.method
+    }
+
+    /// Model input size (height, width) the scorer was fit at.
+    pub fn input_size(&self) -> (usize, usize) {
+        self.spec.size.hw()
+    }
+
+    /// The AR head's shape (meaningful for `Method::Ar`).
+    pub fn ar_config(&self) -> ArConfig {
+        self.spec.ar_config(self.embedding_dim)
+    }
+
+    /// A short description for people: `ar (dilated)` or `knn`.
+    pub fn describe(&self) -> String {
+        match self.spec.method {
+            Method::Ar => format!("ar ({})", self.spec.variant),
+            Method::Knn => "knn".into(),
+        }
+    }
+}
+
+/// Format 1, as earlier releases wrote it: read and turned into the current description. It did
+/// not record the hold-out share; the default stands in for it.
+mod v1 {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::ar::Variant;
+
+    #[derive(Deserialize)]
+    pub struct Meta {
+        method: Method1,
+        input_size: (usize, usize),
+        calibration: Calibration,
+        backbone_fingerprint: String,
+        embedding_dim: usize,
+        train_images: usize,
+        created_by: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(tag = "kind", rename_all = "lowercase")]
+    enum Method1 {
+        Ar {
+            config: Config1,
+            training: Training1,
+        },
+        Knn {
+            bank_size: usize,
+        },
+    }
+
+    #[derive(Deserialize)]
+    struct Config1 {
+        hidden: usize,
+        layers: usize,
+        kernel: usize,
+        variant: Variant,
+    }
+
+    #[derive(Deserialize)]
+    struct Training1 {
+        epochs: usize,
+        batch_size: usize,
+        learning_rate: f64,
+        weight_decay: f64,
+        seed: u64,
+        noise_prob: f64,
+        noise_scale: f64,
+    }
+
+    impl From<Meta> for BundleMeta {
+        fn from(m: Meta) -> Self {
+            let (height, width) = m.input_size;
+            let mut spec = FitSpec {
+                size: InputSize { height, width },
+                quantile: m.calibration.quantile,
+                ..FitSpec::default()
+            };
+            let mut bank = None;
+            match m.method {
+                Method1::Ar { config, training } => {
+                    spec.method = Method::Ar;
+                    spec.hidden = config.hidden;
+                    spec.layers = config.layers;
+                    spec.kernel = config.kernel;
+                    spec.variant = config.variant;
+                    spec.epochs = training.epochs;
+                    spec.batch_size = training.batch_size;
+                    spec.learning_rate = training.learning_rate;
+                    spec.weight_decay = training.weight_decay;
+                    spec.seed = training.seed;
+                    spec.noise_prob = training.noise_prob;
+                    spec.noise_scale = training.noise_scale;
+                }
+                Method1::Knn { bank_size } => {
+                    spec.method = Method::Knn;
+                    bank = Some(bank_size);
+                }
+            }
+            BundleMeta {
+                format_version: 1,
+                spec,
+                calibration: m.calibration,
+                backbone_fingerprint: m.backbone_fingerprint,
+                embedding_dim: m.embedding_dim,
+                train_images: m.train_images,
+                bank_size: bank,
+                created_by: m.created_by,
+            }
+        }
+    }
 }
 
 /// A bundle read from bytes: its description and its tensors.
@@ -94,9 +201,14 @@ impl Bundle {
         if found > FORMAT_VERSION {
             return Err(BundleError::TooNew { found });
         }
-        let meta: BundleMeta = serde_json::from_str(json).map_err(|e| {
+        let bad = |e: serde_json::Error| {
             BundleError::NotABundle(format!("metadata does not describe a model: {e}"))
-        })?;
+        };
+        let meta: BundleMeta = if found == 1 {
+            serde_json::from_str::<v1::Meta>(json).map_err(bad)?.into()
+        } else {
+            serde_json::from_str(json).map_err(bad)?
+        };
         Ok(Self { meta, tensors })
     }
 

@@ -8,14 +8,50 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::ar::{ArConfig, ArHead};
+use crate::ar::ArHead;
 use crate::backbone::DinoV3;
-use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION, Method};
+use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION};
 use crate::knn::MemoryBank;
 use crate::preprocess::RgbImage;
+use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
-use crate::score::{Calibration, ImageScore, image_score, patch_scores, upsample_bilinear};
-use crate::train::{FitOptions, Progress, fit};
+use crate::score::{
+    Calibration, CalibrationError, ImageScore, image_score, is_anomalous, patch_scores,
+    upsample_bilinear,
+};
+use crate::spec::{FitSpec, InputSize, Method, SpecError};
+use crate::train::{Progress, TrainError, fit};
+
+/// Everything that can stop scoring or fitting; each message names what was wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Calibration(#[from] CalibrationError),
+    #[error(transparent)]
+    ReadBack(#[from] ReadBackError),
+    /// The image cannot be used (empty, sizes that do not match its bytes).
+    #[error("{0}")]
+    Image(String),
+    /// The backbone refused the input (a size it cannot take).
+    #[error("{0}")]
+    Backbone(String),
+    #[error("need at least 2 normal images (one or more are held out for calibration), got {0}")]
+    TooFewImages(usize),
+    #[error("{grids} embedding grids but {sizes} image sizes")]
+    SizeCount { grids: usize, sizes: usize },
+    #[error("embedding grid {index} has {found} values, expected {expected}")]
+    GridSize {
+        index: usize,
+        found: usize,
+        expected: String,
+    },
+}
 
 /// The part that turns an embedding grid into patch scores.
 pub enum Scorer {
@@ -32,7 +68,7 @@ impl Scorer {
         }
     }
 
-    async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+    async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ReadBackError> {
         match self {
             Scorer::Ar(head) => head.export().await,
             Scorer::Knn(bank) => Ok(vec![bank.export().await?]),
@@ -56,23 +92,15 @@ pub struct AnomalyMap {
     pub anomalous: bool,
 }
 
-async fn read(t: Tensor<3>) -> Result<Vec<f32>, String> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| format!("reading scores back failed: {e:?}"))?;
-    data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
-}
-
 /// Patch scores of one grid `[1, D, h, w]`, upsampled to `width × height`.
 async fn map_of(
     scorer: &Scorer,
     grid: Tensor<4>,
     width: usize,
     height: usize,
-) -> Result<(Vec<f32>, Vec<f32>), String> {
+) -> Result<(Vec<f32>, Vec<f32>), DetectorError> {
     let [_, _, gh, gw] = grid.dims();
-    let patch = read(scorer.patch_scores(grid)).await?;
+    let patch = read_back(scorer.patch_scores(grid), "patch scores").await?;
     let map = upsample_bilinear(&patch, gh, gw, height, width);
     Ok((patch, map))
 }
@@ -82,9 +110,14 @@ pub fn embed(
     backbone: &DinoV3,
     image: &RgbImage,
     (h, w): (usize, usize),
-) -> Result<Tensor<4>, String> {
-    let pixels = backbone.pixels_tensor(image.to_model_input(h, w), h, w)?;
-    Ok(backbone.forward(pixels)?.patch_grid())
+) -> Result<Tensor<4>, DetectorError> {
+    let pixels = backbone
+        .pixels_tensor(image.to_model_input(h, w), h, w)
+        .map_err(DetectorError::Backbone)?;
+    Ok(backbone
+        .forward(pixels)
+        .map_err(DetectorError::Backbone)?
+        .patch_grid())
 }
 
 pub struct Detector {
@@ -106,11 +139,13 @@ impl Detector {
             )));
         }
         let device = backbone.device();
-        let scorer = match &meta.method {
-            Method::Ar { config, .. } => {
-                Scorer::Ar(ArHead::from_file(&bundle.tensors, config, &device)?)
-            }
-            Method::Knn { .. } => Scorer::Knn(Box::new(MemoryBank::from_file(
+        let scorer = match meta.method() {
+            Method::Ar => Scorer::Ar(ArHead::from_file(
+                &bundle.tensors,
+                &meta.ar_config(),
+                &device,
+            )?),
+            Method::Knn => Scorer::Knn(Box::new(MemoryBank::from_file(
                 &bundle.tensors,
                 dim,
                 &device,
@@ -124,12 +159,12 @@ impl Detector {
     }
 
     pub fn input_size(&self) -> (usize, usize) {
-        self.meta.input_size
+        self.meta.input_size()
     }
 
     /// Anomaly map, image score and verdict for one image.
-    pub async fn score(&self, image: &RgbImage) -> Result<AnomalyMap, String> {
-        let grid = embed(&self.backbone, image, self.meta.input_size)?;
+    pub async fn score(&self, image: &RgbImage) -> Result<AnomalyMap, DetectorError> {
+        let grid = embed(&self.backbone, image, self.input_size())?;
         let [_, _, grid_h, grid_w] = grid.dims();
         let (grid_scores, map) = map_of(&self.scorer, grid, image.width, image.height).await?;
         let score = image_score(&map);
@@ -143,7 +178,7 @@ impl Detector {
             grid_w,
             score,
             threshold,
-            anomalous: score.max > threshold,
+            anomalous: is_anomalous(score.max, threshold),
         })
     }
 }
@@ -162,14 +197,15 @@ impl NormalGrid {
         normals: &[NormalGrid],
         (d, gh, gw): (usize, usize, usize),
         device: &Device,
-    ) -> Result<(Tensor<4>, Vec<(usize, usize)>), String> {
+    ) -> Result<(Tensor<4>, Vec<(usize, usize)>), DetectorError> {
         let mut values = Vec::with_capacity(normals.len() * d * gh * gw);
-        for (k, g) in normals.iter().enumerate() {
+        for (index, g) in normals.iter().enumerate() {
             if g.grid.len() != d * gh * gw {
-                return Err(format!(
-                    "grid {k} has {} values, expected {d}x{gh}x{gw}",
-                    g.grid.len()
-                ));
+                return Err(DetectorError::GridSize {
+                    index,
+                    found: g.grid.len(),
+                    expected: format!("{d}x{gh}x{gw}"),
+                });
             }
             values.extend_from_slice(&g.grid);
         }
@@ -185,14 +221,10 @@ impl NormalGrid {
         backbone: &DinoV3,
         image: &RgbImage,
         size: (usize, usize),
-    ) -> Result<(Self, (usize, usize)), String> {
+    ) -> Result<(Self, (usize, usize)), DetectorError> {
         let grid = embed(backbone, image, size)?;
         let [_, _, gh, gw] = grid.dims();
-        let values = grid
-            .into_data_async()
-            .await
-            .map_err(|e| format!("reading the embeddings back failed: {e:?}"))?;
-        let grid = values.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        let grid = read_back(grid, "embeddings").await?;
         Ok((
             Self {
                 grid,
@@ -204,46 +236,32 @@ impl NormalGrid {
     }
 }
 
-/// What to fit: the AR head (with its config and options) or the kNN bank.
-pub enum FitMethod {
-    Ar {
-        config: ArConfig,
-        options: FitOptions,
-    },
-    Knn,
-}
-
-/// Fit a scorer on the normal images' grids `[N, D, h, w]` (on the backbone's device; nothing is
-/// read back), keeping a hold-out share out of training for calibration, and return the bundle
-/// bytes. `image_sizes[k]` is image k's (width, height): calibration maps are at that size.
-#[allow(clippy::too_many_arguments)]
+/// Fit a scorer as `spec` says on the normal images' grids `[N, D, h, w]` (embedded at
+/// `spec.size`, on the backbone's device; nothing is read back), keeping a hold-out share out of
+/// training for calibration, and return the bundle bytes. `image_sizes[k]` is image k's
+/// (width, height): calibration maps are at that size.
 pub async fn fit_model(
     grids: Tensor<4>,
     image_sizes: &[(usize, usize)],
-    input_size: (usize, usize),
     backbone: &DinoV3,
-    method: FitMethod,
-    holdout: f64,
-    quantile: f64,
-    seed: u64,
+    spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, DetectorError> {
+    spec.validate()?;
     let n = grids.dims()[0];
     if image_sizes.len() != n {
-        return Err(format!("{n} grids but {} image sizes", image_sizes.len()));
+        return Err(DetectorError::SizeCount {
+            grids: n,
+            sizes: image_sizes.len(),
+        });
     }
     if n < 2 {
-        return Err(format!(
-            "need at least 2 normal images (one or more are held out for calibration), got {n}"
-        ));
-    }
-    if !(0.0..1.0).contains(&holdout) {
-        return Err(format!("hold-out share must be in [0, 1), got {holdout}"));
+        return Err(DetectorError::TooFewImages(n));
     }
     let d = backbone.config.hidden_size;
-    let held = ((n as f64 * holdout).round() as usize).clamp(1, n - 1);
+    let held = ((n as f64 * spec.holdout).round() as usize).clamp(1, n - 1);
     let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(seed ^ 0x5eed).shuffle(&mut order);
+    Rng::new(spec.seed ^ 0x5eed).shuffle(&mut order);
     let (calib_idx, train_idx) = order.split_at(held);
 
     let device: Device = grids.device();
@@ -254,21 +272,12 @@ pub async fn fit_model(
     let train = grids
         .clone()
         .select(0, Tensor::<1, Int>::from_data(rows, &device));
-    let (scorer, method_meta) = match method {
-        FitMethod::Ar { config, options } => {
-            let head = fit(train, &config, &options, progress).await?;
-            (
-                Scorer::Ar(head),
-                Method::Ar {
-                    config,
-                    training: options,
-                },
-            )
-        }
-        FitMethod::Knn => {
+    let (scorer, bank_size) = match spec.method {
+        Method::Ar => (Scorer::Ar(fit(train, spec, progress).await?), None),
+        Method::Knn => {
             let bank = MemoryBank::from_grids(train);
-            let bank_size = bank.len();
-            (Scorer::Knn(Box::new(bank)), Method::Knn { bank_size })
+            let size = bank.len();
+            (Scorer::Knn(Box::new(bank)), Some(size))
         }
     };
 
@@ -278,17 +287,24 @@ pub async fn fit_model(
         let (_, map) = map_of(&scorer, grids.clone().narrow(0, i, 1), width, height).await?;
         maps.push(map);
     }
-    let calibration = Calibration::fit(&maps, quantile)?;
+    let calibration = Calibration::fit(&maps, spec.quantile)?;
     let meta = BundleMeta {
         format_version: FORMAT_VERSION,
-        method: method_meta,
-        input_size,
+        spec: spec.clone(),
         calibration,
         backbone_fingerprint: backbone.fingerprint.clone(),
         embedding_dim: d,
         train_images: train_idx.len(),
+        bank_size,
         created_by: format!("dino-ar {}", env!("CARGO_PKG_VERSION")),
     };
     let tensors = scorer.export().await?;
-    Bundle::write(&meta, &tensors).map_err(|e| e.to_string())
+    Ok(Bundle::write(&meta, &tensors)?)
+}
+
+/// The input size checked against the backbone (both sides multiples of its patch size).
+pub fn check_size(backbone: &DinoV3, size: InputSize) -> Result<(usize, usize), DetectorError> {
+    let (h, w) = size.hw();
+    backbone.config.grid(h, w).map_err(SpecError::Size)?;
+    Ok((h, w))
 }

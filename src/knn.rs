@@ -5,6 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::readback::{ReadBackError, read_back};
 use crate::weights::{TensorFile, WeightsError};
 
 /// Bank rows compared per matmul, bounding the similarity matrix's memory.
@@ -83,18 +84,9 @@ impl MemoryBank {
     }
 
     /// The bank as a host tensor for saving (asynchronous: also runs on WebGPU).
-    pub async fn export(&self) -> Result<(String, Vec<usize>, Vec<f32>), String> {
+    pub async fn export(&self) -> Result<(String, Vec<usize>, Vec<f32>), ReadBackError> {
         let shape = self.bank.dims().to_vec();
-        let data = self
-            .bank
-            .clone()
-            .into_data_async()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        Ok((
-            "memory_bank".into(),
-            shape,
-            data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?,
-        ))
+        let values = read_back(self.bank.clone(), "memory bank").await?;
+        Ok(("memory_bank".into(), shape, values))
     }
 }

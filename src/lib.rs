@@ -1,17 +1,30 @@
 //! dino-ar: unsupervised visual anomaly detection with DINOv3 patch embeddings, on burn.
 //!
-//! Data flows one way: image → [`preprocess`] → [`backbone`] → embeddings. File formats live in
-//! [`weights`]; nothing here touches the file system or the browser.
+//! Data flows one way: image → [`preprocess`] → [`backbone`] → embeddings → scorer ([`ar`] or
+//! [`knn`]) → [`score`] (map, image score, verdict) → [`overlay`] (pixels). [`detector`] drives
+//! that chain and fits models ([`train`], calibration) as a [`spec::FitSpec`] says.
+//!
+//! Each rule lives in one module, and every front end calls it instead of restating it:
+//! fit settings and their defaults in [`spec`], the verdict in [`score::is_anomalous`], colours and
+//! contour in [`overlay`], the CSV of a scoring run in [`scores_csv`], the metrics report in
+//! [`evaluate`], the model file in [`bundle`]. The front ends are thin: the native CLI
+//! (`src/bin/dino-ar/`: files in, files out) and, compiled to wasm only, [`web`] (the JS API the
+//! page and other pages use). The model code never knows which one drives it.
 
 pub mod ar;
 pub mod backbone;
 pub mod bundle;
 pub mod detector;
+pub mod evaluate;
 pub mod knn;
 pub mod metrics;
+pub mod overlay;
 pub mod preprocess;
+pub mod readback;
 pub mod rng;
 pub mod score;
+pub mod scores_csv;
+pub mod spec;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

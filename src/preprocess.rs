@@ -59,8 +59,10 @@ impl RgbImage {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let img = image::load_from_memory(bytes).map_err(|e| match e {
-            image::ImageError::Unsupported(u) => format!("unsupported image format: {u}"),
-            other => format!("cannot decode image: {other}"),
+            image::ImageError::Unsupported(u) => {
+                format!("not a supported image ({u}; PNG, JPEG, BMP and TIFF are read)")
+            }
+            other => format!("not a readable image: {other}"),
         })?;
         let (width, height) = (img.width() as usize, img.height() as usize);
         check_dims(width, height)?;
@@ -150,32 +152,9 @@ fn filter_weights(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-/// Parse `448` (square) or `448x320` (height x width).
-pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let parse = |t: &str| {
-        t.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("invalid size `{s}`: expected S or HxW, e.g. 448 or 448x320"))
-    };
-    match s.split_once(['x', 'X', '×']) {
-        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
-        None => {
-            let v = parse(s)?;
-            Ok((v, v))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("448").unwrap(), (448, 448));
-        assert_eq!(parse_size("448x320").unwrap(), (448, 320));
-        assert!(parse_size("big").unwrap_err().contains("`big`"));
-    }
 
     #[test]
     fn constant_image_stays_constant_and_upscale_is_bilinear() {

@@ -4,9 +4,14 @@
 //! bilinearly (align_corners = false, like `F.interpolate`) to the image size. Image score = the
 //! map's maximum, with the mean of its top 1 % beside it. Calibration on held-out normal images
 //! fixes a threshold and display constants once, stored with the model.
+//!
+//! The verdict rule lives here, once: [`is_anomalous`]. The CLI's CSV, the JS API's `anomalous`,
+//! the page's table and the overlay's contour all call it.
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
+
+use crate::overlay::Scale;
 
 /// `[B, C, h, w]` predictions and targets → `[B, h, w]` patch scores (on the device).
 pub fn patch_scores(prediction: Tensor<4>, target: Tensor<4>) -> Tensor<3> {
@@ -44,6 +49,23 @@ pub fn upsample_bilinear(map: &[f32], h: usize, w: usize, out_h: usize, out_w: u
     out
 }
 
+/// The one verdict rule: a score is anomalous when it is **strictly above** the threshold; a
+/// score exactly on it is normal. The calibrated threshold is a quantile of held-out *normal*
+/// images' scores, so the normal image that sets it stays normal. Applies to image scores (the
+/// verdict) and to pixel scores (the region the overlay outlines) alike.
+pub fn is_anomalous(score: f32, threshold: f32) -> bool {
+    score > threshold
+}
+
+/// The verdict as people read it: `anomalous` or `normal` ([`is_anomalous`]).
+pub fn verdict(score: f32, threshold: f32) -> &'static str {
+    if is_anomalous(score, threshold) {
+        "anomalous"
+    } else {
+        "normal"
+    }
+}
+
 /// The two image-level scores of one anomaly map.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageScore {
@@ -78,10 +100,18 @@ pub fn quantile(values: &[f32], q: f64) -> f32 {
     v[lo] + (v[hi] - v[lo]) * t
 }
 
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("calibration needs at least one held-out normal image")]
+    NoImages,
+    #[error("threshold quantile must be in [0, 1], got {0}")]
+    Quantile(f64),
+}
+
 /// Decision threshold and display normalisation, fixed on held-out normal images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
-    /// Images whose max score exceeds this are anomalous.
+    /// Images whose max score is above this are anomalous ([`is_anomalous`]).
     pub threshold: f32,
     /// The quantile of held-out normal image scores the threshold was set at.
     pub quantile: f64,
@@ -95,14 +125,12 @@ pub struct Calibration {
 
 impl Calibration {
     /// From the (upsampled or grid) anomaly maps of held-out normal images.
-    pub fn fit(normal_maps: &[Vec<f32>], quantile_q: f64) -> Result<Self, String> {
-        if normal_maps.is_empty() {
-            return Err("calibration needs at least one held-out normal image".into());
+    pub fn fit(normal_maps: &[Vec<f32>], quantile_q: f64) -> Result<Self, CalibrationError> {
+        if normal_maps.is_empty() || normal_maps.iter().any(|m| m.is_empty()) {
+            return Err(CalibrationError::NoImages);
         }
         if !(0.0..=1.0).contains(&quantile_q) {
-            return Err(format!(
-                "threshold quantile must be in [0, 1], got {quantile_q}"
-            ));
+            return Err(CalibrationError::Quantile(quantile_q));
         }
         let maxes: Vec<f32> = normal_maps.iter().map(|m| image_score(m).max).collect();
         let threshold = quantile(&maxes, quantile_q);
@@ -118,9 +146,13 @@ impl Calibration {
         })
     }
 
-    /// A pixel score in display units (0 = typical normal, 1 = threshold), clamped to [0, 1].
-    pub fn display(&self, score: f32) -> f32 {
-        ((score - self.display_low) / (self.display_high - self.display_low)).clamp(0.0, 1.0)
+    /// The threshold and display range that place a map's scores (for [`crate::overlay`]).
+    pub fn scale(&self) -> Scale {
+        Scale {
+            threshold: self.threshold,
+            display_low: self.display_low,
+            display_high: self.display_high,
+        }
     }
 }
 
@@ -150,6 +182,14 @@ mod tests {
     }
 
     #[test]
+    fn a_score_on_the_threshold_is_normal() {
+        assert!(!is_anomalous(0.5, 0.5));
+        assert!(is_anomalous(0.500_000_06, 0.5));
+        assert_eq!(verdict(0.5, 0.5), "normal");
+        assert_eq!(verdict(0.6, 0.5), "anomalous");
+    }
+
+    #[test]
     fn quantile_is_numpy_linear() {
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
         assert_eq!(quantile(&[5.0, 1.0], 1.0), 5.0);
@@ -160,8 +200,8 @@ mod tests {
         let maps = vec![vec![0.1, 0.2, 0.3], vec![0.2, 0.2, 0.4]];
         let c = Calibration::fit(&maps, 0.99).unwrap();
         assert!(c.threshold <= 0.4 && c.threshold > 0.3);
-        assert_eq!(c.display(0.2), 0.0);
-        assert!(c.display(0.35) < 1.0);
+        assert_eq!(c.scale().display(0.2), 0.0);
+        assert!(c.scale().display(0.35) < 1.0);
         assert!(Calibration::fit(&[], 0.99).is_err());
     }
 }

@@ -10,35 +10,33 @@ use std::ops::ControlFlow;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::ar::{ArConfig, ArHead};
+use crate::ar::ArHead;
+use crate::readback::{ReadBackError, read_back};
 pub use crate::rng::Rng;
+use crate::spec::{FitSpec, SpecError};
+use crate::weights::WeightsError;
 
-/// Optimisation settings; the defaults are the paper's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FitOptions {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f32,
-    pub seed: u64,
-    pub noise_prob: f64,
-    pub noise_scale: f64,
-}
-
-impl Default for FitOptions {
-    fn default() -> Self {
-        Self {
-            epochs: 40,
-            batch_size: 64,
-            learning_rate: 1e-3,
-            weight_decay: 0.01,
-            seed: 42,
-            noise_prob: 0.2,
-            noise_scale: 0.03,
-        }
-    }
+/// Why training stopped without a head.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("no training images")]
+    NoImages,
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Head(#[from] WeightsError),
+    #[error("training diverged: loss is {loss} at epoch {epoch}, step {step}")]
+    Diverged {
+        loss: f32,
+        epoch: usize,
+        step: usize,
+    },
+    #[error("training cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    ReadBack(#[from] ReadBackError),
 }
 
 /// Reported after every optimisation step.
@@ -66,81 +64,69 @@ pub fn feature_noise(x: &Tensor<4>, scale: f64) -> Tensor<4> {
     Tensor::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &x.device()) * sigma * scale
 }
 
-/// Train a fresh head on `grids: [N, C, h, w]` (normal images' embeddings).
+/// Train a fresh head (shaped by `spec`) on `grids: [N, C, h, w]`, normal images' embeddings.
 ///
 /// `progress` is called after every step; returning `ControlFlow::Break(())` cancels the run,
-/// which then ends with an error saying so. Asynchronous because reading the loss back must be
-/// on WebGPU.
+/// which then ends with [`TrainError::Cancelled`]. Asynchronous because reading the loss back must
+/// be on WebGPU.
 pub async fn fit(
     grids: Tensor<4>,
-    config: &ArConfig,
-    options: &FitOptions,
+    spec: &FitSpec,
     mut progress: impl FnMut(Progress) -> ControlFlow<()>,
-) -> Result<ArHead, String> {
+) -> Result<ArHead, TrainError> {
+    spec.validate()?;
     let [n, c, _, _] = grids.dims();
     if n == 0 {
-        return Err("no training images".into());
+        return Err(TrainError::NoImages);
     }
-    if c != config.channels {
-        return Err(format!(
-            "embeddings have {c} channels but the AR head expects {}",
-            config.channels
-        ));
-    }
-    if options.batch_size == 0 || options.epochs == 0 {
-        return Err("epochs and batch size must be at least 1".into());
-    }
+    let config = spec.ar_config(c);
     let device: Device = grids.device().autodiff();
     let grids = grids.autodiff();
-    let mut rng = Rng::new(options.seed);
-    let mut head = ArHead::new(config, &mut rng, &device)?;
+    let mut rng = Rng::new(spec.seed);
+    let mut head = ArHead::new(&config, &mut rng, &device)?;
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.999)
         .with_epsilon(1e-8)
-        .with_weight_decay(options.weight_decay)
+        .with_weight_decay(spec.weight_decay as f32)
         .init();
-    let steps = n.div_ceil(options.batch_size);
+    let steps = n.div_ceil(spec.batch_size);
     let mut order: Vec<i64> = (0..n as i64).collect();
-    for epoch in 1..=options.epochs {
+    for epoch in 1..=spec.epochs {
         rng.shuffle(&mut order);
-        for (step, batch) in order.chunks(options.batch_size).enumerate() {
+        for (step, batch) in order.chunks(spec.batch_size).enumerate() {
             let idx = Tensor::<1, Int>::from_data(
                 TensorData::new(batch.to_vec(), [batch.len()]),
                 &device,
             );
             let target = grids.clone().select(0, idx);
-            let input = if rng.next_f64() < options.noise_prob {
+            let input = if rng.next_f64() < spec.noise_prob {
                 // The device generator is seeded from ours right before use: runs repeat.
                 device.seed(rng.next_u64());
-                target.clone() + feature_noise(&target, options.noise_scale)
+                target.clone() + feature_noise(&target, spec.noise_scale)
             } else {
                 target.clone()
             };
             let loss = (head.forward(input) - target).powi_scalar(2).mean();
             let grads = GradientsParams::from_grads(loss.backward(), &head);
-            head = optim.step(options.learning_rate, head, grads);
-            let loss = loss
-                .into_data_async()
-                .await
-                .map_err(|e| format!("reading the loss failed: {e:?}"))?
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?[0];
+            head = optim.step(spec.learning_rate, head, grads);
+            let loss = read_back(loss, "training loss").await?[0];
             if !loss.is_finite() {
-                return Err(format!(
-                    "training diverged: loss is {loss} at epoch {epoch}, step {}",
-                    step + 1
-                ));
+                return Err(TrainError::Diverged {
+                    loss,
+                    epoch,
+                    step: step + 1,
+                });
             }
             let p = Progress {
                 epoch,
-                epochs: options.epochs,
+                epochs: spec.epochs,
                 step: step + 1,
                 steps,
                 loss,
             };
             if progress(p).is_break() {
-                return Err("training cancelled".into());
+                return Err(TrainError::Cancelled);
             }
         }
     }

@@ -2,20 +2,15 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::tensor::{Device, Distribution, Tensor};
-use dino_ar::ar::ArConfig;
-use dino_ar::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION, Method};
+use dino_ar::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION};
 use dino_ar::knn::MemoryBank;
 use dino_ar::score::Calibration;
-use dino_ar::train::FitOptions;
+use dino_ar::spec::{FitSpec, Method};
 
 fn meta() -> BundleMeta {
     BundleMeta {
         format_version: FORMAT_VERSION,
-        method: Method::Ar {
-            config: ArConfig::new(8),
-            training: FitOptions::default(),
-        },
-        input_size: (448, 448),
+        spec: FitSpec::default(),
         calibration: Calibration {
             threshold: 0.5,
             quantile: 0.99,
@@ -26,6 +21,7 @@ fn meta() -> BundleMeta {
         backbone_fingerprint: "0123456789abcdef".into(),
         embedding_dim: 8,
         train_images: 27,
+        bank_size: None,
         created_by: "test".into(),
     }
 }
@@ -111,4 +107,29 @@ fn knn_scores_match_brute_force_across_chunks() {
         &device,
     ));
     assert!(again.into_data().try_into_vec::<f32>().unwrap()[0] >= -1e-5);
+}
+
+#[test]
+fn format_one_bundles_still_load_with_their_settings() {
+    // The built-in sample's AR head and the golden kNN bank were written by format 1.
+    let ar = Bundle::read(include_bytes!("../www/sample/model.safetensors")).unwrap();
+    assert_eq!(ar.meta.format_version, 1);
+    assert_eq!(ar.meta.method(), Method::Ar);
+    assert_eq!(ar.meta.spec.hidden, 64);
+    assert_eq!(ar.meta.spec.quantile, ar.meta.calibration.quantile);
+    ar.meta.spec.validate().unwrap();
+    let knn = Bundle::read(include_bytes!("fixtures/golden/knn_bundle.safetensors")).unwrap();
+    assert_eq!(knn.meta.method(), Method::Knn);
+    assert!(knn.meta.bank_size.unwrap() > 0);
+}
+
+#[test]
+fn the_whole_spec_is_stored() {
+    let mut m = meta();
+    m.spec.epochs = 7;
+    m.spec.noise_scale = 0.5;
+    m.spec.holdout = 0.25;
+    let b = Bundle::read(&Bundle::write(&m, &[]).unwrap()).unwrap();
+    assert_eq!(b.meta.spec, m.spec);
+    assert_eq!(b.meta.describe(), "ar (dilated)");
 }

@@ -91,6 +91,13 @@ fn dataset(root: &Path) {
         }
     }
     std::fs::write(root.join("train/good/broken.png"), b"not a png").unwrap();
+    // Files that are not images at all: named and skipped, never silently left out.
+    std::fs::write(root.join("train/good/notes.txt"), b"scanned on monday").unwrap();
+    std::fs::write(
+        root.join("train/good/tiny.gif"),
+        b"GIF89a\x01\x00\x01\x00\x00;",
+    )
+    .unwrap();
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -103,10 +110,25 @@ fn temp(name: &str) -> PathBuf {
 fn check_metrics(json_path: &Path) {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
-    for k in ["pixel_auroc", "pixel_ap", "image_auroc", "f1_max", "pro"] {
-        let x = v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
-        assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+    let metrics = v["metrics"].as_array().unwrap();
+    let keys: Vec<&str> = metrics.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    for k in [
+        "pixel_auroc",
+        "pixel_ap",
+        "image_auroc",
+        "pixel_f1_max",
+        "pro",
+    ] {
+        assert!(keys.contains(&k), "{k} missing: {v}");
     }
+    for m in metrics {
+        let x = m["value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{m}");
+    }
+    assert!(
+        v["model"]["epochs"].as_u64().is_some(),
+        "the model's spec: {v}"
+    );
     assert_eq!(v["counts"]["images"], 8);
     assert_eq!(v["counts"]["anomalous_images"], 4);
     assert_eq!(v["counts"]["anomalous_without_mask"], 0);
@@ -141,10 +163,10 @@ fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
         ]);
         ok(&o);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains("broken.png"),
-            "the unreadable image is named: {err}"
-        );
+        for name in ["broken.png", "notes.txt", "tiny.gif"] {
+            assert!(err.contains(name), "{name} is named: {err}");
+        }
+        assert!(err.contains("skipped 3 of 13 files"), "{err}");
         assert!(err.contains("fit on 8 images (2 held out)"), "{err}");
 
         let json = out.join("metrics.json");

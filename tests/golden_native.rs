@@ -13,9 +13,19 @@ use common::golden::{self, SEED, SIZE};
 use common::{TINY_CONFIG, TINY_HF, fixture_tensor, max_abs_diff};
 use dino_ar::backbone::load_backbone;
 use dino_ar::bundle::Bundle;
-use dino_ar::detector::{Detector, FitMethod, NormalGrid, fit_model};
+use dino_ar::detector::{Detector, NormalGrid, fit_model};
 use dino_ar::preprocess::RgbImage;
+use dino_ar::spec::{FitSpec, InputSize, Method};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
+
+fn golden_spec() -> FitSpec {
+    FitSpec {
+        method: Method::Knn,
+        size: InputSize::square(SIZE),
+        seed: SEED,
+        ..FitSpec::default()
+    }
+}
 
 #[test]
 fn golden_knn_model_and_map_are_current() {
@@ -33,17 +43,9 @@ fn golden_knn_model_and_map_are_current() {
         })
         .collect();
     let (grids, sizes) = NormalGrid::stack(&normals, (64, SIZE / 16, SIZE / 16), &device).unwrap();
-    let bundle = pollster::block_on(fit_model(
-        grids,
-        &sizes,
-        (SIZE, SIZE),
-        &backbone,
-        FitMethod::Knn,
-        0.1,
-        0.99,
-        SEED,
-        |_| ControlFlow::Continue(()),
-    ))
+    let bundle = pollster::block_on(fit_model(grids, &sizes, &backbone, &golden_spec(), |_| {
+        ControlFlow::Continue(())
+    }))
     .unwrap();
     let det = Detector::new(backbone, &Bundle::read(&bundle).unwrap()).unwrap();
     let img = RgbImage::from_rgba8(&golden::defective(), SIZE, SIZE).unwrap();
@@ -58,7 +60,8 @@ fn golden_knn_model_and_map_are_current() {
     }
     let committed = Bundle::read(golden::BUNDLE).unwrap();
     let fresh = Bundle::read(&bundle).unwrap();
-    assert_eq!(fresh.meta.method, committed.meta.method);
+    assert_eq!(fresh.meta.method(), committed.meta.method());
+    assert_eq!(fresh.meta.bank_size, committed.meta.bank_size);
     let bank = |f: &TensorFile| f.get("memory_bank").unwrap().to_f32("memory_bank").unwrap();
     assert!(max_abs_diff(&bank(&fresh.tensors), &bank(&committed.tensors)) <= 1e-6);
     let d = max_abs_diff(&map, &fixture_tensor(golden::MAP, "map").1);

@@ -7,8 +7,9 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::synthetic::{C, H, W, normal_grids, small_config};
-use dino_ar::train::{FitOptions, fit};
+use common::synthetic::{C, H, W, normal_grids, small_spec};
+use dino_ar::spec::FitSpec;
+use dino_ar::train::fit;
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
@@ -16,15 +17,15 @@ fn the_same_seed_gives_the_same_run() {
     let grids = Tensor::from_data(TensorData::new(normal_grids(8, 3), [8, C, H, W]), &device);
     // Noise on every batch, so the device generator's seeding is exercised too.
     let run = |seed| {
-        let options = FitOptions {
+        let spec = FitSpec {
             epochs: 2,
             batch_size: 4,
             seed,
             noise_prob: 1.0,
-            ..FitOptions::default()
+            ..small_spec()
         };
         let mut losses = Vec::new();
-        pollster::block_on(fit(grids.clone(), &small_config(), &options, |p| {
+        pollster::block_on(fit(grids.clone(), &spec, |p| {
             losses.push(p.loss);
             ControlFlow::Continue(())
         }))

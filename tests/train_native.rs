@@ -6,23 +6,23 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::synthetic::{C, H, W, normal_grids, small_config};
-use dino_ar::ar::ArConfig;
+use common::synthetic::{C, H, W, normal_grids, small_spec};
 use dino_ar::score::patch_scores;
-use dino_ar::train::{FitOptions, Progress, fit};
+use dino_ar::spec::FitSpec;
+use dino_ar::train::{Progress, TrainError, fit};
 
 #[test]
 fn fitting_lowers_the_loss_and_reports_every_step() {
     let device = Device::flex();
     let n = 24;
     let grids = Tensor::from_data(TensorData::new(normal_grids(n, 1), [n, C, H, W]), &device);
-    let options = FitOptions {
+    let spec = FitSpec {
         epochs: 40,
         batch_size: 8,
-        ..FitOptions::default()
+        ..small_spec()
     };
     let mut seen: Vec<Progress> = Vec::new();
-    let head = pollster::block_on(fit(grids, &small_config(), &options, |p| {
+    let head = pollster::block_on(fit(grids, &spec, |p| {
         seen.push(p);
         ControlFlow::Continue(())
     }))
@@ -59,13 +59,13 @@ fn fitting_lowers_the_loss_and_reports_every_step() {
 fn fitting_can_be_cancelled_and_checks_its_input() {
     let device = Device::flex();
     let grids = Tensor::from_data(TensorData::new(normal_grids(4, 2), [4, C, H, W]), &device);
-    let options = FitOptions {
+    let spec = FitSpec {
         epochs: 5,
         batch_size: 2,
-        ..FitOptions::default()
+        ..small_spec()
     };
     let mut calls = 0;
-    let r = pollster::block_on(fit(grids.clone(), &small_config(), &options, |_| {
+    let r = pollster::block_on(fit(grids.clone(), &spec, |_| {
         calls += 1;
         if calls == 2 {
             ControlFlow::Break(())
@@ -73,14 +73,12 @@ fn fitting_can_be_cancelled_and_checks_its_input() {
             ControlFlow::Continue(())
         }
     }));
-    assert_eq!(r.err().as_deref(), Some("training cancelled"));
+    assert_eq!(r.err(), Some(TrainError::Cancelled));
     assert_eq!(calls, 2);
-    let wrong = ArConfig {
-        channels: 7,
-        ..small_config()
-    };
-    let e = pollster::block_on(fit(grids, &wrong, &options, |_| ControlFlow::Continue(())))
+    let wrong = FitSpec { kernel: 4, ..spec };
+    let e = pollster::block_on(fit(grids, &wrong, |_| ControlFlow::Continue(())))
         .err()
-        .unwrap();
-    assert!(e.contains("6 channels") && e.contains("expects 7"), "{e}");
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`kernel`") && e.contains("odd"), "{e}");
 }

@@ -12,8 +12,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
-use dino_ar::train::{FitOptions, fit};
-use dino_ar::web::{FitProgress, Session, WebFitOptions};
+use dino_ar::spec::{FitSpec, InputSize, Method};
+use dino_ar::train::fit;
+use dino_ar::web::{FitProgress, Session};
 use dino_ar::weights::{TensorFile, WeightsError};
 use wasm_bindgen_test::*;
 
@@ -175,15 +176,15 @@ async fn ar_head_parity(device: &Device) {
 }
 
 async fn training_lowers_the_loss(device: &Device) {
-    use common::synthetic::{C, H, W, normal_grids, small_config};
+    use common::synthetic::{C, H, W, normal_grids, small_spec};
     let grids = Tensor::from_data(TensorData::new(normal_grids(8, 1), [8, C, H, W]), device);
-    let options = FitOptions {
+    let spec = FitSpec {
         epochs: 15,
         batch_size: 4,
-        ..FitOptions::default()
+        ..small_spec()
     };
     let mut losses = Vec::new();
-    fit(grids, &small_config(), &options, |p| {
+    fit(grids, &spec, |p| {
         losses.push(p.loss);
         ControlFlow::Continue(())
     })
@@ -220,21 +221,26 @@ async fn session_fit_load_score(kind: &str) {
         .score(&golden::rgba_texture(1, 64, false), 64, 64)
         .await
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(e.contains("no model loaded"), "{e}");
-    let e = s.load_model(b"garbage").err().unwrap();
+    let e = s.load_model(b"garbage").err().unwrap().to_string();
     assert!(e.contains("load the backbone"), "{e}");
-    let e = s.load_backbone(&TINY_HF[..1000], None).err().unwrap();
+    let e = s
+        .load_backbone(&TINY_HF[..1000], None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("truncated"), "{e}");
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
 
     let images: Vec<(Vec<u8>, usize, usize)> = (0..6)
         .map(|k| (golden::rgba_texture(10 + k, 64, false), 64, 64))
         .collect();
-    let options = WebFitOptions {
+    let options = FitSpec {
         epochs: 3,
-        size: (64, 64),
-        ..WebFitOptions::default()
+        size: InputSize::square(64),
+        ..FitSpec::default()
     };
     let mut steps = 0;
     let mut embedded = 0;
@@ -250,7 +256,7 @@ async fn session_fit_load_score(kind: &str) {
         .unwrap();
     assert_eq!(embedded, 6, "every normal image reports its embedding");
     assert_eq!(steps, 3, "one step per epoch with 5 training images");
-    let e = s.load_model(TINY_HF).err().unwrap();
+    let e = s.load_model(TINY_HF).err().unwrap().to_string();
     assert!(e.contains("not a dino-ar model bundle"), "{e}");
     let info = s.load_model(&bundle).unwrap();
     assert_eq!((info.input_height, info.input_width), (64, 64));
@@ -260,20 +266,25 @@ async fn session_fit_load_score(kind: &str) {
         .unwrap();
     assert_eq!(r.map.len(), 64 * 64);
     assert!(r.score.max.is_finite() && r.threshold.is_finite());
-    let e = s.score(&[], 0, 0).await.err().unwrap();
+    let e = s.score(&[], 0, 0).await.err().unwrap().to_string();
     assert!(e.contains("empty"), "{e}");
     // A model fit on another backbone is refused, and the loaded one stays in place.
     s.load_backbone(SWIGLU_HF, Some(SWIGLU_CONFIG)).unwrap();
-    let e = s.load_model(&bundle).err().unwrap();
+    let e = s.load_model(&bundle).err().unwrap().to_string();
     assert!(e.contains("trained on another backbone"), "{e}");
-    let e = s.score(&[0; 16], 2, 2).await.err().unwrap();
+    let e = s.score(&[0; 16], 2, 2).await.err().unwrap().to_string();
     assert!(
         e.contains("no model loaded"),
         "the other backbone dropped the model: {e}"
     );
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
     s.load_model(&bundle).unwrap();
-    let e = s.score(&[0; 16], 20_000, 20_000).await.err().unwrap();
+    let e = s
+        .score(&[0; 16], 20_000, 20_000)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("largest side accepted"), "{e}");
     // Cancelling mid-run rejects with a clear message.
     let e = s
@@ -281,7 +292,7 @@ async fn session_fit_load_score(kind: &str) {
         .await
         .err()
         .unwrap();
-    assert_eq!(e, "training cancelled");
+    assert_eq!(e.to_string(), "training cancelled");
 }
 
 #[wasm_bindgen_test]
@@ -312,11 +323,11 @@ async fn golden_cross_check(kind: &str) {
     );
 
     // Page → CLI: the bundle fit here holds the same bank and calibration.
-    let options = WebFitOptions {
-        method_knn: true,
-        size: (SIZE, SIZE),
+    let options = FitSpec {
+        method: Method::Knn,
+        size: InputSize::square(SIZE),
         seed: SEED,
-        ..WebFitOptions::default()
+        ..FitSpec::default()
     };
     let bytes = s.fit(&golden::normals(), &options, |_| {}).await.unwrap();
     let ours = dino_ar::bundle::Bundle::read(&bytes).unwrap();

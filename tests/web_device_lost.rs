@@ -53,7 +53,8 @@ async fn a_lost_device_falls_back_to_the_cpu_and_says_so() {
         .score(&golden::defective(), golden::SIZE, golden::SIZE)
         .await
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(e.contains("load the backbone and model again"), "{e}");
     // Reloading works on the CPU.
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
@@ -64,7 +65,7 @@ async fn a_lost_device_falls_back_to_the_cpu_and_says_so() {
         .unwrap();
     assert_eq!(r.map.len(), golden::SIZE * golden::SIZE);
     // New detectors asking for WebGPU are told why they cannot have it; "auto" takes the CPU.
-    let e = Session::create("webgpu").await.err().unwrap();
+    let e = Session::create("webgpu").await.err().unwrap().to_string();
     assert!(e.contains("lost earlier"), "{e}");
     let auto = Session::create("auto").await.unwrap();
     assert!(auto.backend().starts_with("cpu"), "{}", auto.backend());

@@ -8,6 +8,7 @@ export class Engine {
     this.nextId = 1;
     this.worker = null;
     this.backend = "auto";
+    this.module = null; // the compiled wasm, handed to every worker (library.js)
     // What to load again after a restart.
     this.backbone = null; // { weights: Blob, config: Blob | null }
     this.model = null; // Blob
@@ -56,7 +57,7 @@ export class Engine {
   async start(backend) {
     this.backend = backend;
     if (!this.worker) this.spawn();
-    return await this.call("start", { backend });
+    return await this.call("start", { backend, module: this.module });
   }
 
   async loadBackbone(weights, config) {
@@ -95,7 +96,7 @@ export class Engine {
   }
 
   async reload() {
-    const started = await this.post("start", { backend: this.backend });
+    const started = await this.post("start", { backend: this.backend, module: this.module });
     if (this.backbone) await this.post("loadBackbone", this.backbone);
     let lost = null;
     if (this.model) {

@@ -3,7 +3,7 @@
 // overlays and table. Nothing here computes on the model; nothing here leaves the device.
 import { Engine } from "./engine.js";
 import * as storage from "./storage.js";
-import { renderOverlay, upsample } from "./overlay.js";
+import { dino, load as loadLibrary } from "./library.js";
 
 const $ = (id) => document.getElementById(id);
 const engine = new Engine();
@@ -16,6 +16,7 @@ const state = {
   sort: { key: null, dir: 1 },
   view: null, // { base: ImageData, map: Float32Array, result }
   probe: null, // patch [row, col] under the pointer or the keyboard cursor
+  threshold: NaN, // the verdict threshold in use: the model's, or the slider's
 };
 
 const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
@@ -60,8 +61,46 @@ function download(blob, name) {
 async function startEngine() {
   if (!("gpu" in navigator)) $("webgpu-notice").hidden = false;
   $("backend-status").textContent = "starting…";
+  engine.module = await loadLibrary();
+  fillForms();
   const { backend } = await engine.start($("backend").value);
   $("backend-status").textContent = backend;
+}
+
+// The training form and the overlay controls start from the library's defaults and list its
+// choices: nothing here restates them.
+function fillForms() {
+  const choices = dino.choices();
+  const fill = (select, list) =>
+    select.replaceChildren(...list.map(({ value, label }) => el("option", label, { value })));
+  const defaults = dino.fitDefaults();
+  for (const input of document.querySelectorAll("[data-fit]")) {
+    const key = input.dataset.fit;
+    if (input.tagName === "SELECT" && choices[key]) fill(input, choices[key]);
+    let value = defaults[key];
+    // A square size is offered by its side.
+    if (key === "size") value = value[0] === value[1] ? value[0] : value.join("x");
+    if (input.tagName === "SELECT" && ![...input.options].some((o) => o.value === String(value))) {
+      input.append(el("option", String(value), { value }));
+    }
+    input.value = String(value);
+  }
+  fill($("colormap"), choices.colormap);
+  const style = dino.overlayDefaults();
+  $("colormap").value = style.colormap;
+  $("opacity").value = style.opacity;
+  $("contour").checked = style.contour;
+}
+
+// The form's settings as fit options; the library checks them (and names a bad one).
+function fitOptions() {
+  const options = {};
+  for (const input of document.querySelectorAll("[data-fit]")) {
+    const v = input.value.trim();
+    options[input.dataset.fit] = input.type === "number" && v !== "" ? Number(v) : v;
+  }
+  if (/^\d+$/.test(options.size)) options.size = Number(options.size);
+  return options;
 }
 engine.onRestart = ({ backend }, lost) => {
   $("backend-status").textContent = backend;
@@ -200,7 +239,6 @@ function setModel(model) {
     const t = $("threshold");
     t.min = Math.min(i.displayLow, i.threshold * 0.5);
     t.max = Math.max(i.displayHigh, i.threshold) * 2 - t.min;
-    t.step = (t.max - t.min) / 1000;
     setThreshold(i.threshold);
   }
   clearResults();
@@ -232,10 +270,11 @@ $("model-download").onclick = () => download(state.model.bundle, state.model.nam
 let normals = [];
 function setNormals(files) {
   normals = [...files].filter((f) => IMAGE_NAME.test(f.name));
-  const skipped = files.length - normals.length;
-  $("normal-count").textContent = normals.length
-    ? `${normals.length} normal images chosen${skipped ? ` (${skipped} other files ignored)` : ""}`
-    : "no normal images chosen";
+  // Files that are not images are named, not silently dropped.
+  const skipped = [...files].filter((f) => !IMAGE_NAME.test(f.name)).map((f) => f.name);
+  const named = skipped.slice(0, 5).join(", ") + (skipped.length > 5 ? ` and ${skipped.length - 5} more` : "");
+  $("normal-count").textContent = (normals.length ? `${normals.length} normal images chosen` : "no normal images chosen") +
+    (skipped.length ? `; skipped ${skipped.length} that are not images (PNG, JPEG, WebP, BMP): ${named}` : "");
   updateControls();
 }
 $("normal-files").onchange = (e) => setNormals(e.target.files);
@@ -243,10 +282,8 @@ $("normal-folder").onchange = (e) => setNormals(e.target.files);
 
 $("fit-run").onclick = () =>
   guard(async () => {
-    const epochs = Number($("fit-epochs").value);
-    if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`epochs must be a whole number ≥ 1, got "${$("fit-epochs").value}"`);
-    if (normals.length < 2) throw new Error("training needs at least 2 normal images (one is held out to calibrate the threshold)");
-    const options = { method: $("fit-method").value, size: Number($("fit-size").value), epochs };
+    const options = fitOptions();
+    dino.fitSpec(options); // a bad setting is named now, before any image is read
     await train(normals, options, `model-${normals.length}-normals.safetensors`);
   });
 
@@ -338,14 +375,16 @@ $("score-stop").onclick = () => {
   engine.restart("stopped").catch(() => {});
 };
 
+// The threshold is kept exactly (the model's own value, not the slider's nearest step).
 function threshold() {
-  return Number($("threshold").value);
+  return state.threshold;
 }
 function setThreshold(t) {
+  state.threshold = t;
   $("threshold").value = t;
-  $("threshold-value").textContent = fmt(threshold());
+  $("threshold-value").textContent = fmt(t);
 }
-const verdictOf = (r) => (r.error ? "error" : r.score >= threshold() ? "anomalous" : "normal");
+const verdictOf = (r) => (r.error ? "error" : dino.verdict(r.score, threshold()));
 
 function clearResults() {
   state.results = [];
@@ -371,7 +410,7 @@ async function show(index) {
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0, r.width, r.height);
   bitmap.close();
-  state.view = { base: ctx.getImageData(0, 0, r.width, r.height), map: upsample(r.grid, r.gridH, r.gridW, r.height, r.width), result: r };
+  state.view = { base: ctx.getImageData(0, 0, r.width, r.height), map: dino.upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width), result: r };
   state.probe = null;
   $("viewer").hidden = false;
   $("view-name").textContent = r.name;
@@ -382,7 +421,13 @@ async function show(index) {
 function overlayOptions() {
   const i = state.model.info;
   return { colormap: $("colormap").value, opacity: Number($("opacity").value), threshold: threshold(),
-    low: i.displayLow, high: i.displayHigh, contour: $("contour").checked };
+    displayLow: i.displayLow, displayHigh: i.displayHigh, contour: $("contour").checked };
+}
+
+// The library draws the map over the image (the same rule as the CLI's overlay PNGs).
+function renderOverlay(base, map, options) {
+  const px = dino.renderOverlay(base.data, base.width, base.height, map, options);
+  return new ImageData(new Uint8ClampedArray(px.buffer, px.byteOffset, px.length), base.width, base.height);
 }
 
 function drawView() {
@@ -413,6 +458,7 @@ function drawView() {
 
 for (const id of ["colormap", "opacity", "contour"]) $(id).oninput = drawView;
 $("threshold").oninput = () => {
+  state.threshold = Number($("threshold").value);
   $("threshold-value").textContent = fmt(threshold());
   drawView();
   renderTable();
@@ -447,9 +493,13 @@ $("overlay").onkeydown = (e) => {
   drawView();
 };
 
+// The overlay at the image's own size, without the probe's outline.
 $("export-png").onclick = () => {
-  const name = state.view.result.name.replace(/\.[^.]*$/, "");
-  $("overlay").toBlob((blob) => download(blob, `${name}_overlay.png`), "image/png");
+  const v = state.view;
+  const name = v.result.name.replace(/\.[^.]*$/, "");
+  const canvas = new OffscreenCanvas(v.base.width, v.base.height);
+  canvas.getContext("2d").putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
+  canvas.convertToBlob({ type: "image/png" }).then((blob) => download(blob, `${name}_overlay.png`));
 };
 
 // ---- batch table ---------------------------------------------------------------------------
@@ -475,7 +525,7 @@ function thumbnail(r) {
       ctx.drawImage(bmp, 0, 0);
       bmp.close();
       const base = ctx.getImageData(0, 0, c.width, c.height);
-      const map = upsample(r.grid, r.gridH, r.gridW, c.height, c.width);
+      const map = dino.upsampleMap(r.grid, r.gridH, r.gridW, c.height, c.width);
       ctx.putImageData(renderOverlay(base, map, { ...overlayOptions(), contour: false }), 0, 0);
     })
     .catch(() => {});
@@ -513,18 +563,12 @@ for (const b of $("results").tHead.querySelectorAll("button[data-sort]")) {
   };
 }
 
-function csvField(v) {
-  const s = String(v);
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
+// The same file as `dino-ar score` writes (the library writes both), at the threshold in use.
 $("export-csv").onclick = () => {
-  const lines = [["file", "score", "score_top1", "threshold", "verdict"].join(",")];
-  for (const { r } of sorted()) {
-    lines.push([r.name, r.error ? "" : r.score, r.error ? "" : r.top1, threshold(),
-      r.error ? `error: ${r.error}` : verdictOf(r)].map(csvField).join(","));
-  }
-  download(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }), "dino-ar-scores.csv");
+  const rows = sorted().map(({ r }) => (r.error
+    ? { file: r.name, threshold: threshold(), error: r.error }
+    : { file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold() }));
+  download(new Blob([dino.scoresCsv(rows)], { type: "text/csv" }), "dino-ar-scores.csv");
 };
 
 // ---- drag and drop -------------------------------------------------------------------------

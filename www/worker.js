@@ -1,10 +1,11 @@
 // The worker that owns the Detector: every decode, backbone pass, training step and scoring runs
 // here, so the page never freezes. Requests are { id, op, ...args }; replies are
 // { id, result } or { id, error }, with { id, progress } in between.
-import init, { Detector } from "../pkg/dino_ar.js";
+import init, { Detector, fitSpec } from "../pkg/dino_ar.js";
 
 let detector = null;
-const wasmReady = init();
+// The page compiles the module once and hands it over with `start`.
+let wasmReady = null;
 
 // Images for training are decoded to at most this many times the model's side (keeping the
 // aspect ratio) before they are handed to Rust: the backbone only sees the model size, and a
@@ -51,8 +52,8 @@ function need() {
 }
 
 const ops = {
-  async start({ backend }) {
-    await wasmReady;
+  async start({ backend, module }) {
+    await (wasmReady ??= init({ module_or_path: module }));
     detector?.free();
     detector = null;
     detector = await Detector.create(backend);
@@ -72,7 +73,9 @@ const ops = {
 
   async fit({ images, options }, progress) {
     const det = need();
-    const maxSide = FIT_DECODE_FACTOR * (options.size ?? 448);
+    // The library reads the options (defaults filled in, every key checked) before any image is.
+    const spec = fitSpec(options);
+    const maxSide = FIT_DECODE_FACTOR * Math.max(...spec.size);
     const decoded = [];
     for (const [k, { name, blob }] of images.entries()) {
       decoded.push(await decode(blob, name, maxSide));
@@ -91,10 +94,8 @@ const ops = {
     } catch (e) {
       throw new Error(`${name}: ${e.message}`);
     }
-    // The page keeps only the patch grid and upsamples it itself (overlay.js): the full-size map
-    // stays here rather than being copied to the page for every image of a batch.
-    const { map: _, ...result } = r;
-    return { ...result, backend: det.backend, transfer: [r.grid.buffer] };
+    // Only the patch grid crosses to the page (the library upsamples it there when it draws).
+    return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
   },
 };
 

@@ -101,6 +101,14 @@ pub enum WeightsError {
     UnsupportedDtype { name: String, dtype: Dtype },
     #[error("invalid config: {0}")]
     Config(String),
+    #[error(
+        "tensor `{name}` holds {value} at index {index}: the weights are damaged (every value must be finite)"
+    )]
+    NonFinite {
+        name: String,
+        index: usize,
+        value: f32,
+    },
 }
 
 /// One tensor as stored: contiguous little-endian bytes in row-major order.
@@ -116,7 +124,8 @@ impl RawTensor {
         self.shape.iter().product()
     }
 
-    /// The values as f32; fp16 and bf16 are widened exactly, anything else is refused.
+    /// The values as f32; fp16 and bf16 are widened exactly, anything else is refused, and so is a
+    /// NaN or an infinity (which would silently turn every result into NaN).
     pub fn to_f32(&self, name: &str) -> Result<Vec<f32>, WeightsError> {
         let b = &self.bytes;
         let out: Vec<f32> = match self.dtype {
@@ -140,6 +149,13 @@ impl RawTensor {
             }
         };
         debug_assert_eq!(out.len(), self.numel());
+        if let Some(index) = out.iter().position(|v| !v.is_finite()) {
+            return Err(WeightsError::NonFinite {
+                name: name.to_string(),
+                index,
+                value: out[index],
+            });
+        }
         Ok(out)
     }
 }
@@ -249,5 +265,28 @@ mod tests {
             e.to_string(),
             "tensor `blocks.0.x` has unsupported dtype int64 (supported: float32, float16, bfloat16)"
         );
+    }
+
+    #[test]
+    fn nan_and_inf_are_refused_by_name() {
+        for (bad, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+            let t = RawTensor {
+                dtype: Dtype::F32,
+                shape: vec![3],
+                bytes: [1.0f32, bad, 2.0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            };
+            let e = t.to_f32("blocks.1.mlp.fc1.weight").unwrap_err().to_string();
+            assert!(e.contains("`blocks.1.mlp.fc1.weight` holds"), "{e}");
+            assert!(e.contains(shown) && e.contains("index 1"), "{e}");
+        }
+        let t = RawTensor {
+            dtype: Dtype::F16,
+            shape: vec![1],
+            bytes: half::f16::NAN.to_le_bytes().to_vec(),
+        };
+        assert!(matches!(t.to_f32("x"), Err(WeightsError::NonFinite { .. })));
     }
 }

@@ -74,6 +74,7 @@ pub fn assert_matches(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
 pub mod synthetic {
     use dino_ar::ar::{ArConfig, Variant};
     use dino_ar::rng::Rng;
+    use dino_ar::spec::FitSpec;
 
     pub const C: usize = 6;
     pub const H: usize = 8;
@@ -100,14 +101,19 @@ pub mod synthetic {
         out
     }
 
-    pub fn small_config() -> ArConfig {
-        ArConfig {
-            channels: C,
+    /// A small, quick AR head: 3 layers of 24 channels, dilation 1.
+    pub fn small_spec() -> FitSpec {
+        FitSpec {
             hidden: 24,
             layers: 3,
             kernel: 3,
             variant: Variant::Standard,
+            ..FitSpec::default()
         }
+    }
+
+    pub fn small_config() -> ArConfig {
+        small_spec().ar_config(C)
     }
 }
 

@@ -16,7 +16,7 @@ try {
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
-    const { default: init, Detector } = await import("/pkg/dino_ar.js");
+    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -44,13 +44,13 @@ try {
     out.firstProgress = train[0];
     out.bundleBytes = bundle.length;
     out.model = await det.loadModel(bundle);
-    const r = await det.score(texture(9, true).rgba, 32, 32);
-    // The page keeps only the patch grid and upsamples it itself: it must give the same map.
-    const { upsample } = await import("/overlay.js");
-    const up = upsample(r.grid, r.gridH, r.gridW, r.height, r.width);
+    out.gridOnly = "map" in (await det.score(texture(9, true).rgba, 32, 32));
+    const r = await det.score(texture(9, true).rgba, 32, 32, { map: true });
+    // The page keeps only the patch grid and has the library upsample it: the same map.
+    const up = upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width);
     out.upsampleError = Math.max(...r.map.map((v, i) => Math.abs(v - up[i])));
-    const wide = await det.score(texture(4, true).rgba.subarray(0, 32 * 20 * 4), 20, 32);
-    const upWide = upsample(wide.grid, wide.gridH, wide.gridW, wide.height, wide.width);
+    const wide = await det.score(texture(4, true).rgba.subarray(0, 32 * 20 * 4), 20, 32, { map: true });
+    const upWide = upsampleMap(wide.grid, wide.gridH, wide.gridW, wide.height, wide.width);
     out.upsampleErrorWide = Math.max(...wide.map.map((v, i) => Math.abs(v - upWide[i])));
     out.score = { mapLength: r.map.length, width: r.width, height: r.height, score: r.score, threshold: r.threshold, anomalous: r.anomalous };
     out.zeroImage = await err(() => det.score(new Uint8Array(0), 0, 0));
@@ -60,7 +60,19 @@ try {
     out.abortedAfter = seen;
     out.badOption = await err(() => det.fit(images, { variant: "wide" }));
     out.badSeed = await err(() => det.fit(images, { seed: -1.5 }));
-    out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).map.length;
+    out.misspelt = await err(() => det.fit(images, { epoch: 40 }));
+    out.badScoreOption = await err(() => det.score(texture(3, false).rgba, 32, 32, { maps: true }));
+    out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).grid.length;
+    // The library's rules, callable from the page's own thread.
+    out.defaults = fitDefaults();
+    out.spec = fitSpec({ size: "64x32", epochs: 3 });
+    out.badSpec = await err(() => fitSpec({ epochs: 0 }));
+    out.onThreshold = [isAnomalous(0.5, 0.5), isAnomalous(0.5000001, 0.5), verdict(0.5, 0.5), verdict(r.threshold * 2 + 1, r.threshold)];
+    const px = renderOverlay(new Uint8Array(2 * 4).fill(100), 2, 1, new Float32Array([0, 1]),
+      { threshold: 0.5, displayLow: 0, displayHigh: 0.5, opacity: 1, contour: false });
+    out.pixels = Array.from(px);
+    out.badOverlay = await err(() => renderOverlay(new Uint8Array(4), 2, 1, new Float32Array([0, 1]), { threshold: 0.5, displayLow: 0, displayHigh: 1 }));
+    out.csv = scoresCsv([{ file: "a.png", score: 0.5, scoreTop1: 0.25, threshold: 0.5 }, { file: "b.gif", threshold: 0.5, error: "not an image" }]);
     // Tensors are released after each call: 50 more scorings do not grow the wasm memory.
     for (let i = 0; i < 5; i++) await det.score(texture(i, true).rgba, 32, 32);
     const before = wasm.memory.buffer.byteLength;
@@ -82,8 +94,18 @@ try {
   check(result.zeroImage.startsWith("true:") && result.zeroImage.includes("empty"), `zero-sized image: ${result.zeroImage}`);
   check(result.aborted.includes("training cancelled") && result.abortedAfter === 2, `AbortSignal: ${result.aborted} after ${result.abortedAfter}`);
   check(result.badOption.includes("unknown variant"), `bad option: ${result.badOption}`);
-  check(result.badSeed.includes("`seed` must be a whole number"), `a fractional seed is refused, not truncated: ${result.badSeed}`);
-  check(result.stillWorks === 32 * 32, "still usable after errors");
+  check(result.badSeed.includes("`seed`"), `a fractional seed is refused, not truncated: ${result.badSeed}`);
+  check(result.misspelt.includes("unknown field `epoch`"), `a misspelt option is named: ${result.misspelt}`);
+  check(result.badScoreOption.includes("`maps`"), `an unknown score option is named: ${result.badScoreOption}`);
+  check(!result.gridOnly, "score returns the full-size map only when asked");
+  check(result.stillWorks === 2 * 2, "still usable after errors");
+  check(result.defaults.epochs === 40 && result.defaults.method === "ar" && result.defaults.size.join("x") === "448x448", `fitDefaults: ${JSON.stringify(result.defaults)}`);
+  check(result.spec.size.join("x") === "64x32" && result.spec.epochs === 3 && result.spec.hidden === result.defaults.hidden, "fitSpec fills in the defaults");
+  check(result.badSpec.includes("`epochs`"), `fitSpec names a bad setting: ${result.badSpec}`);
+  check(JSON.stringify(result.onThreshold) === JSON.stringify([false, true, "normal", "anomalous"]), `the verdict rule: on the threshold is normal (${result.onThreshold})`);
+  check(JSON.stringify(result.pixels) === JSON.stringify([75, 75, 76, 255, 252, 255, 164, 255]), `renderOverlay draws the library's rule (${result.pixels})`);
+  check(result.badOverlay.includes("bytes"), `renderOverlay checks its sizes: ${result.badOverlay}`);
+  check(result.csv === "file,score,score_top1,threshold,verdict\na.png,0.5,0.25,0.5,normal\nb.gif,,,0.5,error: not an image\n", `scoresCsv: ${JSON.stringify(result.csv)}`);
   check(result.memory.after === result.memory.before, `wasm memory flat over 50 scorings (${result.memory.before} → ${result.memory.after} bytes)`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
 } catch (e) {

@@ -43,11 +43,14 @@ try {
   await ready();
   const csp = response.headers()["content-security-policy"] ?? "";
   check(csp.includes("connect-src 'self'") && csp.includes("default-src 'self'"), "the server sends the Content-Security-Policy");
-  // The policy is enforced: a connection to another origin is refused inside the browser.
-  const blocked = await page.evaluate(() => new Promise((resolve) => {
+  // The policy is enforced: a connection to another origin is refused inside the browser. The
+  // other origin is on the loopback interface (127.0.0.2), so even a broken policy could not send
+  // anything off this machine.
+  const otherOrigin = origin.replace("localhost", "127.0.0.2");
+  const blocked = await page.evaluate((other) => new Promise((resolve) => {
     document.addEventListener("securitypolicyviolation", (e) => resolve(`blocked (${e.violatedDirective})`), { once: true });
-    fetch("http://192.0.2.1/probe").then(() => resolve("sent"), () => {});
-  }));
+    fetch(`${other}/probe`).then(() => resolve("sent"), () => {});
+  }), otherOrigin);
   check(blocked.startsWith("blocked (connect-src"), `a request to another origin is ${blocked}`);
   check(await page.locator("#error").isHidden(), "the page starts without an error");
   check((await text("#privacy")).includes("stay on this device"), "the privacy line is shown");
@@ -70,8 +73,8 @@ try {
   // 2. Train on a handful of normal images.
   const normals = manifest.normal.slice(0, 12).map((p) => join(sample, p));
   await page.setInputFiles("#normal-files", normals);
-  await page.selectOption("#fit-size", "224");
-  await page.fill("#fit-epochs", "25");
+  await page.selectOption("[data-fit=size]", "224");
+  await page.fill("[data-fit=epochs]", "25");
   await page.click("#fit-run");
   await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 5 * MINUTE });
   const losses = await page.locator("#fit-log li").count();
@@ -79,7 +82,7 @@ try {
   check((await text("#model-status")).includes("trained on"), `model loaded: ${await text("#model-status")}`);
 
   // Cancel: a second training stopped at once, the model of the first still in place.
-  await page.fill("#fit-epochs", "500");
+  await page.fill("[data-fit=epochs]", "500");
   await page.click("#fit-run");
   await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("training:"), null, { timeout: 2 * MINUTE });
   await page.click("#fit-cancel");

@@ -13,10 +13,10 @@ use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead};
 use dino_ar::backbone::load_backbone;
 use dino_ar::knn::MemoryBank;
-use dino_ar::preprocess::parse_size;
 use dino_ar::rng::Rng;
 use dino_ar::score::patch_scores;
-use dino_ar::train::{FitOptions, fit};
+use dino_ar::spec::{FitSpec, InputSize};
+use dino_ar::train::fit;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -175,7 +175,7 @@ fn heads(
 
     reset_peak();
     let config = ArConfig::new(dim);
-    let head = ArHead::new(&config, &mut rng, device)?;
+    let head = ArHead::new(&config, &mut rng, device).map_err(|e| e.to_string())?;
     let k2 = config.kernel * config.kernel;
     let params: usize = config.widths().iter().map(|(i, o)| i * o * k2 + o).sum();
     let ar = time(warmup, runs, || {
@@ -258,7 +258,7 @@ fn backbone_forward(
     );
     let mut rng = Rng::new(3);
     for size in sizes {
-        let (h, w) = parse_size(size)?;
+        let (h, w) = size.parse::<InputSize>().map_err(|e| e.to_string())?.hw();
         model.config.grid(h, w)?;
         let pixels = rng.uniform(-2.0, 2.0, 3 * h * w);
         reset_peak();
@@ -296,29 +296,23 @@ fn train(
         "variant", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
     );
     // Both variants cost the same (dilation changes where the taps are, not how many).
-    let config = ArConfig::new(dim);
-    let options = FitOptions {
+    let spec = FitSpec {
         epochs: 1,
         batch_size,
-        ..FitOptions::default()
+        ..FitSpec::default()
     };
     reset_peak();
     let mut failed = None;
     let t = time(warmup, runs, || {
-        if let Err(e) = pollster::block_on(fit(grids.clone(), &config, &options, |_| {
-            ControlFlow::Continue(())
-        })) {
-            failed = Some(e);
+        if let Err(e) = pollster::block_on(fit(grids.clone(), &spec, |_| ControlFlow::Continue(())))
+        {
+            failed = Some(e.to_string());
         }
     });
     if let Some(e) = failed {
         return Err(e);
     }
-    println!(
-        "{:<10} {t} {:>13}",
-        format!("{:?}", config.variant).to_lowercase(),
-        peak_text()
-    );
+    println!("{:<10} {t} {:>13}", spec.variant, peak_text());
     println!("# one timed run = one epoch over all {images} images (ms)");
     Ok(())
 }

@@ -5,21 +5,17 @@ use std::path::{Path, PathBuf};
 use dino_ar::preprocess::RgbImage;
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
-const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
+/// Where a ground-truth mask may be found: `<name>_mask.<ext>` or `<name>.<ext>`.
+const MASK_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
 
-fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-/// Image files directly in `dir`, sorted by name.
-pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// Every file directly in `dir`, sorted by name. Not only images: a file that is not one (a GIF,
+/// a PDF, notes) is named and skipped by the caller, never silently left out of a run.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot read folder {}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     Ok(files)
@@ -60,7 +56,7 @@ pub fn mvtec_test_set(root: &Path) -> Result<Vec<TestImage>, String> {
     let mut out = Vec::new();
     for category in categories {
         let anomalous = category != "good";
-        for path in images_in(&test.join(&category))? {
+        for path in files_in(&test.join(&category))? {
             let stem = path
                 .file_stem()
                 .unwrap_or_default()
@@ -71,7 +67,7 @@ pub fn mvtec_test_set(root: &Path) -> Result<Vec<TestImage>, String> {
                 .iter()
                 .flat_map(|name| {
                     let gt = &gt;
-                    IMAGE_EXTENSIONS
+                    MASK_EXTENSIONS
                         .iter()
                         .map(move |ext| gt.join(format!("{name}.{ext}")))
                 })

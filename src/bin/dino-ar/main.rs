@@ -17,26 +17,43 @@ mod overlay;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    use std::ops::ControlFlow;
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
-
-    use std::ops::ControlFlow;
+    use std::str::FromStr;
     use std::time::Instant;
 
     use burn::tensor::Device;
-    use clap::{Args, Parser, Subcommand, ValueEnum};
-    use dino_ar::ar::{ArConfig, Variant};
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    use clap::{Args, Parser, Subcommand};
+    use dino_ar::ar::Variant;
     use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
-    use dino_ar::detector::{Detector, FitMethod, NormalGrid, fit_model};
-    use dino_ar::metrics::{MaskedMap, auroc, average_precision, f1_max, pro};
-    use dino_ar::preprocess::{RgbImage, parse_size};
-    use dino_ar::train::FitOptions;
+    use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
+    use dino_ar::evaluate::{Evaluation, Scored};
+    use dino_ar::overlay::{Colormap, OverlayStyle};
+    use dino_ar::preprocess::RgbImage;
+    use dino_ar::scores_csv::{self, ScoreRow};
+    use dino_ar::spec::{FitSpec, InputSize, Method};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
     use indicatif::{ProgressBar, ProgressStyle};
 
     use crate::data::{self, FeatureCache};
     use crate::overlay::overlay_png;
+
+    /// A clap parser for one of the library's named choices (its names listed in `--help`).
+    fn choice<T>(names: Vec<&'static str>) -> impl TypedValueParser<Value = T>
+    where
+        T: FromStr + Clone + Send + Sync + 'static,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
+    }
+
+    fn size(s: &str) -> Result<InputSize, String> {
+        s.parse()
+            .map_err(|e: dino_ar::spec::SpecError| e.to_string())
+    }
 
     #[derive(Parser)]
     #[command(
@@ -82,18 +99,7 @@ mod cli {
         config: Option<PathBuf>,
     }
 
-    #[derive(Clone, Copy, ValueEnum)]
-    enum MethodArg {
-        Ar,
-        Knn,
-    }
-
-    #[derive(Clone, Copy, ValueEnum)]
-    enum VariantArg {
-        Dilated,
-        Standard,
-    }
-
+    /// The fit settings: every default is `FitSpec::default()`'s (the paper's).
     #[derive(Args)]
     struct FitArgs {
         #[command(flatten)]
@@ -105,27 +111,45 @@ mod cli {
         #[arg(long)]
         out: PathBuf,
         /// Model input size: S or HxW, multiples of the patch size.
-        #[arg(long, default_value = "448")]
-        size: String,
-        #[arg(long, value_enum, default_value = "ar")]
-        method: MethodArg,
+        #[arg(long, default_value_t = FitSpec::default().size, value_parser = size)]
+        size: InputSize,
+        #[arg(long, default_value_t = FitSpec::default().method,
+              value_parser = choice::<Method>(Method::ALL.map(Method::name).to_vec()))]
+        method: Method,
         /// AR head variant: dilation 4 (dilated) or 1 (standard).
-        #[arg(long, value_enum, default_value = "dilated")]
-        variant: VariantArg,
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = FitSpec::default().variant,
+              value_parser = choice::<Variant>(Variant::ALL.map(Variant::name).to_vec()))]
+        variant: Variant,
+        #[arg(long, default_value_t = FitSpec::default().epochs)]
         epochs: usize,
-        /// Hidden channels of the AR head (the paper: 256).
-        #[arg(long, default_value_t = 256)]
+        /// Hidden channels of the AR head.
+        #[arg(long, default_value_t = FitSpec::default().hidden)]
         hidden: usize,
-        #[arg(long, default_value_t = 64)]
+        /// Masked convolution layers of the AR head.
+        #[arg(long, default_value_t = FitSpec::default().layers)]
+        layers: usize,
+        /// Kernel size of the AR head (odd).
+        #[arg(long, default_value_t = FitSpec::default().kernel)]
+        kernel: usize,
+        #[arg(long, default_value_t = FitSpec::default().batch_size)]
         batch_size: usize,
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = FitSpec::default().learning_rate)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = FitSpec::default().weight_decay)]
+        weight_decay: f64,
+        /// Chance per batch that the input gets feature noise.
+        #[arg(long, default_value_t = FitSpec::default().noise_prob)]
+        noise_prob: f64,
+        /// Feature noise size relative to each channel's spread.
+        #[arg(long, default_value_t = FitSpec::default().noise_scale)]
+        noise_scale: f64,
+        #[arg(long, default_value_t = FitSpec::default().seed)]
         seed: u64,
         /// Share of the normal images held out for calibration.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = FitSpec::default().holdout)]
         holdout: f64,
         /// Threshold = this quantile of the held-out normal images' scores.
-        #[arg(long, default_value_t = 0.99)]
+        #[arg(long, default_value_t = FitSpec::default().quantile)]
         quantile: f64,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
@@ -133,6 +157,55 @@ mod cli {
         /// Do not read or write the feature cache.
         #[arg(long)]
         no_cache: bool,
+    }
+
+    impl FitArgs {
+        fn spec(&self) -> FitSpec {
+            FitSpec {
+                method: self.method,
+                variant: self.variant,
+                hidden: self.hidden,
+                layers: self.layers,
+                kernel: self.kernel,
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.learning_rate,
+                weight_decay: self.weight_decay,
+                noise_prob: self.noise_prob,
+                noise_scale: self.noise_scale,
+                seed: self.seed,
+                size: self.size,
+                holdout: self.holdout,
+                quantile: self.quantile,
+            }
+        }
+    }
+
+    /// How overlays are drawn: every default is `OverlayStyle::default()`'s (as the page starts).
+    #[derive(Args)]
+    struct StyleArgs {
+        #[arg(long, default_value_t = OverlayStyle::default().colormap,
+              value_parser = choice::<Colormap>(Colormap::ALL.map(Colormap::name).to_vec()))]
+        colormap: Colormap,
+        /// Opacity of the map's hottest colour, 0 to 1.
+        #[arg(long, default_value_t = OverlayStyle::default().opacity)]
+        opacity: f32,
+        /// Leave out the outline of the region above the threshold.
+        #[arg(long)]
+        no_contour: bool,
+    }
+
+    impl StyleArgs {
+        fn style(&self) -> Result<OverlayStyle, String> {
+            if !(0.0..=1.0).contains(&self.opacity) {
+                return Err(format!("--opacity must be in [0, 1], got {}", self.opacity));
+            }
+            Ok(OverlayStyle {
+                colormap: self.colormap,
+                opacity: self.opacity,
+                contour: !self.no_contour,
+            })
+        }
     }
 
     #[derive(Args)]
@@ -148,6 +221,8 @@ mod cli {
         /// Output folder for scores.csv and the overlays.
         #[arg(long, default_value = "dino-ar-scores")]
         out: PathBuf,
+        #[command(flatten)]
+        style: StyleArgs,
     }
 
     #[derive(Args)]
@@ -176,8 +251,9 @@ mod cli {
         #[arg(long, conflicts_with = "pixels", required_unless_present = "pixels")]
         image: Option<PathBuf>,
         /// Model input size: S (square) or HxW, multiples of the patch size.
-        #[arg(long, default_value = "448", conflicts_with = "pixels")]
-        size: String,
+        #[arg(long, default_value_t = FitSpec::default().size, value_parser = size,
+              conflicts_with = "pixels")]
+        size: InputSize,
         /// Already normalised input: safetensors with `pixel_values` [1, 3, H, W].
         #[arg(long)]
         pixels: Option<PathBuf>,
@@ -239,10 +315,7 @@ mod cli {
         let model = &loaded.model;
         let (pixels, height, width) = match (&args.image, &args.pixels) {
             (Some(image), _) => {
-                let (h, w) = parse_size(&args.size)?;
-                model
-                    .config
-                    .grid(h, w)
+                let (h, w) = check_size(model, args.size)
                     .map_err(|e| format!("--size {}: {e}", args.size))?;
                 let img = RgbImage::decode(&read(image)?)
                     .map_err(|e| format!("{}: {e}", image.display()))?;
@@ -270,7 +343,9 @@ mod cli {
             }
             (None, None) => return Err("give --image or --pixels".into()),
         };
-        let input = model.pixels_tensor(pixels, height, width)?;
+        let input = model
+            .pixels_tensor(pixels, height, width)
+            .map_err(|e| format!("--pixels: {e}"))?;
         let out = model.forward(input)?;
         let [_, n, d] = out.patch_tokens.dims();
         let patch = out.patch_tokens.into_data();
@@ -323,27 +398,30 @@ mod cli {
     fn decode_or_skip(
         pb: &ProgressBar,
         path: &Path,
-        skipped: &mut usize,
+        skipped: &mut Vec<String>,
     ) -> Option<(RgbImage, Vec<u8>)> {
         data::decode(path)
             .map_err(|e| {
-                say(pb, format!("skipping unreadable image {e}"));
-                *skipped += 1;
+                say(pb, format!("skipping {e}"));
+                skipped.push(e);
             })
             .ok()
     }
 
-    fn model_size(model: &DinoV3, size: &str) -> Result<(usize, usize), String> {
-        let (h, w) = parse_size(size)?;
-        model
-            .config
-            .grid(h, w)
-            .map_err(|e| format!("--size {size}: {e}"))?;
-        Ok((h, w))
+    /// The closing line about skipped files, if any were.
+    fn skipped_summary(skipped: &[String], total: usize) {
+        if !skipped.is_empty() {
+            eprintln!(
+                "skipped {} of {total} files (not a supported image or unreadable; named above)",
+                skipped.len()
+            );
+        }
     }
 
     fn fit(args: FitArgs) -> Result<(), String> {
         let started = Instant::now();
+        let spec = args.spec();
+        spec.validate().map_err(|e| e.to_string())?;
         let device = Device::flex();
         let backbone = backbone(
             &args.backbone.backbone,
@@ -351,11 +429,12 @@ mod cli {
             &device,
         )?
         .model;
-        let size = model_size(&backbone, &args.size)?;
-        let files = data::images_in(&args.normal)?;
+        let size =
+            check_size(&backbone, spec.size).map_err(|e| format!("--size {}: {e}", spec.size))?;
+        let files = data::files_in(&args.normal)?;
         if files.is_empty() {
             return Err(format!(
-                "{}: no images (png, jpg, bmp, tif, webp) in this folder",
+                "{}: the folder is empty: no images to fit on",
                 args.normal.display()
             ));
         }
@@ -366,67 +445,36 @@ mod cli {
         };
         let cache = FeatureCache::new(root, &backbone.fingerprint, size);
         let (normals, grid) = embed_all(&backbone, &files, size, &cache)?;
-        let method = match args.method {
-            MethodArg::Knn => FitMethod::Knn,
-            MethodArg::Ar => {
-                let variant = match args.variant {
-                    VariantArg::Dilated => Variant::Dilated,
-                    VariantArg::Standard => Variant::Standard,
-                };
-                if args.hidden == 0 {
-                    return Err("--hidden must be at least 1".into());
-                }
-                let config = ArConfig {
-                    variant,
-                    hidden: args.hidden,
-                    ..ArConfig::new(backbone.config.hidden_size)
-                };
-                let options = FitOptions {
-                    epochs: args.epochs,
-                    batch_size: args.batch_size,
-                    seed: args.seed,
-                    ..FitOptions::default()
-                };
-                FitMethod::Ar { config, options }
-            }
-        };
         // Sized by the first progress report: fit_model owns the hold-out split and the batching.
         let pb = bar(0, "training");
         let d = backbone.config.hidden_size;
-        let (grids, sizes) = NormalGrid::stack(&normals, (d, grid.0, grid.1), &device)?;
-        let bytes = pollster::block_on(fit_model(
-            grids,
-            &sizes,
-            size,
-            &backbone,
-            method,
-            args.holdout,
-            args.quantile,
-            args.seed,
-            |p| {
-                pb.set_length((p.epochs * p.steps) as u64);
-                pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
-                pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
-                if p.step == p.steps {
-                    say(
-                        &pb,
-                        format!(
-                            "epoch {}/{}: last batch loss {:.5}",
-                            p.epoch, p.epochs, p.loss
-                        ),
-                    );
-                }
-                ControlFlow::Continue(())
-            },
-        ))?;
+        let (grids, sizes) =
+            NormalGrid::stack(&normals, (d, grid.0, grid.1), &device).map_err(|e| e.to_string())?;
+        let bytes = pollster::block_on(fit_model(grids, &sizes, &backbone, &spec, |p| {
+            pb.set_length((p.epochs * p.steps) as u64);
+            pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
+            pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
+            if p.step == p.steps {
+                say(
+                    &pb,
+                    format!(
+                        "epoch {}/{}: last batch loss {:.5}",
+                        p.epoch, p.epochs, p.loss
+                    ),
+                );
+            }
+            ControlFlow::Continue(())
+        }))
+        .map_err(|e| e.to_string())?;
         pb.finish();
         std::fs::write(&args.out, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         let bundle = Bundle::read(&bytes).map_err(|e| e.to_string())?;
         let c = &bundle.meta.calibration;
         eprintln!(
-            "{}: fit on {} images ({} held out), threshold {:.5} (q{}), {:.1} MB, {:.1} s",
+            "{}: {} fit on {} images ({} held out), threshold {:.5} (q{}), {:.1} MB, {:.1} s",
             args.out.display(),
+            bundle.meta.describe(),
             bundle.meta.train_images,
             c.images,
             c.threshold,
@@ -437,7 +485,7 @@ mod cli {
         Ok(())
     }
 
-    /// Embed every readable image (from the cache when possible); unreadable ones are named and
+    /// Embed every readable image (from the cache when possible); the others are named and
     /// skipped. Returns the grids and the grid size.
     fn embed_all(
         backbone: &DinoV3,
@@ -447,7 +495,7 @@ mod cli {
     ) -> Result<(Vec<NormalGrid>, (usize, usize)), String> {
         let pb = bar(files.len(), "embedding");
         let mut out = Vec::with_capacity(files.len());
-        let mut skipped = 0;
+        let mut skipped = Vec::new();
         let mut grid_size = (0, 0);
         for path in files {
             pb.inc(1);
@@ -464,7 +512,8 @@ mod cli {
                     }
                 }
                 None => {
-                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, &img, size))?;
+                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, &img, size))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     grid_size = g;
                     let d = backbone.config.hidden_size;
                     cache.put(&bytes, &normal.grid, &[d, g.0, g.1]);
@@ -474,14 +523,9 @@ mod cli {
             out.push(normal);
         }
         pb.finish_and_clear();
-        if skipped > 0 {
-            eprintln!(
-                "{skipped} of {} images could not be read and were skipped",
-                files.len()
-            );
-        }
+        skipped_summary(&skipped, files.len());
         if out.is_empty() {
-            return Err("none of the images could be read".into());
+            return Err("none of the files is a readable image".into());
         }
         Ok((out, grid_size))
     }
@@ -495,42 +539,56 @@ mod cli {
     }
 
     fn score(args: ScoreArgs) -> Result<(), String> {
+        let style = args.style.style()?;
         let det = detector(&args.backbone, &args.model)?;
         std::fs::create_dir_all(&args.out)
             .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-        // A folder stands for the images in it (sorted), like `fit --normal`.
-        let mut images = Vec::new();
+        // A folder stands for the files in it (sorted), like `fit --normal`.
+        let mut files = Vec::new();
         for path in &args.images {
             if path.is_dir() {
-                images.extend(data::images_in(path)?);
+                let inside = data::files_in(path)?;
+                if inside.is_empty() {
+                    eprintln!("{}: the folder is empty", path.display());
+                }
+                files.extend(inside);
             } else {
-                images.push(path.clone());
+                files.push(path.clone());
             }
         }
-        if images.is_empty() {
-            return Err("no images to score in the given folders".into());
+        if files.is_empty() {
+            return Err("no files to score in the given folders".into());
         }
-        let mut csv = String::from("file,score,score_top1,threshold,verdict\n");
-        let pb = bar(images.len(), "scoring");
-        let mut failed = 0;
+        let threshold = det.meta.calibration.threshold;
+        let scale = det.meta.calibration.scale();
+        let mut rows = Vec::with_capacity(files.len());
+        let pb = bar(files.len(), "scoring");
+        let mut skipped = Vec::new();
         // Overlay names: `<stem>_overlay.png`, numbered when two inputs share a stem.
         let mut used = std::collections::HashSet::new();
-        for path in &images {
+        for path in &files {
             pb.inc(1);
-            let Some((img, _)) = decode_or_skip(&pb, path, &mut failed) else {
+            let file = path.display().to_string();
+            let Some((img, _)) = decode_or_skip(&pb, path, &mut skipped) else {
+                rows.push(ScoreRow {
+                    file,
+                    score: None,
+                    score_top1: None,
+                    threshold,
+                    error: skipped.last().cloned(),
+                });
                 continue;
             };
-            let r = pollster::block_on(det.score(&img))?;
-            let verdict = if r.anomalous { "anomalous" } else { "normal" };
-            csv += &format!(
-                "{},{},{},{},{verdict}\n",
-                csv_field(&path.display().to_string()),
-                r.score.max,
-                r.score.top1,
-                r.threshold
-            );
+            let r = pollster::block_on(det.score(&img)).map_err(|e| format!("{file}: {e}"))?;
+            rows.push(ScoreRow {
+                file,
+                score: Some(r.score.max),
+                score_top1: Some(r.score.top1),
+                threshold,
+                error: None,
+            });
             let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            let png = overlay_png(&img, &r.map, &det.meta.calibration)?;
+            let png = overlay_png(&img, &r.map, &scale, &style)?;
             let mut name = format!("{stem}_overlay.png");
             for k in 2.. {
                 if used.insert(name.clone()) {
@@ -541,6 +599,7 @@ mod cli {
             let out = args.out.join(name);
             std::fs::write(&out, png)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let verdict = dino_ar::score::verdict(r.score.max, threshold);
             say(
                 &pb,
                 format!("{:>10.5}  {verdict:<9}  {}", r.score.max, path.display()),
@@ -548,21 +607,18 @@ mod cli {
         }
         pb.finish_and_clear();
         let csv_path = args.out.join("scores.csv");
-        std::fs::write(&csv_path, csv)
+        std::fs::write(&csv_path, scores_csv::write(&rows))
             .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
-        if failed == images.len() {
-            return Err("none of the images could be read".into());
+        skipped_summary(&skipped, files.len());
+        if skipped.len() == files.len() {
+            return Err("none of the files is a readable image".into());
         }
-        eprintln!("wrote {} and the overlays", csv_path.display());
+        eprintln!(
+            "scored {} images: wrote {} and the overlays",
+            files.len() - skipped.len(),
+            csv_path.display()
+        );
         Ok(())
-    }
-
-    fn csv_field(s: &str) -> String {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
     }
 
     fn eval(args: EvalArgs) -> Result<(), String> {
@@ -570,86 +626,51 @@ mod cli {
         let det = detector(&args.backbone, &args.model)?;
         let test = data::mvtec_test_set(&args.data)?;
         let pb = bar(test.len(), "evaluating");
-        let (mut pixel_scores, mut pixel_labels) = (Vec::new(), Vec::new());
-        let (mut image_scores, mut image_labels) = (Vec::new(), Vec::new());
-        let mut maps: Vec<(Vec<f32>, Vec<bool>, usize, usize)> = Vec::new();
-        let mut categories = std::collections::BTreeMap::<&str, usize>::new();
-        let (mut skipped, mut no_mask) = (0, 0);
+        let mut evaluation = Evaluation::new();
+        let mut skipped = Vec::new();
         for t in &test {
             pb.inc(1);
             let Some((img, _)) = decode_or_skip(&pb, &t.path, &mut skipped) else {
+                evaluation.skip_unreadable();
                 continue;
             };
-            let r = pollster::block_on(det.score(&img))?;
-            *categories.entry(t.category.as_str()).or_default() += 1;
-            image_scores.push(r.score.max);
-            image_labels.push(t.anomalous);
-            let mask = match (&t.mask, t.anomalous) {
-                (Some(m), _) => data::read_mask(m, img.width, img.height)?,
-                (None, false) => vec![false; img.width * img.height],
-                (None, true) => {
-                    say(
-                        &pb,
-                        format!("no mask for {}: image-level metrics only", t.path.display()),
-                    );
-                    no_mask += 1;
-                    continue;
-                }
-            };
-            pixel_scores.extend_from_slice(&r.map);
-            pixel_labels.extend_from_slice(&mask);
-            maps.push((r.map, mask, img.width, img.height));
+            let r = pollster::block_on(det.score(&img))
+                .map_err(|e| format!("{}: {e}", t.path.display()))?;
+            let mask = t
+                .mask
+                .as_deref()
+                .map(|m| data::read_mask(m, img.width, img.height))
+                .transpose()?;
+            let with_pixels = evaluation
+                .add(Scored {
+                    category: &t.category,
+                    anomalous: t.anomalous,
+                    score: r.score.max,
+                    map: r.map,
+                    width: img.width,
+                    height: img.height,
+                    mask,
+                })
+                .map_err(|e| format!("{}: {e}", t.path.display()))?;
+            if !with_pixels {
+                say(
+                    &pb,
+                    format!("no mask for {}: image-level metrics only", t.path.display()),
+                );
+            }
         }
         pb.finish_and_clear();
-        let named = |what: &str, r: Result<f64, dino_ar::metrics::MetricError>| {
-            r.map_err(|e| format!("{what}: {e}"))
-        };
-        let masked: Vec<MaskedMap> = maps
-            .iter()
-            .map(|(s, m, w, h)| MaskedMap {
-                scores: s,
-                mask: m,
-                width: *w,
-                height: *h,
-            })
-            .collect();
-        let metrics = serde_json::json!({
-            "pixel_auroc": named("pixel AUROC", auroc(&pixel_scores, &pixel_labels))?,
-            "pixel_ap": named("pixel AP", average_precision(&pixel_scores, &pixel_labels))?,
-            "image_auroc": named("image AUROC", auroc(&image_scores, &image_labels))?,
-            "f1_max": named("pixel F1-max", f1_max(&pixel_scores, &pixel_labels).map(|f| f.0))?,
-            "image_f1_max": named("image F1-max", f1_max(&image_scores, &image_labels).map(|f| f.0))?,
-            "pro": named("PRO", pro(&masked, 0.3))?,
-            "counts": {
-                "images": image_scores.len(),
-                "anomalous_images": image_labels.iter().filter(|&&l| l).count(),
-                "normal_images": image_labels.iter().filter(|&&l| !l).count(),
-                "pixels": pixel_scores.len(),
-                "anomalous_pixels": pixel_labels.iter().filter(|&&l| l).count(),
-                "skipped_unreadable": skipped,
-                "anomalous_without_mask": no_mask,
-                "per_category": categories,
-            },
-            "method": serde_json::to_value(&det.meta.method).unwrap_or_default(),
-            "seconds": started.elapsed().as_secs_f64(),
-        });
-        println!("{:<14} {:>8}", "metric", "value");
-        for key in [
-            "pixel_auroc",
-            "pixel_ap",
-            "image_auroc",
-            "f1_max",
-            "image_f1_max",
-            "pro",
-        ] {
-            println!(
-                "{key:<14} {:>8.4}",
-                metrics[key].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-        println!("{}", metrics["counts"]);
+        skipped_summary(&skipped, test.len());
+        let mut report = evaluation.report().map_err(|e| e.to_string())?;
+        report.model = Some(det.meta.spec.clone());
+        report.seconds = Some(started.elapsed().as_secs_f64());
+        print!("{}", report.table());
+        println!(
+            "{}",
+            serde_json::to_string(&report.counts).expect("JSON of plain values")
+        );
         if let Some(path) = &args.json {
-            let text = serde_json::to_string_pretty(&metrics).expect("JSON of plain values");
+            let text = serde_json::to_string_pretty(&report).expect("JSON of plain values");
             std::fs::write(path, text)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }

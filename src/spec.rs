@@ -1,0 +1,372 @@
+//! How a model is fit: one specification, its defaults (the paper's) and its validation.
+//!
+//! Every front end fills a [`FitSpec`] and nothing else: the CLI maps its flags onto it (their
+//! defaults are read from [`FitSpec::default`]), the JS API deserialises the options object into it
+//! (an unknown key is an error that names it), and the page fills its form from the defaults the
+//! wasm reports. The bundle stores the whole spec, so a model says exactly how it was made.
+//!
+//! To add a setting: a field here (with its default and its check in [`FitSpec::validate`]), then
+//! use it where the fit happens ([`crate::train`], [`crate::detector::fit_model`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ar::{ArConfig, Variant};
+
+/// Which scorer turns embeddings into patch scores. The one spelling of "AR or kNN".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The spatial autoregressive head (the paper's method).
+    Ar,
+    /// The AnomalyDINO-style memory bank of normal patches (the baseline).
+    Knn,
+}
+
+impl Method {
+    pub const ALL: [Method; 2] = [Method::Ar, Method::Knn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ar => "ar",
+            Method::Knn => "knn",
+        }
+    }
+
+    /// What a person choosing it should read.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Ar => "autoregressive head (the paper)",
+            Method::Knn => "kNN memory bank (baseline)",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| SpecError::UnknownChoice {
+                what: "method",
+                got: s.to_string(),
+                choices: names(Method::ALL.map(Method::name)),
+            })
+    }
+}
+
+fn names<const N: usize>(all: [&str; N]) -> String {
+    all.map(|n| format!("`{n}`")).join(", ")
+}
+
+/// Model input size, height × width in pixels (multiples of the backbone's patch size).
+///
+/// Written as `[h, w]`; read from a number (square), `[h, w]`, or a string `"S"` / `"HxW"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "[usize; 2]")]
+pub struct InputSize {
+    pub height: usize,
+    pub width: usize,
+}
+
+impl InputSize {
+    pub fn square(side: usize) -> Self {
+        Self {
+            height: side,
+            width: side,
+        }
+    }
+
+    pub fn hw(self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+}
+
+impl From<InputSize> for [usize; 2] {
+    fn from(s: InputSize) -> Self {
+        [s.height, s.width]
+    }
+}
+
+impl fmt::Display for InputSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.height, self.width)
+    }
+}
+
+impl FromStr for InputSize {
+    type Err = SpecError;
+    /// `448` (square) or `448x320` (height x width).
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = || {
+            SpecError::Size(format!(
+                "invalid input size `{s}`: expected S or HxW, e.g. 448 or 448x320"
+            ))
+        };
+        let parse = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+        let (height, width) = match s.split_once(['x', 'X', '×']) {
+            Some((h, w)) => (parse(h)?, parse(w)?),
+            None => {
+                let v = parse(s)?;
+                (v, v)
+            }
+        };
+        Ok(Self { height, width })
+    }
+}
+
+impl<'de> Deserialize<'de> for InputSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Side(usize),
+            Pair([usize; 2]),
+            Text(String),
+        }
+        match Any::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a whole number, [height, width] or \"HxW\"")
+        })? {
+            Any::Side(s) => Ok(InputSize::square(s)),
+            Any::Pair([height, width]) => Ok(InputSize { height, width }),
+            Any::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Everything that decides how a model is fit. The defaults are the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FitSpec {
+    /// `ar` (the paper) or `knn` (the baseline).
+    pub method: Method,
+    /// AR head: `dilated` (dilation 4, the paper) or `standard` (dilation 1).
+    pub variant: Variant,
+    /// AR head: hidden channels.
+    pub hidden: usize,
+    /// AR head: masked convolution layers.
+    pub layers: usize,
+    /// AR head: kernel size (odd).
+    pub kernel: usize,
+    /// AR head: passes over the training images.
+    pub epochs: usize,
+    /// AR head: images per optimisation step.
+    pub batch_size: usize,
+    /// AR head: AdamW learning rate.
+    pub learning_rate: f64,
+    /// AR head: AdamW weight decay.
+    pub weight_decay: f64,
+    /// AR head: chance per batch that the input gets feature noise.
+    pub noise_prob: f64,
+    /// AR head: the noise's size relative to each channel's spread.
+    pub noise_scale: f64,
+    /// Seeds the initialisation, the batch order, the noise and the hold-out split.
+    pub seed: u64,
+    /// Model input size (multiples of the backbone's patch size).
+    pub size: InputSize,
+    /// Share of the normal images held out of training to calibrate the threshold.
+    pub holdout: f64,
+    /// The threshold is this quantile of the held-out images' scores.
+    pub quantile: f64,
+}
+
+impl Default for FitSpec {
+    fn default() -> Self {
+        Self {
+            method: Method::Ar,
+            variant: Variant::Dilated,
+            hidden: 256,
+            layers: 5,
+            kernel: 3,
+            epochs: 40,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            noise_prob: 0.2,
+            noise_scale: 0.03,
+            seed: 42,
+            size: InputSize::square(448),
+            holdout: 0.1,
+            quantile: 0.99,
+        }
+    }
+}
+
+/// What is wrong with a fit specification; each message names the setting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("fit setting `{name}` must be {rule}, got {got}")]
+    OutOfRange {
+        name: &'static str,
+        rule: &'static str,
+        got: String,
+    },
+    #[error("unknown {what} `{got}`: use {choices}")]
+    UnknownChoice {
+        what: &'static str,
+        got: String,
+        choices: String,
+    },
+    #[error("{0}")]
+    Size(String),
+    #[error("fit options: {0}")]
+    Options(String),
+}
+
+impl FitSpec {
+    /// Check every setting on its own; what depends on the backbone (the size against its patch
+    /// size) is checked where the backbone is known.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        fn check<T: fmt::Display>(
+            name: &'static str,
+            value: T,
+            ok: bool,
+            rule: &'static str,
+        ) -> Result<(), SpecError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(SpecError::OutOfRange {
+                    name,
+                    rule,
+                    got: value.to_string(),
+                })
+            }
+        }
+        let at_least_one = "a whole number ≥ 1";
+        check("hidden", self.hidden, self.hidden >= 1, at_least_one)?;
+        check("layers", self.layers, self.layers >= 1, at_least_one)?;
+        check("kernel", self.kernel, self.kernel % 2 == 1, "odd")?;
+        check("epochs", self.epochs, self.epochs >= 1, at_least_one)?;
+        check(
+            "batchSize",
+            self.batch_size,
+            self.batch_size >= 1,
+            at_least_one,
+        )?;
+        let lr = self.learning_rate;
+        check("learningRate", lr, lr.is_finite() && lr > 0.0, "> 0")?;
+        let wd = self.weight_decay;
+        check("weightDecay", wd, wd.is_finite() && wd >= 0.0, "≥ 0")?;
+        let p = self.noise_prob;
+        check("noiseProb", p, (0.0..=1.0).contains(&p), "in [0, 1]")?;
+        let s = self.noise_scale;
+        check("noiseScale", s, s.is_finite() && s >= 0.0, "≥ 0")?;
+        let size = self.size;
+        check("size", size, size.height >= 1 && size.width >= 1, "≥ 1")?;
+        let h = self.holdout;
+        check("holdout", h, (0.0..1.0).contains(&h), "in [0, 1)")?;
+        let q = self.quantile;
+        check("quantile", q, q > 0.0 && q <= 1.0, "in (0, 1]")?;
+        Ok(())
+    }
+
+    /// The AR head's shape for embeddings of `channels` dimensions.
+    pub fn ar_config(&self, channels: usize) -> ArConfig {
+        ArConfig {
+            channels,
+            hidden: self.hidden,
+            layers: self.layers,
+            kernel: self.kernel,
+            variant: self.variant,
+        }
+    }
+
+    /// Read a spec from JSON text, defaults filling what is absent.
+    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let spec: FitSpec =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| SpecError::Options(named(e)))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// A deserialisation error with the key it happened at, e.g. "`seed`: invalid value …".
+pub fn named<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    if path == "." || path.is_empty() {
+        e.inner().to_string()
+    } else {
+        format!("`{path}`: {}", e.inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let d = FitSpec::default();
+        d.validate().unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(json.contains("\"size\":[448,448]"), "{json}");
+        assert_eq!(FitSpec::from_json(&json).unwrap(), d);
+        assert_eq!(FitSpec::from_json("{}").unwrap(), d);
+    }
+
+    #[test]
+    fn sizes_read_three_ways() {
+        for text in [
+            r#"{"size":224}"#,
+            r#"{"size":[224,224]}"#,
+            r#"{"size":"224"}"#,
+        ] {
+            assert_eq!(
+                FitSpec::from_json(text).unwrap().size,
+                InputSize::square(224)
+            );
+        }
+        let s = FitSpec::from_json(r#"{"size":"448x320"}"#).unwrap().size;
+        assert_eq!(s.hw(), (448, 320));
+        let e = FitSpec::from_json(r#"{"size":"big"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`size`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = FitSpec::from_json(r#"{"epoch":3}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `epoch`"), "{e}");
+        let e = FitSpec::from_json(r#"{"seed":-1.5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`seed`"), "{e}");
+        let e = FitSpec::from_json(r#"{"epochs":0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`epochs`") && e.contains("≥ 1"), "{e}");
+        let e = FitSpec::from_json(r#"{"variant":"wide"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`variant`") && e.contains("wide"), "{e}");
+        let e = FitSpec::from_json(r#"{"holdout":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`holdout`"), "{e}");
+        let e = FitSpec::from_json(r#"{"kernel":4}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`kernel`") && e.contains("odd"), "{e}");
+    }
+
+    #[test]
+    fn methods_parse_by_name() {
+        assert_eq!("knn".parse::<Method>().unwrap(), Method::Knn);
+        let e = "svm".parse::<Method>().unwrap_err().to_string();
+        assert!(e.contains("`ar`, `knn`"), "{e}");
+    }
+}

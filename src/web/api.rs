@@ -1,0 +1,133 @@
+//! The exported `Detector` class. Each method hands its work to the [`Session`] and returns a
+//! Promise; errors become JS `Error`s with the library's message, and the detector stays usable.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::convert::{
+    fit_images, fit_options, from_js, get, grid_object, js_err, progress_object, score_object,
+    to_js,
+};
+use super::session::{Session, SessionError};
+
+/// Holds the device and the loaded models. One per page (or per worker).
+#[wasm_bindgen(js_name = Detector)]
+pub struct JsDetector {
+    session: Rc<Session>,
+}
+
+/// `score`'s options.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ScoreOptions {
+    /// Also return the map upsampled to the image's size (`map`, width·height values).
+    map: bool,
+}
+
+#[wasm_bindgen(js_class = Detector)]
+impl JsDetector {
+    /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
+    /// CPU backend (a software WebGPU adapter is far slower than it).
+    pub fn create(kind: String) -> Promise {
+        future_to_promise(async move {
+            let session = Session::create(&kind).await.map_err(js_err)?;
+            Ok(JsDetector {
+                session: Rc::new(session),
+            }
+            .into())
+        })
+    }
+
+    /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.session.backend()
+    }
+
+    /// Load DINOv3 weights and, optionally, the Hugging Face `config.json` text.
+    #[wasm_bindgen(js_name = loadBackbone)]
+    pub fn load_backbone(&self, bytes: Vec<u8>, config_json: Option<String>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let info = s
+                .load_backbone(&bytes, config_json.as_deref())
+                .map_err(js_err)?;
+            to_js(&info)
+        })
+    }
+
+    /// Load a model bundle (from `dino-ar fit` or `fit` here) made with the loaded backbone.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub fn load_model(&self, bytes: Vec<u8>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move { to_js(&s.load_model(&bytes).map_err(js_err)?) })
+    }
+
+    /// Normalised pixels `[3·h·w]` → `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
+    #[wasm_bindgen(js_name = embedPixels)]
+    pub fn embed_pixels(&self, pixels: Vec<f32>, height: usize, width: usize) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let (data, gh, gw) = s
+                .embed_pixels(pixels, height, width)
+                .await
+                .map_err(js_err)?;
+            Ok(grid_object(&data, gh, gw))
+        })
+    }
+
+    /// RGBA bytes → `{ width, height, grid, gridH, gridW, score, scoreTop1, threshold,
+    /// anomalous }`; with `{ map: true }` also `map` (Float32Array, width·height).
+    pub fn score(&self, rgba: Vec<u8>, width: usize, height: usize, options: JsValue) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let options: ScoreOptions = if options.is_undefined() || options.is_null() {
+                ScoreOptions::default()
+            } else {
+                from_js(options, "score options").map_err(js_err)?
+            };
+            let r = s.score(&rgba, width, height).await.map_err(js_err)?;
+            Ok(score_object(&r, options.map))
+        })
+    }
+
+    /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`).
+    /// `options` is a fit specification (every key optional; `fitDefaults()` lists them with
+    /// their defaults; an unknown key is an error) plus `signal`, an AbortSignal. `onProgress` is
+    /// called after each image is embedded with `{ phase: "embed", image, images }` and after
+    /// every training step with `{ phase: "train", epoch, epochs, step, steps, loss }`.
+    pub fn fit(&self, images: JsValue, options: JsValue, on_progress: Option<Function>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let images = fit_images(&images).map_err(js_err)?;
+            let (spec, signal) = fit_options(&options).map_err(js_err)?;
+            let aborted =
+                |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
+            if signal.as_ref().is_some_and(aborted) {
+                return Err(js_err(SessionError::Cancelled));
+            }
+            let bytes = s
+                .fit(&images, &spec, |p| {
+                    if let (Some(f), Ok(v)) = (&on_progress, progress_object(p)) {
+                        // A throwing callback must not abort the training.
+                        let _ = f.call1(&JsValue::NULL, &v);
+                    }
+                    // After the callback, so an abort from inside it stops at this step.
+                    if signal.as_ref().is_some_and(aborted) {
+                        s.cancel();
+                    }
+                })
+                .await
+                .map_err(js_err)?;
+            Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// Stop a running `fit` at its next step; its promise rejects with "training cancelled".
+    pub fn cancel(&self) {
+        self.session.cancel();
+    }
+}

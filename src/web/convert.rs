@@ -1,0 +1,132 @@
+//! JS values ⇄ Rust types at the API's edge: the fit options object into a [`FitSpec`] (through
+//! serde, so an unknown or mistyped key is an error that names it), image lists into buffers,
+//! results and progress into plain JS objects.
+
+use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+
+use super::session::FitProgress;
+use crate::detector::AnomalyMap;
+use crate::spec::{FitSpec, SpecError, named};
+
+pub fn js_err(msg: impl std::fmt::Display) -> JsValue {
+    JsError::new(&msg.to_string()).into()
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(obj, &key.into(), &value.into());
+}
+
+pub fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    if !obj.is_object() {
+        return None;
+    }
+    Reflect::get(obj, &key.into())
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// Any serialisable value as a plain JS object (maps as objects, not `Map`s).
+pub fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js_err)
+}
+
+/// A JS value into `T` through serde; the error names the key it happened at.
+pub fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(serde_wasm_bindgen::Deserializer::from(value))
+        .map_err(|e| format!("{what}: {}", named(e)))
+}
+
+/// `fit`'s options: a [`FitSpec`] (absent keys take the defaults) plus `signal`, an AbortSignal.
+pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
+    if js.is_undefined() || js.is_null() {
+        return Ok((FitSpec::default(), None));
+    }
+    if !js.is_object() {
+        return Err("fit options must be an object, e.g. { epochs: 40 }".into());
+    }
+    let signal = get(js, "signal");
+    // A copy without `signal`: everything else must be a fit setting.
+    let copy = Object::assign(&Object::new(), js.unchecked_ref());
+    let _ = Reflect::delete_property(&copy, &"signal".into());
+    let spec: FitSpec = serde_path_to_error::deserialize(serde_wasm_bindgen::Deserializer::from(
+        JsValue::from(copy),
+    ))
+    .map_err(|e| SpecError::Options(named(e)).to_string())?;
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok((spec, signal))
+}
+
+/// `[{ rgba, width, height }]` → owned buffers.
+pub fn fit_images(js: &JsValue) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
+    let array: &Array = js
+        .dyn_ref()
+        .ok_or("fit expects an array of { rgba, width, height }")?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(k, item)| {
+            let rgba = get(&item, "rgba").ok_or(format!("image {k}: missing `rgba`"))?;
+            let rgba = Uint8Array::new(&rgba).to_vec();
+            let dim = |key: &str| {
+                get(&item, key)
+                    .and_then(|v| v.as_f64())
+                    .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+                    .ok_or(format!("image {k}: `{key}` must be a whole number"))
+            };
+            Ok((rgba, dim("width")? as usize, dim("height")? as usize))
+        })
+        .collect()
+}
+
+/// `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
+pub fn grid_object(data: &[f32], gh: usize, gw: usize) -> JsValue {
+    let out = Object::new();
+    set(&out, "data", Float32Array::from(data));
+    set(&out, "gridH", gh as u32);
+    set(&out, "gridW", gw as u32);
+    out.into()
+}
+
+/// `score`'s result; the full-size map only when `with_map` (the patch grid is what a page
+/// needs to draw: [`super::page`] upsamples it).
+pub fn score_object(r: &AnomalyMap, with_map: bool) -> JsValue {
+    let out = Object::new();
+    if with_map {
+        set(&out, "map", Float32Array::from(r.map.as_slice()));
+    }
+    set(&out, "width", r.width as u32);
+    set(&out, "height", r.height as u32);
+    set(&out, "grid", Float32Array::from(r.grid.as_slice()));
+    set(&out, "gridH", r.grid_h as u32);
+    set(&out, "gridW", r.grid_w as u32);
+    set(&out, "score", r.score.max);
+    set(&out, "scoreTop1", r.score.top1);
+    set(&out, "threshold", r.threshold);
+    set(&out, "anomalous", r.anomalous);
+    out.into()
+}
+
+/// `{ phase: "embed", image, images }` or `{ phase: "train", epoch, epochs, step, steps, loss }`.
+pub fn progress_object(p: FitProgress) -> Result<JsValue, JsValue> {
+    let out = match p {
+        FitProgress::Embedded { image, images } => {
+            let o = Object::new();
+            set(&o, "image", image as u32);
+            set(&o, "images", images as u32);
+            set(&o, "phase", "embed");
+            o
+        }
+        FitProgress::Trained(p) => {
+            let o: Object = to_js(&p)?.unchecked_into();
+            set(&o, "phase", "train");
+            o
+        }
+    };
+    Ok(out.into())
+}

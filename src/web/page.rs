@@ -1,0 +1,154 @@
+//! Free functions for the page's own thread (no detector, no device): the library's drawing
+//! rule, verdict, CSV and defaults, so the page draws, judges and fills its forms exactly as the
+//! CLI does instead of restating any of it in JavaScript.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use super::convert::{fit_options, from_js, js_err, to_js};
+use crate::ar::Variant;
+use crate::overlay::{self, Colormap, OverlayStyle, Scale};
+use crate::score;
+use crate::scores_csv::{self, ScoreRow};
+use crate::spec::{FitSpec, Method};
+
+/// The fit settings' defaults, `{ method, variant, hidden, …, size: [h, w], holdout, quantile }`:
+/// what `fit` uses for a key that is left out, and what the page's form starts from.
+#[wasm_bindgen(js_name = fitDefaults)]
+pub fn fit_defaults() -> Result<JsValue, JsValue> {
+    to_js(&FitSpec::default())
+}
+
+/// Fit options read as `fit` reads them (absent keys take the defaults, an unknown key or a bad
+/// value is an error that names it) → the whole spec, size as `[h, w]`. Lets a page check a form
+/// before it reads any image.
+#[wasm_bindgen(js_name = fitSpec)]
+pub fn fit_spec(options: JsValue) -> Result<JsValue, JsValue> {
+    let (spec, _) = fit_options(&options).map_err(js_err)?;
+    to_js(&spec)
+}
+
+#[derive(Serialize)]
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+}
+
+#[derive(Serialize)]
+struct Choices {
+    method: Vec<Choice>,
+    variant: Vec<Choice>,
+    colormap: Vec<Choice>,
+}
+
+/// The named choices of the fit and overlay settings, `{ method, variant, colormap }`, each a list
+/// of `{ value, label }`: the page's menus are filled from them.
+#[wasm_bindgen]
+pub fn choices() -> Result<JsValue, JsValue> {
+    to_js(&Choices {
+        method: Method::ALL
+            .map(|m| Choice {
+                value: m.name(),
+                label: m.label(),
+            })
+            .into(),
+        variant: Variant::ALL
+            .map(|v| Choice {
+                value: v.name(),
+                label: v.label(),
+            })
+            .into(),
+        colormap: Colormap::ALL
+            .map(|c| Choice {
+                value: c.name(),
+                label: c.name(),
+            })
+            .into(),
+    })
+}
+
+/// The overlay's defaults, `{ colormap, opacity, contour }`.
+#[wasm_bindgen(js_name = overlayDefaults)]
+pub fn overlay_defaults() -> Result<JsValue, JsValue> {
+    to_js(&OverlayStyle::default())
+}
+
+/// The verdict rule: `true` when `score` is strictly above `threshold` (on it is normal).
+#[wasm_bindgen(js_name = isAnomalous)]
+pub fn is_anomalous(score: f32, threshold: f32) -> bool {
+    score::is_anomalous(score, threshold)
+}
+
+/// `"anomalous"` or `"normal"`, by the verdict rule.
+#[wasm_bindgen]
+pub fn verdict(score: f32, threshold: f32) -> String {
+    score::verdict(score, threshold).into()
+}
+
+/// A row-major `gridH × gridW` patch-score grid upsampled bilinearly to `height × width`
+/// (align_corners = false), exactly as `score` computes its map.
+#[wasm_bindgen(js_name = upsampleMap)]
+pub fn upsample_map(
+    grid: &[f32],
+    grid_h: usize,
+    grid_w: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f32>, JsValue> {
+    if grid.len() != grid_h * grid_w || grid.is_empty() {
+        return Err(js_err(format!(
+            "upsampleMap: the grid has {} values, expected {grid_h}x{grid_w}",
+            grid.len()
+        )));
+    }
+    Ok(score::upsample_bilinear(
+        grid, grid_h, grid_w, height, width,
+    ))
+}
+
+/// `renderOverlay`'s options: where the scores sit, and optionally the style.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RenderOptions {
+    threshold: f32,
+    display_low: f32,
+    display_high: f32,
+    colormap: Option<Colormap>,
+    opacity: Option<f32>,
+    contour: Option<bool>,
+}
+
+/// RGBA bytes of `base` (RGBA, `width × height`, e.g. a canvas's `ImageData.data`) with `map`
+/// (one score per pixel) drawn over it by the library's rule. Options: `{ threshold, displayLow,
+/// displayHigh }` (from `loadModel`'s info; the threshold may be the user's), and optionally
+/// `{ colormap, opacity, contour }` (`overlayDefaults()` otherwise).
+#[wasm_bindgen(js_name = renderOverlay)]
+pub fn render_overlay(
+    base: &[u8],
+    width: usize,
+    height: usize,
+    map: &[f32],
+    options: JsValue,
+) -> Result<Vec<u8>, JsValue> {
+    let o: RenderOptions = from_js(options, "overlay options").map_err(js_err)?;
+    let d = OverlayStyle::default();
+    let style = OverlayStyle {
+        colormap: o.colormap.unwrap_or(d.colormap),
+        opacity: o.opacity.unwrap_or(d.opacity),
+        contour: o.contour.unwrap_or(d.contour),
+    };
+    let scale = Scale {
+        threshold: o.threshold,
+        display_low: o.display_low,
+        display_high: o.display_high,
+    };
+    overlay::render(base, width, height, map, &scale, &style).map_err(js_err)
+}
+
+/// The text of `scores.csv` for rows `[{ file, score?, scoreTop1?, threshold, error? }]`: the same
+/// columns, numbers and verdicts as `dino-ar score` writes.
+#[wasm_bindgen(js_name = scoresCsv)]
+pub fn scores_csv(rows: JsValue) -> Result<String, JsValue> {
+    let rows: Vec<ScoreRow> = from_js(rows, "CSV rows").map_err(js_err)?;
+    Ok(scores_csv::write(&rows))
+}

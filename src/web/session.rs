@@ -1,0 +1,314 @@
+//! The state behind a JS `Detector` — the device, the backbone, the model — and the work, in Rust
+//! types. A failed call leaves the session as it was.
+
+use std::cell::{Cell, RefCell};
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+
+use super::device::{lost_reason, webgpu_device};
+use crate::backbone::{DinoV3, load_backbone};
+use crate::bundle::{Bundle, BundleError};
+use crate::detector::{self, AnomalyMap, Detector, DetectorError, check_size};
+use crate::preprocess::RgbImage;
+use crate::readback::{ReadBackError, read_back};
+use crate::spec::FitSpec;
+use crate::train::Progress;
+use crate::weights::WeightsError;
+
+/// Everything a call can fail with; the message is what the JS `Error` says.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown backend `{0}`: use \"webgpu\", \"cpu\" or \"auto\"")]
+    UnknownBackend(String),
+    #[error("{0}")]
+    WebGpu(String),
+    #[error(
+        "the WebGPU device was lost ({0}); switched to the CPU backend: load the backbone and model again"
+    )]
+    DeviceLost(String),
+    #[error("no backbone loaded: call loadBackbone first")]
+    NoBackbone,
+    #[error("load the backbone before the model")]
+    ModelBeforeBackbone,
+    #[error("no model loaded: call loadModel (or fit) first")]
+    NoModel,
+    #[error("fit needs normal images")]
+    NoImages,
+    #[error("image {index}: {message}")]
+    Image { index: usize, message: String },
+    #[error("{0}")]
+    Input(String),
+    #[error("training cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Detector(#[from] DetectorError),
+    #[error(transparent)]
+    ReadBack(#[from] ReadBackError),
+}
+
+/// What `loadBackbone` resolves to: the architecture read from the file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackboneInfo {
+    pub layout: String,
+    pub format: String,
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub registers: usize,
+    pub patch_size: usize,
+    pub fingerprint: String,
+}
+
+/// What `loadModel` resolves to: how the model was made and where its scores sit.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    /// `ar (dilated)`, `knn`, …
+    pub method: String,
+    pub input_height: usize,
+    pub input_width: usize,
+    pub threshold: f32,
+    pub display_low: f32,
+    pub display_high: f32,
+    pub train_images: usize,
+    /// Every setting the model was fit with.
+    pub spec: FitSpec,
+}
+
+/// What `fit` reports: each normal image embedded, then every training step.
+#[derive(Debug, Clone, Copy)]
+pub enum FitProgress {
+    /// `image` of `images` (1-based) went through the backbone.
+    Embedded {
+        image: usize,
+        images: usize,
+    },
+    Trained(Progress),
+}
+
+pub struct Session {
+    device: RefCell<Device>,
+    backend: RefCell<String>,
+    on_webgpu: Cell<bool>,
+    /// Why the models are gone (the WebGPU device was lost) until a backbone is loaded again.
+    needs_reload: RefCell<Option<String>>,
+    backbone: RefCell<Option<DinoV3>>,
+    detector: RefCell<Option<Rc<Detector>>>,
+    cancel: Cell<bool>,
+}
+
+impl Session {
+    /// `"webgpu"`, `"cpu"` or `"auto"` (WebGPU on a hardware adapter, else the CPU).
+    pub async fn create(kind: &str) -> Result<Self, SessionError> {
+        let cpu = |why: String| (Device::flex(), why, false);
+        let (device, backend, on_webgpu) = match kind {
+            "cpu" => cpu("cpu".into()),
+            "webgpu" => {
+                let gpu = webgpu_device().await.map_err(SessionError::WebGpu)?;
+                (gpu.device, gpu.label, true)
+            }
+            "auto" => match webgpu_device().await {
+                Ok(gpu) if !gpu.software => (gpu.device, gpu.label, true),
+                Ok(gpu) => cpu(format!(
+                    "cpu (the only WebGPU adapter is a software one: {})",
+                    gpu.label
+                )),
+                Err(why) => cpu(format!("cpu ({why})")),
+            },
+            other => return Err(SessionError::UnknownBackend(other.into())),
+        };
+        Ok(Self {
+            device: RefCell::new(device),
+            backend: RefCell::new(backend),
+            on_webgpu: Cell::new(on_webgpu),
+            needs_reload: RefCell::new(None),
+            backbone: RefCell::new(None),
+            detector: RefCell::new(None),
+            cancel: Cell::new(false),
+        })
+    }
+
+    pub fn backend(&self) -> String {
+        self.fall_back_if_lost();
+        self.backend.borrow().clone()
+    }
+
+    /// When the WebGPU device was lost, move to the CPU backend; the models on the lost device
+    /// are gone with it until they are loaded again.
+    fn fall_back_if_lost(&self) {
+        if let Some(reason) = lost_reason().filter(|_| self.on_webgpu.get()) {
+            self.on_webgpu.set(false);
+            *self.device.borrow_mut() = Device::flex();
+            *self.backend.borrow_mut() = format!("cpu (WebGPU device lost: {reason})");
+            *self.backbone.borrow_mut() = None;
+            *self.detector.borrow_mut() = None;
+            *self.needs_reload.borrow_mut() = Some(reason);
+        }
+    }
+
+    /// The error for calls that needed what the lost device held.
+    fn check_device(&self) -> Result<(), SessionError> {
+        self.fall_back_if_lost();
+        match self.needs_reload.borrow().as_ref() {
+            Some(reason) => Err(SessionError::DeviceLost(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn backbone(&self) -> Result<DinoV3, SessionError> {
+        self.check_device()?;
+        self.backbone
+            .borrow()
+            .clone()
+            .ok_or(SessionError::NoBackbone)
+    }
+
+    /// Replaces the backbone; a model loaded for another backbone is dropped with it.
+    pub fn load_backbone(
+        &self,
+        bytes: &[u8],
+        config_json: Option<&str>,
+    ) -> Result<BackboneInfo, SessionError> {
+        self.fall_back_if_lost();
+        let device = self.device.borrow().clone();
+        let loaded = load_backbone(bytes, config_json, &device)?;
+        *self.needs_reload.borrow_mut() = None;
+        let c = &loaded.model.config;
+        let info = BackboneInfo {
+            layout: loaded.layout.to_string(),
+            format: loaded.format.to_string(),
+            hidden_size: c.hidden_size,
+            layers: c.num_layers,
+            heads: c.num_heads,
+            registers: c.num_registers,
+            patch_size: c.patch_size,
+            fingerprint: loaded.model.fingerprint.clone(),
+        };
+        let keep = self
+            .detector
+            .borrow()
+            .as_ref()
+            .is_some_and(|d| d.backbone.fingerprint == loaded.model.fingerprint);
+        if !keep {
+            *self.detector.borrow_mut() = None;
+        }
+        *self.backbone.borrow_mut() = Some(loaded.model);
+        Ok(info)
+    }
+
+    pub fn load_model(&self, bytes: &[u8]) -> Result<ModelInfo, SessionError> {
+        let backbone = self.backbone().map_err(|e| match e {
+            SessionError::NoBackbone => SessionError::ModelBeforeBackbone,
+            other => other,
+        })?;
+        let bundle = Bundle::read(bytes)?;
+        let det = Detector::new(backbone, &bundle)?;
+        let m = &det.meta;
+        let (input_height, input_width) = m.input_size();
+        let info = ModelInfo {
+            method: m.describe(),
+            input_height,
+            input_width,
+            threshold: m.calibration.threshold,
+            display_low: m.calibration.display_low,
+            display_high: m.calibration.display_high,
+            train_images: m.train_images,
+            spec: m.spec.clone(),
+        };
+        *self.detector.borrow_mut() = Some(Rc::new(det));
+        Ok(info)
+    }
+
+    /// Normalised pixels `[3·h·w]` → (channel-major grid `[D, gh, gw]`, gh, gw).
+    pub async fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        h: usize,
+        w: usize,
+    ) -> Result<(Vec<f32>, usize, usize), SessionError> {
+        let model = self.backbone()?;
+        let input = model
+            .pixels_tensor(pixels, h, w)
+            .map_err(SessionError::Input)?;
+        let out = model.forward(input).map_err(SessionError::Input)?;
+        let (gh, gw) = out.grid;
+        Ok((read_back(out.patch_grid(), "embeddings").await?, gh, gw))
+    }
+
+    pub async fn score(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<AnomalyMap, SessionError> {
+        self.check_device()?;
+        let det = self
+            .detector
+            .borrow()
+            .clone()
+            .ok_or(SessionError::NoModel)?;
+        let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
+        Ok(det.score(&img).await?)
+    }
+
+    /// Fit as `spec` says on normal images (RGBA, width, height) and return the bundle bytes;
+    /// `progress` sees every image embedded and every training step.
+    pub async fn fit(
+        &self,
+        images: &[(Vec<u8>, usize, usize)],
+        spec: &FitSpec,
+        mut progress: impl FnMut(FitProgress),
+    ) -> Result<Vec<u8>, SessionError> {
+        spec.validate().map_err(DetectorError::from)?;
+        let backbone = self.backbone()?;
+        let size = check_size(&backbone, spec.size)?;
+        if images.is_empty() {
+            return Err(SessionError::NoImages);
+        }
+        self.cancel.set(false);
+        // Grids stay on the device: nothing is read back between the backbone and the head.
+        let mut grids = Vec::with_capacity(images.len());
+        let mut sizes = Vec::with_capacity(images.len());
+        for (index, (rgba, width, height)) in images.iter().enumerate() {
+            let img = RgbImage::from_rgba8(rgba, *width, *height)
+                .map_err(|message| SessionError::Image { index, message })?;
+            grids.push(detector::embed(&backbone, &img, size)?);
+            sizes.push((*width, *height));
+            progress(FitProgress::Embedded {
+                image: index + 1,
+                images: images.len(),
+            });
+            if self.cancel.get() {
+                return Err(SessionError::Cancelled);
+            }
+        }
+        let cancel = &self.cancel;
+        let fitted = detector::fit_model(Tensor::cat(grids, 0), &sizes, &backbone, spec, |p| {
+            progress(FitProgress::Trained(p));
+            if cancel.get() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+        match fitted {
+            Err(DetectorError::Train(crate::train::TrainError::Cancelled)) => {
+                Err(SessionError::Cancelled)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.set(true);
+    }
+}
