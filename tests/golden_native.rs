@@ -70,3 +70,33 @@ fn golden_knn_model_and_map_are_current() {
         "native map drifted from the golden file by {d:e}; regenerate if intended"
     );
 }
+
+/// Fingerprints are stable: bundles written before the backbone became burn modules (the golden
+/// kNN bank, the built-in sample's head) still match the backbones they were fit on, in both key
+/// layouts.
+#[test]
+fn committed_bundles_still_match_their_backbones() {
+    let device = Device::flex();
+    let tiny = load_backbone(TINY_HF, Some(TINY_CONFIG), &device)
+        .unwrap()
+        .model;
+    let golden = Bundle::read(golden::BUNDLE).unwrap();
+    golden.check_backbone(&tiny.fingerprint).unwrap();
+    // Meta's key layout, same (bf16-exact) values.
+    let meta_keys: &[u8] = include_bytes!("fixtures/tiny/meta_bf16.safetensors");
+    let meta = load_backbone(meta_keys, Some(TINY_CONFIG), &device)
+        .unwrap()
+        .model;
+    golden.check_backbone(&meta.fingerprint).unwrap();
+    let sample = load_backbone(
+        include_bytes!("../www/sample/backbone/model.safetensors"),
+        Some(include_str!("../www/sample/backbone/config.json")),
+        &device,
+    )
+    .unwrap()
+    .model;
+    Bundle::read(include_bytes!("../www/sample/model.safetensors"))
+        .unwrap()
+        .check_backbone(&sample.fingerprint)
+        .unwrap();
+}

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Markdown table of the `dino-ar eval --json` files written by tools/results.sh.
+"""Markdown table of the `dino-ar eval --json` reports written by tools/results.sh.
 
     python3 tools/results_table.py /tmp/dino-ar-results
+
+The columns are the report's own metrics (key, label, value), in its order: a metric added to
+the library's evaluation shows up here without touching this script.
 """
+import glob
 import json
 import os
 import sys
@@ -13,15 +17,18 @@ if os.path.exists(os.path.join(out, "times.txt")):
     for line in open(os.path.join(out, "times.txt")):
         ds, method, fit_s, eval_s = line.split()
         times[(ds, method)] = (int(fit_s.split("=")[1]), int(eval_s.split("=")[1]))
-print("| dataset | method | pixel AUROC | pixel AP | image AUROC | pixel F1-max | PRO (FPR ≤ 0.3) | fit s | eval s |")
-print("|---|---|---|---|---|---|---|---|---|")
-for ds in ["lgg_brain_mri", "kolektorsdd"]:
-    for method in ["dilated", "standard", "knn"]:
-        path = os.path.join(out, f"{ds}_{method}.json")
-        if not os.path.exists(path):
-            continue
-        m = json.load(open(path))
-        fit_s, eval_s = times.get((ds, method), ("?", "?"))
-        name = {"dilated": "AR dilated", "standard": "AR standard", "knn": "kNN"}[method]
-        print(f"| {ds} | {name} | {m['pixel_auroc']:.3f} | {m['pixel_ap']:.3f} | {m['image_auroc']:.3f} | "
-              f"{m['f1_max']:.3f} | {m['pro']:.3f} | {fit_s} | {eval_s} |")
+
+reports = []
+for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+    ds, _, method = os.path.basename(path)[: -len(".json")].rpartition("_")
+    reports.append((ds, method, json.load(open(path))))
+if not reports:
+    sys.exit(f"no eval reports (*.json) in {out}")
+
+labels = [m["label"] for m in reports[0][2]["metrics"]]
+print("| dataset | method | " + " | ".join(labels) + " | fit s | eval s |")
+print("|---|---|" + "---|" * len(labels) + "---|---|")
+for ds, method, report in reports:
+    fit_s, eval_s = times.get((ds, method), ("?", "?"))
+    values = " | ".join(f"{m['value']:.3f}" for m in report["metrics"])
+    print(f"| {ds} | {method} | {values} | {fit_s} | {eval_s} |")

@@ -29,6 +29,9 @@ node tests/js/api.mjs
 printf '\n== the page end to end in headless Chromium (tests/js/page.mjs)\n' >&2
 node tests/js/page.mjs
 
+printf '\n== the CLI and the page agree: verdicts, overlays, a score on the threshold (tests/js/agree.mjs)\n' >&2
+DINO_AR_BIN="$bin" node tests/js/agree.mjs
+
 printf '\n== in-browser benchmark and footprint at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
 node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3
 tools/bench/footprint.sh --dev

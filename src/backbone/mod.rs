@@ -4,6 +4,7 @@ pub mod config;
 pub mod load;
 pub mod model;
 pub mod rope;
+pub mod source;
 
 pub use config::BackboneConfig;
 pub use load::Layout;
@@ -31,12 +32,12 @@ pub fn load_backbone(
 ) -> Result<LoadedBackbone, WeightsError> {
     let file = TensorFile::from_bytes(bytes)?;
     let (layout, _) = load::detect(&file)?;
-    let mut config = load::infer_config(&file)?;
+    let format = file.format;
+    let (mut config, store) = load::infer_config(file)?;
     if let Some(json) = hf_config_json {
         config = config.with_hf_config(json)?;
     }
-    let format = file.format;
-    let model = load::build(file, &config, device)?;
+    let model = load::build(store, &config, device)?;
     Ok(LoadedBackbone {
         model,
         layout,

@@ -1,9 +1,12 @@
-//! The DINOv3 ViT forward pass: patch embedding, CLS + register tokens, pre-norm blocks with
-//! 2-D RoPE attention and LayerScale, final LayerNorm.
+//! The DINOv3 ViT as burn modules: patch embedding, CLS + register tokens, pre-norm blocks with
+//! 2-D RoPE attention and LayerScale, final LayerNorm. Each module loads itself next to its
+//! definition from a [`Source`] (Hugging Face names; the Meta layout is a table in
+//! [`super::source`]).
 //!
 //! Pure tensor code on whatever `Device` the tensors live on: it never reads a tensor back, so it
 //! runs unchanged on WebGPU in the browser.
 
+use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::{attention, conv2d, layer_norm};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
@@ -11,46 +14,95 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::BackboneConfig;
 use super::rope;
+use super::source::Source;
+use crate::weights::WeightsError;
 
 /// `y = x Wᵀ + b`, with `Wᵀ` stored pre-transposed as `[in, out]`.
-#[derive(Debug, Clone)]
+#[derive(Module, Debug)]
 pub struct Linear {
-    pub weight_t: Tensor<2>,
-    pub bias: Option<Tensor<1>>,
+    pub weight_t: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+/// Whether a linear layer's bias must be in the file.
+#[derive(Clone, Copy, PartialEq)]
+enum Bias {
+    Required,
+    /// Hugging Face's q/k/v projections: the k projection has none.
+    IfPresent,
 }
 
 impl Linear {
+    fn new(weight_t: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight_t: Param::from_tensor(weight_t),
+            bias: bias.map(Param::from_tensor),
+        }
+    }
+
+    /// `weight` `[out, in]` and `bias` `[out]`, PyTorch's layout.
+    fn load(src: &Source, out: usize, inp: usize, bias: Bias) -> Result<Self, WeightsError> {
+        let weight = src.values("weight", &[out, inp])?;
+        // Read the bias before uploading anything (errors first), upload weight then bias: the
+        // fingerprint hashes uploads in order.
+        let b = match bias {
+            Bias::IfPresent if !src.has("bias") => None,
+            _ => Some(src.values("bias", &[out])?),
+        };
+        let weight_t = src.upload(transpose(&weight, out, inp), [inp, out]);
+        Ok(Self::new(weight_t, b.map(|b| src.upload(b, [out]))))
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
-        let d_out = self.weight_t.dims()[1];
-        let y = x.reshape([b * t, d_in]).matmul(self.weight_t.clone());
+        let weight_t = self.weight_t.val();
+        let d_out = weight_t.dims()[1];
+        let y = x.reshape([b * t, d_in]).matmul(weight_t);
         let y = match &self.bias {
-            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
             None => y,
         };
         y.reshape([b, t, d_out])
     }
 
     /// Scale every output channel, `(x Wᵀ + b) · s`, folded into the weights: LayerScale for free.
-    pub fn scale_outputs(self, s: Tensor<1>) -> Linear {
-        Linear {
-            weight_t: self.weight_t * s.clone().unsqueeze::<2>(),
-            bias: self.bias.map(|b| b * s),
-        }
+    fn scale_outputs(self, s: Tensor<1>) -> Linear {
+        Linear::new(
+            self.weight_t.val() * s.clone().unsqueeze::<2>(),
+            self.bias.map(|b| b.val() * s),
+        )
     }
 }
 
-#[derive(Debug, Clone)]
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+#[derive(Module, Debug)]
 pub struct LayerNorm {
-    pub weight: Tensor<1>,
-    pub bias: Tensor<1>,
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
     pub eps: f64,
 }
 
 impl LayerNorm {
+    fn load(src: &Source, d: usize, eps: f64) -> Result<Self, WeightsError> {
+        Ok(Self {
+            weight: Param::from_tensor(src.tensor("weight", [d])?),
+            bias: Param::from_tensor(src.tensor("bias", [d])?),
+            eps,
+        })
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         // The backend's fused kernel: one pass per row on burn-flex instead of six over the tensor.
-        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
     }
 }
 
@@ -95,14 +147,28 @@ fn gelu_exact(x: Tensor<3>) -> Tensor<3> {
 }
 
 /// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
-#[derive(Debug, Clone)]
+#[derive(Module, Debug)]
 pub struct Mlp {
     pub gate: Option<Linear>,
     pub up: Linear,
+    /// LayerScale γ₂ folded in.
     pub down: Linear,
 }
 
 impl Mlp {
+    fn load(src: &Source, config: &BackboneConfig) -> Result<Self, WeightsError> {
+        let (d, hidden) = (config.hidden_size, config.intermediate_size);
+        let linear = |name, out, inp| Linear::load(&src.pp(name), out, inp, Bias::Required);
+        Ok(Self {
+            gate: match config.gated_mlp {
+                true => Some(linear("gate_proj", hidden, d)?),
+                false => None,
+            },
+            up: linear("up_proj", hidden, d)?,
+            down: linear("down_proj", d, hidden)?,
+        })
+    }
+
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = match &self.gate {
             None => gelu_exact(self.up.forward(x)),
@@ -112,61 +178,40 @@ impl Mlp {
     }
 }
 
-/// One transformer block's tensors as the checkpoint stores them.
-pub struct BlockWeights {
-    pub norm1: LayerNorm,
+/// Multi-head self-attention with 2-D RoPE on queries and keys.
+#[derive(Module, Debug)]
+pub struct Attention {
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
+    /// The output projection, LayerScale γ₁ folded in.
     pub o: Linear,
-    pub ls1: Tensor<1>,
-    pub norm2: LayerNorm,
-    pub mlp: Mlp,
-    pub ls2: Tensor<1>,
+    pub heads: usize,
 }
 
-/// One transformer block, its weights rearranged for speed (same function as the checkpoint's).
-#[derive(Debug, Clone)]
-pub struct Block {
-    pub norm1: LayerNorm,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    /// The output projection with LayerScale γ₁ folded in.
-    pub o: Linear,
-    pub norm2: LayerNorm,
-    /// The MLP, LayerScale γ₂ folded into its down projection.
-    pub mlp: Mlp,
-}
-
-impl From<BlockWeights> for Block {
-    fn from(w: BlockWeights) -> Block {
-        let mlp = Mlp {
-            gate: w.mlp.gate,
-            up: w.mlp.up,
-            down: w.mlp.down.scale_outputs(w.ls2),
+impl Attention {
+    /// Separate `q_proj`, `k_proj`, `v_proj` (Hugging Face), or Meta's fused `qkv`.
+    fn load(src: &Source, config: &BackboneConfig) -> Result<Self, WeightsError> {
+        let d = config.hidden_size;
+        let (q, k, v) = if src.has("qkv.weight") {
+            split_qkv(&src.pp("qkv"), d)?
+        } else {
+            let part = |name| Linear::load(&src.pp(name), d, d, Bias::IfPresent);
+            (part("q_proj")?, part("k_proj")?, part("v_proj")?)
         };
-        Block {
-            norm1: w.norm1,
-            q: w.q,
-            k: w.k,
-            v: w.v,
-            o: w.o.scale_outputs(w.ls1),
-            norm2: w.norm2,
-            mlp,
-        }
-    }
-}
-
-impl Block {
-    fn forward(&self, x: Tensor<3>, rope: &rope::RopeTables, heads: usize) -> Tensor<3> {
-        let h = self.attention(self.norm1.forward(x.clone()), rope, heads);
-        let x = x + h;
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        let o = Linear::load(&src.pp("o_proj"), d, d, Bias::Required)?;
+        Ok(Self {
+            q,
+            k,
+            v,
+            o,
+            heads: config.num_heads,
+        })
     }
 
-    fn attention(&self, x: Tensor<3>, rope: &rope::RopeTables, heads: usize) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &rope::RopeTables) -> Tensor<3> {
         let [b, t, d] = x.dims();
+        let heads = self.heads;
         let head_dim = d / heads;
         // Three matmuls rather than one fused [D, 3D] one: slicing q, k, v out of a fused output
         // hands strided tensors to burn-flex's attention, 10 % slower at 448² (measured).
@@ -185,6 +230,74 @@ impl Block {
             .swap_dims(1, 2)
             .reshape([b, t, d]);
         self.o.forward(out)
+    }
+}
+
+/// Meta fuses q, k, v into one `[3D, D]` projection; its k bias is multiplied by `bias_mask`
+/// (zero in released checkpoints), exactly as `LinearKMaskedBias` does.
+fn split_qkv(src: &Source, d: usize) -> Result<(Linear, Linear, Linear), WeightsError> {
+    let weight = src.values("weight", &[3 * d, d])?;
+    let bias = if src.has("bias") {
+        let mut bias = src.values("bias", &[3 * d])?;
+        if src.has("bias_mask") {
+            let m = src.values("bias_mask", &[3 * d])?;
+            bias.iter_mut().zip(&m).for_each(|(b, m)| *b *= m);
+        }
+        Some(bias)
+    } else {
+        None
+    };
+    // A bias that is all zero (the masked k bias) is no bias: the same model as the HF layout.
+    let part = |i: usize| {
+        let weight_t = src.upload(transpose(&weight[i * d * d..(i + 1) * d * d], d, d), [d, d]);
+        let bias = bias
+            .as_ref()
+            .map(|b| &b[i * d..(i + 1) * d])
+            .filter(|b| b.iter().any(|&x| x != 0.0))
+            .map(|b| src.upload(b.to_vec(), [d]));
+        Linear::new(weight_t, bias)
+    };
+    Ok((part(0), part(1), part(2)))
+}
+
+/// One pre-norm transformer block, LayerScale folded into its output projections (the same
+/// function as the checkpoint's).
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attention: Attention,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    fn load(src: &Source, config: &BackboneConfig) -> Result<Self, WeightsError> {
+        let (d, eps) = (config.hidden_size, config.layer_norm_eps);
+        // This order is the fingerprint's (attention, MLP, then norms and scales), kept so that
+        // model bundles made before these were modules still match their backbone.
+        let attention = Attention::load(&src.pp("attention"), config)?;
+        let mlp = Mlp::load(&src.pp("mlp"), config)?;
+        let norm1 = LayerNorm::load(&src.pp("norm1"), d, eps)?;
+        let ls1 = src.tensor("layer_scale1.lambda1", [d])?;
+        let norm2 = LayerNorm::load(&src.pp("norm2"), d, eps)?;
+        let ls2 = src.tensor("layer_scale2.lambda1", [d])?;
+        Ok(Self {
+            norm1,
+            attention: Attention {
+                o: attention.o.scale_outputs(ls1),
+                ..attention
+            },
+            norm2,
+            mlp: Mlp {
+                down: mlp.down.scale_outputs(ls2),
+                ..mlp
+            },
+        })
+    }
+
+    fn forward(&self, x: Tensor<3>, rope: &rope::RopeTables) -> Tensor<3> {
+        let x = x.clone() + self.attention.forward(self.norm1.forward(x), rope);
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 }
 
@@ -211,17 +324,19 @@ impl BackboneOutput {
 }
 
 /// A DINOv3 ViT with its weights on one device.
-#[derive(Debug, Clone)]
+#[derive(Module, Debug)]
 pub struct DinoV3 {
+    #[module(skip)]
     pub config: BackboneConfig,
     /// Identifies these exact weights (and head count), whatever file layout they came in.
     pub fingerprint: String,
-    pub patch_weight: Tensor<4>,
-    pub patch_bias: Tensor<1>,
+    /// `[D, C, p, p]`, `[D]`
+    pub patch_weight: Param<Tensor<4>>,
+    pub patch_bias: Param<Tensor<1>>,
     /// `[1, 1, D]`
-    pub cls_token: Tensor<3>,
+    pub cls_token: Param<Tensor<3>>,
     /// `[1, R, D]`; `None` when the model has no registers.
-    pub register_tokens: Option<Tensor<3>>,
+    pub register_tokens: Option<Param<Tensor<3>>>,
     pub blocks: Vec<Block>,
     pub norm: LayerNorm,
     /// RoPE periods, `head_dim / 4` of them (from the checkpoint when it stores them).
@@ -229,8 +344,50 @@ pub struct DinoV3 {
 }
 
 impl DinoV3 {
+    /// The model `config` describes, every tensor checked against it.
+    pub fn load(src: &Source, config: &BackboneConfig) -> Result<Self, WeightsError> {
+        let d = config.hidden_size;
+        let (p, c) = (config.patch_size, config.in_channels);
+        let embeddings = src.pp("embeddings");
+        let patch = embeddings.pp("patch_embeddings");
+        let patch_weight = patch.tensor("weight", [d, c, p, p])?;
+        let patch_bias = patch.tensor("bias", [d])?;
+        let cls_token = embeddings.tensor("cls_token", [1, 1, d])?;
+        let register_tokens = (config.num_registers > 0)
+            .then(|| embeddings.tensor("register_tokens", [1, config.num_registers, d]))
+            .transpose()?;
+        let blocks = (0..config.num_layers)
+            .map(|i| Block::load(&src.pp("layer").pp(i), config))
+            .collect::<Result<Vec<_>, _>>()?;
+        let norm = LayerNorm::load(&src.pp("norm"), d, config.layer_norm_eps)?;
+        // Meta's checkpoints store the RoPE periods; otherwise they follow from theta.
+        let quarter = config.head_dim() / 4;
+        let rope_periods = match src.has("rope_embed.periods") {
+            true => src
+                .values("rope_embed.periods", &[quarter])?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            false => rope::periods(config.rope_theta, config.head_dim()),
+        };
+        // RoPE periods are left out of the fingerprint: HF derives them from theta while Meta
+        // stores a float32 copy whose last bit may differ for the same model.
+        let fingerprint = src.fingerprint(&[config.num_heads as f32, config.layer_norm_eps as f32]);
+        Ok(Self {
+            config: config.clone(),
+            fingerprint,
+            patch_weight: Param::from_tensor(patch_weight),
+            patch_bias: Param::from_tensor(patch_bias),
+            cls_token: Param::from_tensor(cls_token),
+            register_tokens: register_tokens.map(Param::from_tensor),
+            blocks,
+            norm,
+            rope_periods,
+        })
+    }
+
     pub fn device(&self) -> Device {
-        self.patch_weight.device()
+        self.patch_bias.val().device()
     }
 
     /// Run the backbone on normalised pixels `[B, C, H, W]` (H and W multiples of the patch size).
@@ -248,16 +405,17 @@ impl DinoV3 {
 
         let patches = conv2d(
             pixels,
-            self.patch_weight.clone(),
-            Some(self.patch_bias.clone()),
+            self.patch_weight.val(),
+            Some(self.patch_bias.val()),
             ConvOptions::new([p, p], [0, 0], [1, 1], 1),
         );
         let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
 
-        let mut tokens = vec![self.cls_token.clone().expand([b, 1, d])];
+        let mut tokens = vec![self.cls_token.val().expand([b, 1, d])];
         if let Some(reg) = &self.register_tokens {
+            let reg = reg.val();
             let r = reg.dims()[1];
-            tokens.push(reg.clone().expand([b, r, d]));
+            tokens.push(reg.expand([b, r, d]));
         }
         tokens.push(patches);
         let mut x = Tensor::cat(tokens, 1);
@@ -265,7 +423,7 @@ impl DinoV3 {
 
         let rope = rope::RopeTables::new(&self.rope_periods, gh, gw, prefix, &self.device());
         for block in &self.blocks {
-            x = block.forward(x, &rope, self.config.num_heads);
+            x = block.forward(x, &rope);
         }
         let x = self.norm.forward(x);
 

@@ -38,8 +38,15 @@ pub fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
 
 /// A JS value into `T` through serde; the error names the key it happened at.
 pub fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, String> {
-    serde_path_to_error::deserialize(serde_wasm_bindgen::Deserializer::from(value))
-        .map_err(|e| format!("{what}: {}", named(e)))
+    deserialize(value).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Through a JSON value: serde-wasm-bindgen reads a struct's known keys only, so an unknown
+/// (misspelt) key would pass unseen; a JSON object lists them all for `deny_unknown_fields`.
+fn deserialize<T: DeserializeOwned>(value: JsValue) -> Result<T, String> {
+    let json: serde_json::Value =
+        serde_wasm_bindgen::from_value(value).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(json).map_err(named)
 }
 
 /// `fit`'s options: a [`FitSpec`] (absent keys take the defaults) plus `signal`, an AbortSignal.
@@ -54,10 +61,8 @@ pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
     // A copy without `signal`: everything else must be a fit setting.
     let copy = Object::assign(&Object::new(), js.unchecked_ref());
     let _ = Reflect::delete_property(&copy, &"signal".into());
-    let spec: FitSpec = serde_path_to_error::deserialize(serde_wasm_bindgen::Deserializer::from(
-        JsValue::from(copy),
-    ))
-    .map_err(|e| SpecError::Options(named(e)).to_string())?;
+    let spec: FitSpec =
+        deserialize(JsValue::from(copy)).map_err(|e| SpecError::Options(e).to_string())?;
     spec.validate().map_err(|e| e.to_string())?;
     Ok((spec, signal))
 }
