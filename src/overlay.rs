@@ -67,11 +67,12 @@ impl Colormap {
         }
     }
 
-    /// The colour of `t` in [0, 1] (clamped), from a 256-entry table interpolated between the stops.
+    /// The colour of `t` in [0, 1] (clamped), interpolated linearly between the stops. Continuous
+    /// in `t` (no lookup table): scores that differ in their last bits (native vs wasm) get
+    /// colours that differ by at most one level.
     pub fn color(self, t: f32) -> [u8; 3] {
         let stops = self.stops();
-        let i = (t.clamp(0.0, 1.0) * 255.0).round() / 255.0;
-        let x = i * (stops.len() - 1) as f32;
+        let x = t.clamp(0.0, 1.0) * (stops.len() - 1) as f32;
         let k = (x.floor() as usize).min(stops.len() - 2);
         let f = x - k as f32;
         let (a, b) = (stops[k], stops[k + 1]);
