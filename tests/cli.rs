@@ -127,3 +127,45 @@ fn errors_name_the_file_and_the_problem() {
     );
     assert!(!out.exists(), "no output is written on error");
 }
+
+#[test]
+fn weights_holding_nan_are_refused_by_tensor_name() {
+    use dino_ar::weights::{TensorFile, write_safetensors_f32};
+    let file = TensorFile::from_bytes(TINY_HF).unwrap();
+    let damaged = "layer.1.mlp.up_proj.weight";
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            let mut v = t.to_f32(name).unwrap();
+            if name == damaged {
+                v[7] = f32::NAN;
+            }
+            (name.clone(), t.shape.clone(), v)
+        })
+        .collect();
+    let list: Vec<(&str, Vec<usize>, &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.clone(), v.as_slice()))
+        .collect();
+    let weights = out_path("nan.safetensors");
+    std::fs::write(&weights, write_safetensors_f32(&list, None).unwrap()).unwrap();
+    let out = out_path("nan_emb.safetensors");
+    let o = embed(&[
+        "--backbone",
+        weights.to_str().unwrap(),
+        "--config",
+        fixture("tiny/config.json").to_str().unwrap(),
+        "--pixels",
+        fixture("tiny/pixels_224x224.safetensors").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("nan.safetensors") && err.contains(damaged) && err.contains("NaN"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
