@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
-use crate::spec::{FitSpec, SpecError};
+use crate::spec::{FitSpec, SpecError, choose};
 use crate::weights::{TensorFile, WeightsError};
 
 /// Mask A hides the centre tap (first layer); mask B keeps it (later layers).
@@ -146,14 +146,7 @@ impl std::fmt::Display for Variant {
 impl std::str::FromStr for Variant {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
-        Variant::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| SpecError::UnknownChoice {
-                what: "variant",
-                got: s.to_string(),
-                choices: Variant::ALL.map(|v| format!("`{}`", v.name())).join(", "),
-            })
+        choose("variant", &Variant::ALL, Variant::name, s)
     }
 }
 

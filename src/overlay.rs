@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::score::is_anomalous;
+use crate::spec::{SpecError, choose};
 
 /// A colour scale from 0 (cold) to 1 (hot), sampled at evenly spaced stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,18 +87,10 @@ impl fmt::Display for Colormap {
     }
 }
 
-/// A colormap name this crate does not have.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown colormap `{0}`: use {names}", names = Colormap::ALL.map(|c| format!("`{c}`")).join(", "))]
-pub struct UnknownColormap(pub String);
-
 impl FromStr for Colormap {
-    type Err = UnknownColormap;
-    fn from_str(s: &str) -> Result<Self, UnknownColormap> {
-        Colormap::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| UnknownColormap(s.to_string()))
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        choose("colormap", &Colormap::ALL, Colormap::name, s)
     }
 }
 

@@ -53,19 +53,30 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| SpecError::UnknownChoice {
-                what: "method",
-                got: s.to_string(),
-                choices: names(Method::ALL.map(Method::name)),
-            })
+        choose("method", &Method::ALL, Method::name, s)
     }
 }
 
-fn names<const N: usize>(all: [&str; N]) -> String {
-    all.map(|n| format!("`{n}`")).join(", ")
+/// The one of `all` called `s`, or an error that lists the names (`what` says which setting).
+/// Every named setting (method, variant, colormap) parses through here.
+pub fn choose<T: Copy>(
+    what: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    s: &str,
+) -> Result<T, SpecError> {
+    all.iter()
+        .copied()
+        .find(|&c| name(c) == s)
+        .ok_or_else(|| SpecError::UnknownChoice {
+            what,
+            got: s.to_string(),
+            choices: all
+                .iter()
+                .map(|&c| format!("`{}`", name(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Model input size, height × width in pixels (multiples of the backbone's patch size).
