@@ -104,6 +104,7 @@ impl MaskedConv2d {
 /// `dilated` (dilation 4 on every layer, the paper's default) or `standard` (dilation 1).
 ///
 /// To add a variant: a case here (its name, label and dilation), then its test in `ar_native.rs`.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {

@@ -17,6 +17,7 @@ use crate::score::is_anomalous;
 use crate::spec::{SpecError, choose};
 
 /// A colour scale from 0 (cold) to 1 (hot), sampled at evenly spaced stops.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Colormap {
@@ -95,6 +96,7 @@ impl FromStr for Colormap {
 }
 
 /// How the map is drawn; the defaults are what the CLI writes and what the page starts with.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverlayStyle {

@@ -9,6 +9,7 @@ use crate::score::verdict;
 pub const HEADER: [&str; 5] = ["file", "score", "score_top1", "threshold", "verdict"];
 
 /// One image's line.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScoreRow {

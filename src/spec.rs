@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::ar::{ArConfig, Variant};
 
 /// Which scorer turns embeddings into patch scores. The one spelling of "AR or kNN".
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -154,39 +155,44 @@ impl<'de> Deserialize<'de> for InputSize {
     }
 }
 
-/// Everything that decides how a model is fit. The defaults are the paper's.
+/// Everything that decides how a model is fit. The defaults are the paper's; each field's doc
+/// says it (for the TypeScript types), and a test holds those lines to [`FitSpec::default`].
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FitSpec {
-    /// `ar` (the paper) or `knn` (the baseline).
+    /// `ar` (the paper) or `knn` (the baseline). Default: `"ar"`.
     pub method: Method,
-    /// AR head: `dilated` (dilation 4, the paper) or `standard` (dilation 1).
+    /// AR head: `dilated` (dilation 4, the paper) or `standard` (dilation 1). Default:
+    /// `"dilated"`.
     pub variant: Variant,
-    /// AR head: hidden channels.
+    /// AR head: hidden channels. Default: 256.
     pub hidden: usize,
-    /// AR head: masked convolution layers.
+    /// AR head: masked convolution layers. Default: 5.
     pub layers: usize,
-    /// AR head: kernel size (odd).
+    /// AR head: kernel size (odd). Default: 3.
     pub kernel: usize,
-    /// AR head: passes over the training images.
+    /// AR head: passes over the training images. Default: 40.
     pub epochs: usize,
-    /// AR head: images per optimisation step.
+    /// AR head: images per optimisation step. Default: 64.
     pub batch_size: usize,
-    /// AR head: AdamW learning rate.
+    /// AR head: AdamW learning rate. Default: 0.001.
     pub learning_rate: f64,
-    /// AR head: AdamW weight decay.
+    /// AR head: AdamW weight decay. Default: 0.01.
     pub weight_decay: f64,
-    /// AR head: chance per batch that the input gets feature noise.
+    /// AR head: chance per batch that the input gets feature noise. Default: 0.2.
     pub noise_prob: f64,
-    /// AR head: the noise's size relative to each channel's spread.
+    /// AR head: the noise's size relative to each channel's spread. Default: 0.03.
     pub noise_scale: f64,
-    /// Seeds the initialisation, the batch order, the noise and the hold-out split.
+    /// Seeds the initialisation, the batch order, the noise and the hold-out split. Default: 42.
     pub seed: u64,
-    /// Model input size (multiples of the backbone's patch size).
+    /// Model input size, `[height, width]` (multiples of the backbone's patch size). Default:
+    /// `[448, 448]`.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "[number, number]"))]
     pub size: InputSize,
-    /// Share of the normal images held out of training to calibrate the threshold.
+    /// Share of the normal images held out of training to calibrate the threshold. Default: 0.1.
     pub holdout: f64,
-    /// The threshold is this quantile of the held-out images' scores.
+    /// The threshold is this quantile of the held-out images' scores. Default: 0.99.
     pub quantile: f64,
 }
 
@@ -379,5 +385,39 @@ mod tests {
         assert_eq!("knn".parse::<Method>().unwrap(), Method::Knn);
         let e = "svm".parse::<Method>().unwrap_err().to_string();
         assert!(e.contains("`ar`, `knn`"), "{e}");
+    }
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        // The field docs become the TypeScript doc comments: each says its default, and must
+        // say the one `FitSpec::default()` has.
+        let source = include_str!("spec.rs");
+        let start = source.find("pub struct FitSpec {").unwrap() + "pub struct FitSpec {".len();
+        let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
+        let defaults = serde_json::to_value(FitSpec::default()).unwrap();
+        let mut doc = String::new();
+        let mut seen = 0;
+        for line in body.lines().map(str::trim) {
+            if let Some(text) = line.strip_prefix("///") {
+                doc = doc + text + " ";
+            } else if let Some(field) = line.strip_prefix("pub ").and_then(|l| l.split(':').next())
+            {
+                let key = field
+                    .split('_')
+                    .enumerate()
+                    .map(|(i, w)| match i {
+                        0 => w.to_string(),
+                        _ => w[..1].to_uppercase() + &w[1..],
+                    })
+                    .collect::<String>();
+                let documented = std::mem::take(&mut doc)
+                    .split_once("Default: ")
+                    .map(|(_, d)| d.trim().trim_end_matches('.').replace('`', ""))
+                    .unwrap_or_else(|| panic!("`{key}` has no default in its doc"));
+                let doc: serde_json::Value = serde_json::from_str(&documented).unwrap();
+                assert_eq!(doc, defaults[&key], "`{key}`: documented default");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, defaults.as_object().unwrap().len());
     }
 }

@@ -40,6 +40,7 @@ pub enum TrainError {
 }
 
 /// Reported after every optimisation step.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Progress {
     /// 1-based.

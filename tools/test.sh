@@ -20,10 +20,27 @@ echo "$heads" | tail -1 | grep -Eq '^knn_over_ar_at_2=[0-9.]+$' || { echo "bench
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
 wasm-pack test --headless --chrome -- --test web --test web_device_lost
 
-printf '\n== the pkg/ JavaScript API in headless Chromium (tests/js/api.mjs)\n' >&2
+printf '\n== the pkg/ JavaScript API: build (wasm-pack build --dev)\n' >&2
 # --dev shares the compiled dependencies of the wasm tests above.
 wasm-pack build --dev --target web --out-dir pkg
 (cd tests/js && npm ci --no-audit --no-fund --silent)
+
+printf '\n== the TypeScript types of pkg/: tests/ts/consumer.ts and the README example (tsc --strict)\n' >&2
+mkdir -p tests/ts/out
+awk '/^```ts$/ { keep = 1; next } /^```$/ { keep = 0 } keep' README.md | sed 's#"\./pkg/#"../../../pkg/#' > tests/ts/out/readme.ts
+[ -s tests/ts/out/readme.ts ] || { echo "no \`\`\`ts example found in README.md" >&2; exit 1; }
+tests/js/node_modules/.bin/tsc -p tests/ts
+echo "types check"
+
+printf '\n== the npm package: npm pack --dry-run lists the wasm, the glue, the types, README and LICENSE\n' >&2
+packed=$(cd pkg && npm pack --dry-run --json 2>/dev/null | node -e '
+  const [p] = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  console.log(`${p.name}@${p.version}: ${p.files.map((f) => f.path).sort().join(" ")}`);')
+want="$(awk -F'"' '/^name = /{n=$2} /^version = /{v=$2; print n "@" v; exit}' Cargo.toml): LICENSE README.md dino_ar.d.ts dino_ar.js dino_ar_bg.wasm package.json"
+echo "$packed"
+[ "$packed" = "$want" ] || { echo "npm pack: expected $want" >&2; exit 1; }
+
+printf '\n== the pkg/ JavaScript API at run time (tests/js/api.mjs)\n' >&2
 node tests/js/api.mjs
 
 printf '\n== the page end to end in headless Chromium (tests/js/page.mjs)\n' >&2

@@ -3,13 +3,12 @@
 
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Uint8Array};
+use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
-    fit_images, fit_options, from_js, get, grid_object, js_err, progress_object, score_object,
-    to_js,
+    fit_images, fit_options, from_js, get, grid_object, js_err, score_object, to_js,
 };
 use super::session::{Session, SessionError};
 
@@ -19,11 +18,27 @@ pub struct JsDetector {
     session: Rc<Session>,
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const OPTIONS: &str = r#"
+/** Where the model runs: `"auto"` takes WebGPU on a hardware adapter, else the CPU. */
+export type Backend = "webgpu" | "cpu" | "auto";
+
+/**
+ * `fit`'s options: any settings of the fit specification (`fitDefaults()` gives each default;
+ * an unknown key is an error) — `size` also as a number or `"HxW"` — and `signal` to cancel.
+ */
+export type FitOptions = Partial<Omit<FitSpec, "size">> & {
+    size?: number | [number, number] | string;
+    signal?: AbortSignal;
+};
+"#;
+
 /// `score`'s options.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, tsify::Tsify)]
 #[serde(default, deny_unknown_fields)]
 struct ScoreOptions {
     /// Also return the map upsampled to the image's size (`map`, width·height values).
+    #[tsify(optional)]
     map: bool,
 }
 
@@ -31,7 +46,8 @@ struct ScoreOptions {
 impl JsDetector {
     /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
     /// CPU backend (a software WebGPU adapter is far slower than it).
-    pub fn create(kind: String) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Detector>")]
+    pub fn create(#[wasm_bindgen(unchecked_param_type = "Backend")] kind: String) -> Promise {
         future_to_promise(async move {
             let session = Session::create(&kind).await.map_err(js_err)?;
             Ok(JsDetector {
@@ -48,7 +64,7 @@ impl JsDetector {
     }
 
     /// Load DINOv3 weights and, optionally, the Hugging Face `config.json` text.
-    #[wasm_bindgen(js_name = loadBackbone)]
+    #[wasm_bindgen(js_name = loadBackbone, unchecked_return_type = "Promise<BackboneInfo>")]
     pub fn load_backbone(&self, bytes: Vec<u8>, config_json: Option<String>) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
@@ -60,14 +76,14 @@ impl JsDetector {
     }
 
     /// Load a model bundle (from `dino-ar fit` or `fit` here) made with the loaded backbone.
-    #[wasm_bindgen(js_name = loadModel)]
+    #[wasm_bindgen(js_name = loadModel, unchecked_return_type = "Promise<ModelInfo>")]
     pub fn load_model(&self, bytes: Vec<u8>) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move { to_js(&s.load_model(&bytes).map_err(js_err)?) })
     }
 
     /// Normalised pixels `[3·h·w]` → `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
-    #[wasm_bindgen(js_name = embedPixels)]
+    #[wasm_bindgen(js_name = embedPixels, unchecked_return_type = "Promise<Embedding>")]
     pub fn embed_pixels(&self, pixels: Vec<f32>, height: usize, width: usize) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
@@ -81,13 +97,19 @@ impl JsDetector {
 
     /// RGBA bytes → `{ width, height, grid, gridH, gridW, score, scoreTop1, threshold,
     /// anomalous }`; with `{ map: true }` also `map` (Float32Array, width·height).
-    pub fn score(&self, rgba: Vec<u8>, width: usize, height: usize, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<ScoreResult>")]
+    pub fn score(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Uint8ClampedArray")] rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScoreOptions")] options: Option<Object>,
+    ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            let options: ScoreOptions = if options.is_undefined() || options.is_null() {
-                ScoreOptions::default()
-            } else {
-                from_js(options, "score options").map_err(js_err)?
+            let options: ScoreOptions = match options {
+                None => ScoreOptions::default(),
+                Some(o) => from_js(o.into(), "score options").map_err(js_err)?,
             };
             let r = s.score(&rgba, width, height).await.map_err(js_err)?;
             Ok(score_object(&r, options.map))
@@ -99,10 +121,18 @@ impl JsDetector {
     /// their defaults; an unknown key is an error) plus `signal`, an AbortSignal. `onProgress` is
     /// called after each image is embedded with `{ phase: "embed", image, images }` and after
     /// every training step with `{ phase: "train", epoch, epochs, step, steps, loss }`.
-    pub fn fit(&self, images: JsValue, options: JsValue, on_progress: Option<Function>) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
+    pub fn fit(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "FitImage[]")] images: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "FitOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "(progress: FitProgress) => void")]
+        on_progress: Option<Function>,
+    ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
             let images = fit_images(&images).map_err(js_err)?;
+            let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (spec, signal) = fit_options(&options).map_err(js_err)?;
             let aborted =
                 |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
@@ -111,7 +141,7 @@ impl JsDetector {
             }
             let bytes = s
                 .fit(&images, &spec, |p| {
-                    if let (Some(f), Ok(v)) = (&on_progress, progress_object(p)) {
+                    if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
                         // A throwing callback must not abort the training.
                         let _ = f.call1(&JsValue::NULL, &v);
                     }

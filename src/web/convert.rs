@@ -7,7 +7,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 
-use super::session::FitProgress;
 use crate::detector::AnomalyMap;
 use crate::spec::{FitSpec, SpecError, named};
 
@@ -67,7 +66,17 @@ pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
     Ok((spec, signal))
 }
 
-/// `[{ rgba, width, height }]` → owned buffers.
+#[wasm_bindgen(typescript_custom_section)]
+const FIT_IMAGE: &str = r#"
+/** One normal image for `fit`: RGBA bytes (a canvas's `ImageData.data`), row-major. */
+export interface FitImage {
+    rgba: Uint8Array | Uint8ClampedArray;
+    width: number;
+    height: number;
+}
+"#;
+
+/// `[{ rgba, width, height }]` (TypeScript: `FitImage[]`) → owned buffers.
 pub fn fit_images(js: &JsValue) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
     let array: &Array = js
         .dyn_ref()
@@ -89,7 +98,18 @@ pub fn fit_images(js: &JsValue) -> Result<Vec<(Vec<u8>, usize, usize)>, String> 
         .collect()
 }
 
-/// `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
+#[wasm_bindgen(typescript_custom_section)]
+const EMBEDDING: &str = r#"
+/** `embedPixels`'s result: the patch embeddings, channel-major. */
+export interface Embedding {
+    /** `[D, gridH, gridW]` values. */
+    data: Float32Array;
+    gridH: number;
+    gridW: number;
+}
+"#;
+
+/// `{ data: Float32Array [D, gridH, gridW], gridH, gridW }` (TypeScript: `Embedding`).
 pub fn grid_object(data: &[f32], gh: usize, gw: usize) -> JsValue {
     let out = Object::new();
     set(&out, "data", Float32Array::from(data));
@@ -98,8 +118,32 @@ pub fn grid_object(data: &[f32], gh: usize, gw: usize) -> JsValue {
     out.into()
 }
 
-/// `score`'s result; the full-size map only when `with_map` (the patch grid is what a page
-/// needs to draw: [`super::page`] upsamples it).
+#[wasm_bindgen(typescript_custom_section)]
+const SCORE_RESULT: &str = r#"
+/** `score`'s result: the image score, the verdict and the anomaly map. */
+export interface ScoreResult {
+    /** The image's size (the map's). */
+    width: number;
+    height: number;
+    /** Patch scores, row-major `gridH × gridW`. */
+    grid: Float32Array;
+    gridH: number;
+    gridW: number;
+    /** Pixel scores at the image's size, row-major; only with `{ map: true }`. */
+    map?: Float32Array;
+    /** The image score: the map's maximum. */
+    score: number;
+    /** Mean of the map's top 1 %. */
+    scoreTop1: number;
+    /** The model's calibrated threshold. */
+    threshold: number;
+    /** `score > threshold` (a score exactly on the threshold is normal). */
+    anomalous: boolean;
+}
+"#;
+
+/// `score`'s result (TypeScript: `ScoreResult`); the full-size map only when `with_map` (the
+/// patch grid is what a page needs to draw: [`super::page`] upsamples it).
 pub fn score_object(r: &AnomalyMap, with_map: bool) -> JsValue {
     let out = Object::new();
     if with_map {
@@ -115,23 +159,4 @@ pub fn score_object(r: &AnomalyMap, with_map: bool) -> JsValue {
     set(&out, "threshold", r.threshold);
     set(&out, "anomalous", r.anomalous);
     out.into()
-}
-
-/// `{ phase: "embed", image, images }` or `{ phase: "train", epoch, epochs, step, steps, loss }`.
-pub fn progress_object(p: FitProgress) -> Result<JsValue, JsValue> {
-    let out = match p {
-        FitProgress::Embedded { image, images } => {
-            let o = Object::new();
-            set(&o, "image", image as u32);
-            set(&o, "images", images as u32);
-            set(&o, "phase", "embed");
-            o
-        }
-        FitProgress::Trained(p) => {
-            let o: Object = to_js(&p)?.unchecked_into();
-            set(&o, "phase", "train");
-            o
-        }
-    };
-    Ok(out.into())
 }

@@ -2,6 +2,7 @@
 //! rule, verdict, CSV and defaults, so the page draws, judges and fills its forms exactly as the
 //! CLI does instead of restating any of it in JavaScript.
 
+use js_sys::Object;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
@@ -14,7 +15,7 @@ use crate::spec::{FitSpec, Method};
 
 /// The fit settings' defaults, `{ method, variant, hidden, …, size: [h, w], holdout, quantile }`:
 /// what `fit` uses for a key that is left out, and what the page's form starts from.
-#[wasm_bindgen(js_name = fitDefaults)]
+#[wasm_bindgen(js_name = fitDefaults, unchecked_return_type = "Required<FitSpec>")]
 pub fn fit_defaults() -> Result<JsValue, JsValue> {
     to_js(&FitSpec::default())
 }
@@ -22,20 +23,25 @@ pub fn fit_defaults() -> Result<JsValue, JsValue> {
 /// Fit options read as `fit` reads them (absent keys take the defaults, an unknown key or a bad
 /// value is an error that names it) → the whole spec, size as `[h, w]`. Lets a page check a form
 /// before it reads any image.
-#[wasm_bindgen(js_name = fitSpec)]
-pub fn fit_spec(options: JsValue) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(js_name = fitSpec, unchecked_return_type = "Required<FitSpec>")]
+pub fn fit_spec(
+    #[wasm_bindgen(unchecked_optional_param_type = "FitOptions")] options: Option<Object>,
+) -> Result<JsValue, JsValue> {
+    let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
     let (spec, _) = fit_options(&options).map_err(js_err)?;
     to_js(&spec)
 }
 
-#[derive(Serialize)]
-struct Choice {
+/// One named choice of a setting.
+#[derive(Serialize, tsify::Tsify)]
+pub struct Choice {
     value: &'static str,
     label: &'static str,
 }
 
-#[derive(Serialize)]
-struct Choices {
+/// The named choices of each setting that has them.
+#[derive(Serialize, tsify::Tsify)]
+pub struct Choices {
     method: Vec<Choice>,
     variant: Vec<Choice>,
     colormap: Vec<Choice>,
@@ -43,7 +49,7 @@ struct Choices {
 
 /// The named choices of the fit and overlay settings, `{ method, variant, colormap }`, each a list
 /// of `{ value, label }`: the page's menus are filled from them.
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "Choices")]
 pub fn choices() -> Result<JsValue, JsValue> {
     to_js(&Choices {
         method: Method::ALL
@@ -68,7 +74,7 @@ pub fn choices() -> Result<JsValue, JsValue> {
 }
 
 /// The overlay's defaults, `{ colormap, opacity, contour }`.
-#[wasm_bindgen(js_name = overlayDefaults)]
+#[wasm_bindgen(js_name = overlayDefaults, unchecked_return_type = "Required<OverlayStyle>")]
 pub fn overlay_defaults() -> Result<JsValue, JsValue> {
     to_js(&OverlayStyle::default())
 }
@@ -80,7 +86,7 @@ pub fn is_anomalous(score: f32, threshold: f32) -> bool {
 }
 
 /// `"anomalous"` or `"normal"`, by the verdict rule.
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "\"anomalous\" | \"normal\"")]
 pub fn verdict(score: f32, threshold: f32) -> String {
     score::verdict(score, threshold).into()
 }
@@ -106,15 +112,19 @@ pub fn upsample_map(
     ))
 }
 
-/// `renderOverlay`'s options: where the scores sit, and optionally the style.
-#[derive(Deserialize)]
+/// `renderOverlay`'s options: where the scores sit (from `loadModel`'s info; the threshold may be
+/// the user's), and optionally the style (`overlayDefaults()` otherwise).
+#[derive(Deserialize, tsify::Tsify)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RenderOptions {
+pub struct RenderOptions {
     threshold: f32,
     display_low: f32,
     display_high: f32,
+    #[tsify(optional)]
     colormap: Option<Colormap>,
+    #[tsify(optional)]
     opacity: Option<f32>,
+    #[tsify(optional)]
     contour: Option<bool>,
 }
 
@@ -124,11 +134,11 @@ struct RenderOptions {
 /// `{ colormap, opacity, contour }` (`overlayDefaults()` otherwise).
 #[wasm_bindgen(js_name = renderOverlay)]
 pub fn render_overlay(
-    base: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array | Uint8ClampedArray")] base: &[u8],
     width: usize,
     height: usize,
     map: &[f32],
-    options: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "RenderOptions")] options: JsValue,
 ) -> Result<Vec<u8>, JsValue> {
     let o: RenderOptions = from_js(options, "overlay options").map_err(js_err)?;
     let d = OverlayStyle::default();
@@ -148,7 +158,9 @@ pub fn render_overlay(
 /// The text of `scores.csv` for rows `[{ file, score?, scoreTop1?, threshold, error? }]`: the same
 /// columns, numbers and verdicts as `dino-ar score` writes.
 #[wasm_bindgen(js_name = scoresCsv)]
-pub fn scores_csv(rows: JsValue) -> Result<String, JsValue> {
+pub fn scores_csv(
+    #[wasm_bindgen(unchecked_param_type = "ScoreRow[]")] rows: JsValue,
+) -> Result<String, JsValue> {
     let rows: Vec<ScoreRow> = from_js(rows, "CSV rows").map_err(js_err)?;
     Ok(scores_csv::write(&rows))
 }

@@ -54,7 +54,7 @@ pub enum SessionError {
 }
 
 /// What `loadBackbone` resolves to: the architecture read from the file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct BackboneInfo {
     pub layout: String,
@@ -68,7 +68,7 @@ pub struct BackboneInfo {
 }
 
 /// What `loadModel` resolves to: how the model was made and where its scores sit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     /// `ar (dilated)`, `knn`, …
@@ -80,17 +80,19 @@ pub struct ModelInfo {
     pub display_high: f32,
     pub train_images: usize,
     /// Every setting the model was fit with.
+    #[tsify(type = "Required<FitSpec>")]
     pub spec: FitSpec,
 }
 
-/// What `fit` reports: each normal image embedded, then every training step.
-#[derive(Debug, Clone, Copy)]
+/// What `fit` reports: each normal image embedded (`phase: "embed"`), then every training step
+/// (`phase: "train"`).
+#[derive(Debug, Clone, Copy, Serialize, tsify::Tsify)]
+#[serde(tag = "phase")]
 pub enum FitProgress {
     /// `image` of `images` (1-based) went through the backbone.
-    Embedded {
-        image: usize,
-        images: usize,
-    },
+    #[serde(rename = "embed")]
+    Embedded { image: usize, images: usize },
+    #[serde(rename = "train")]
     Trained(Progress),
 }
 

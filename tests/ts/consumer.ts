@@ -1,0 +1,79 @@
+// A TypeScript consumer of pkg/: every method of the JS API with its types, type-checked by
+// `tsc --strict --noEmit` in tools/test.sh (never run). The `@ts-expect-error` lines prove that
+// mistakes a user makes do not compile: if one of them compiled, tsc would fail on it.
+import init, {
+  Detector,
+  choices,
+  fitDefaults,
+  fitSpec,
+  isAnomalous,
+  overlayDefaults,
+  renderOverlay,
+  scoresCsv,
+  upsampleMap,
+  verdict,
+  type Backend,
+  type BackboneInfo,
+  type Embedding,
+  type FitImage,
+  type FitOptions,
+  type FitProgress,
+  type ModelInfo,
+  type ScoreResult,
+} from "../../pkg/dino_ar.js";
+
+export async function everything(weights: Uint8Array, config: string | undefined, normals: FitImage[], image: ImageData) {
+  await init();
+  const backend: Backend = "auto";
+  const det: Detector = await Detector.create(backend);
+  const where: string = det.backend;
+  const info: BackboneInfo = await det.loadBackbone(weights, config);
+  const width: number = info.hiddenSize;
+
+  const controller = new AbortController();
+  const options: FitOptions = { epochs: 40, size: 448, method: "ar", variant: "dilated", signal: controller.signal };
+  const seen: number[] = [];
+  const bundle: Uint8Array = await det.fit(normals, options, (p: FitProgress) => {
+    // A discriminated union on `phase`.
+    if (p.phase === "embed") seen.push(p.image / p.images);
+    else seen.push(p.loss, p.epoch, p.step);
+  });
+  await det.fit(normals); // every option has a default
+  await det.fit(normals, { size: [448, 224], holdout: 0.2, quantile: 0.99, hidden: 128, batchSize: 8, learningRate: 1e-3 });
+  det.cancel();
+
+  const model: ModelInfo = await det.loadModel(bundle);
+  const epochs: number = model.spec.epochs;
+  const r: ScoreResult = await det.score(image.data, image.width, image.height);
+  const withMap: ScoreResult = await det.score(image.data, image.width, image.height, { map: true });
+  const pixels: Float32Array | undefined = withMap.map;
+  const judged: boolean = r.anomalous && isAnomalous(r.score, model.threshold);
+  const said: "anomalous" | "normal" = verdict(r.score, r.threshold);
+  const grid: Float32Array = r.grid;
+  const embedding: Embedding = await det.embedPixels(new Float32Array(3 * 224 * 224), 224, 224);
+
+  const map: Float32Array = upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width);
+  const style = overlayDefaults();
+  const drawn: Uint8Array = renderOverlay(image.data, image.width, image.height, map, {
+    threshold: model.threshold, displayLow: model.displayLow, displayHigh: model.displayHigh, opacity: style.opacity,
+  });
+  const csv: string = scoresCsv([{ file: "a.png", score: r.score, scoreTop1: r.scoreTop1, threshold: r.threshold }]);
+  const defaults = fitDefaults();
+  const checked = fitSpec({ epochs: defaults.epochs * 2 });
+  const menus: string[] = choices().method.map((c) => c.label);
+  det.free();
+
+  // Mistakes that must not compile:
+  // @ts-expect-error a misspelt option (`epochs`)
+  await det.fit(normals, { epoch: 40 });
+  // @ts-expect-error a backend that does not exist
+  await Detector.create("gpu");
+  // @ts-expect-error a result field that does not exist (`scoreTop1`)
+  const top: number = r.scoreTop;
+  // @ts-expect-error a method name that is not a method
+  await det.fit(normals, { method: "svm" });
+  // @ts-expect-error progress reports of the embed phase have no loss
+  await det.fit(normals, {}, (p) => p.phase === "embed" && p.loss);
+
+  return { where, width, seen, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
+}
