@@ -53,6 +53,17 @@ try {
   }), otherOrigin);
   check(blocked.startsWith("blocked (connect-src"), `a request to another origin is ${blocked}`);
   check(await page.locator("#error").isHidden(), "the page starts without an error");
+  // The training form starts from the library's defaults (none are written in the page).
+  const form = await page.evaluate(async () => {
+    const { fitDefaults } = await import("/pkg/dino_ar.js");
+    const d = fitDefaults();
+    const mismatched = [...document.querySelectorAll("[data-fit]")].filter((input) => {
+      const want = input.dataset.fit === "size" ? d.size[0] : d[input.dataset.fit];
+      return input.value !== String(want);
+    }).map((input) => `${input.dataset.fit}=${input.value}`);
+    return { fields: document.querySelectorAll("[data-fit]").length, mismatched };
+  });
+  check(form.fields >= 8 && form.mismatched.length === 0, `the fit form shows the library's defaults (${form.fields} fields; off: ${form.mismatched.join(", ") || "none"})`);
   check((await text("#privacy")).includes("stay on this device"), "the privacy line is shown");
   console.log(`     backend: ${await text("#backend-status")}`);
 
