@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Serve the app locally: `/` is www/, `/pkg/` is the wasm-pack output. Loopback only.
 
+    tools/serve.py [PORT] [--root DIR]
+
+With `--root DIR`, serve a static folder written by tools/site.sh instead (as a static host would).
+
 Sends the same Content-Security-Policy as the page's meta tag, so the browser refuses any
 connection outside this origin.
 """
@@ -18,9 +22,13 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript"}
 
+    site = None  # a tools/site.sh folder, served as it is
+
     def translate_path(self, path):
         path = path.split("?", 1)[0].split("#", 1)[0]
-        if path.startswith("/pkg/"):
+        if self.site:
+            base, rest = self.site, path.lstrip("/")
+        elif path.startswith("/pkg/"):
             base, rest = os.path.join(ROOT, "pkg"), path[len("/pkg/"):]
         else:
             base, rest = os.path.join(ROOT, "www"), path.lstrip("/")
@@ -34,7 +42,12 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
 
 def main():
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+    args = sys.argv[1:]
+    if "--root" in args:
+        i = args.index("--root")
+        Handler.site = os.path.abspath(args[i + 1])
+        del args[i:i + 2]
+    port = int(args[0]) if args else 8080
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     # Port 0 asks the system for a free one: print the port actually bound.
     print(f"dino-ar is at http://localhost:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)

@@ -43,8 +43,10 @@ echo "$packed"
 printf '\n== the pkg/ JavaScript API at run time (tests/js/api.mjs)\n' >&2
 node tests/js/api.mjs
 
-printf '\n== the page end to end in headless Chromium (tests/js/page.mjs)\n' >&2
-node tests/js/page.mjs
+printf '\n== the page end to end in headless Chromium, served as the static site tools/site.sh writes (tests/js/page.mjs)\n' >&2
+site="$(mktemp -d)/dino-ar"   # served from its parent: the page lives on a sub-path
+tools/site.sh --no-build "$site"
+DINO_AR_SITE="$site" node tests/js/page.mjs
 
 printf '\n== the CLI and the page agree: verdicts, overlays, a score on the threshold (tests/js/agree.mjs)\n' >&2
 DINO_AR_BIN="$bin" node tests/js/agree.mjs

@@ -1,14 +1,14 @@
 // The library on the page's own thread: the wasm module is compiled once here and handed to the
 // worker (which runs the model), and the page calls the library's own rules — the overlay drawing,
 // the verdict, the CSV, the fit settings and their defaults — instead of restating them in JS.
-import init, * as dino from "../pkg/dino_ar.js";
+import init, * as dino from "./pkg/dino_ar.js";
 
 let module = null;
 
 // → the compiled WebAssembly.Module (also what the worker instantiates).
 export async function load() {
   if (module) return module;
-  const url = new URL("../pkg/dino_ar_bg.wasm", import.meta.url);
+  const url = new URL("./pkg/dino_ar_bg.wasm", import.meta.url);
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the engine is missing (${url.pathname}: HTTP ${response.status}); build pkg/ with tools/serve.sh`);
   try {

@@ -1,7 +1,7 @@
 // The worker that owns the Detector: every decode, backbone pass, training step and scoring runs
 // here, so the page never freezes. Requests are { id, op, ...args }; replies are
 // { id, result } or { id, error }, with { id, progress } in between.
-import init, { Detector, fitSpec } from "../pkg/dino_ar.js";
+import init, { Detector, fitSpec } from "./pkg/dino_ar.js";
 
 let detector = null;
 // The page compiles the module once and hands it over with `start`.

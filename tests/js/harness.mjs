@@ -8,9 +8,11 @@ import { chromium } from "playwright-core";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-// → { origin, stop }. Port 0: the server picks a free port and prints it.
-export async function serve() {
-  const server = spawn("python3", [join(root, "tools", "serve.py"), "0"], { stdio: ["ignore", "pipe", "inherit"] });
+// → { origin, stop }. Port 0: the server picks a free port and prints it. With `site`, a static
+// folder from tools/site.sh is served as it is, as a static host would.
+export async function serve({ site } = {}) {
+  const args = [join(root, "tools", "serve.py"), "0", ...(site ? ["--root", site] : [])];
+  const server = spawn("python3", args, { stdio: ["ignore", "pipe", "inherit"] });
   const origin = await new Promise((resolve, reject) => {
     server.stdout.once("data", (d) => {
       const m = String(d).match(/http:\/\/localhost:\d+/);

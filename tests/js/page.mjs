@@ -5,7 +5,7 @@
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
 import { mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { launch, root, serve } from "./harness.mjs";
 
 const out = process.env.DINO_AR_TEST_OUT || join(root, "tests", "js", "out");
@@ -13,8 +13,14 @@ mkdirSync(out, { recursive: true });
 const sample = join(root, "www", "sample");
 const manifest = JSON.parse(readFileSync(join(sample, "manifest.json"), "utf8"));
 
-const server = await serve();
+// DINO_AR_SITE: a folder from tools/site.sh (tools/test.sh tests that, as it would be published),
+// served from its parent so that the page lives on a sub-path (/<folder>/, as on GitHub Pages);
+// otherwise the repository's www/ and pkg/ at the root.
+const site = process.env.DINO_AR_SITE;
+const server = await serve({ site: site && dirname(site) });
 const { origin } = server;
+const base = site ? `${origin}/${basename(site)}/` : `${origin}/`;
+if (site) console.log(`     the static site ${site}, served at ${base}`);
 const browser = await launch();
 let failed = false;
 let page;
@@ -39,7 +45,7 @@ try {
   const text = (sel) => page.locator(sel).innerText();
   const ready = () => page.waitForSelector("body[data-ready=true]", { timeout: MINUTE });
 
-  const response = await page.goto(`${origin}/`);
+  const response = await page.goto(base);
   await ready();
   const csp = response.headers()["content-security-policy"] ?? "";
   check(csp.includes("connect-src 'self'") && csp.includes("default-src 'self'"), "the server sends the Content-Security-Policy");
@@ -55,7 +61,7 @@ try {
   check(await page.locator("#error").isHidden(), "the page starts without an error");
   // The training form starts from the library's defaults (none are written in the page).
   const form = await page.evaluate(async () => {
-    const { fitDefaults } = await import("/pkg/dino_ar.js");
+    const { fitDefaults } = await import("./pkg/dino_ar.js");
     const d = fitDefaults();
     const mismatched = [...document.querySelectorAll("[data-fit]")].filter((input) => {
       const want = input.dataset.fit === "size" ? d.size[0] : d[input.dataset.fit];
@@ -133,7 +139,7 @@ try {
       }
     }
     return { contour, contourNear, nearShare: nearArea / (w * h) };
-  }, `/sample/${defect.mask}`);
+  }, `sample/${defect.mask}`);
   const share = overlap.contourNear / overlap.contour;
   check(overlap.contour > 0 && share > 3 * overlap.nearShare,
     `the overlay's hot region lies on the defect (${(100 * share).toFixed(0)} % of its outline within a patch of the ` +
