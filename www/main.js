@@ -288,8 +288,8 @@ $("fit-run").onclick = () =>
   });
 
 async function train(files, options, name) {
-  $("fit-run").disabled = true;
   $("fit-cancel").hidden = false;
+  updateControls();
   $("fit-log").replaceChildren();
   progress("fit-progress", 0, 1);
   const status = $("fit-status");
@@ -330,6 +330,7 @@ let stopScoring = false;
 
 async function scoreFiles(files) {
   files = [...files];
+  if (!$("fit-cancel").hidden) throw new Error("a model is being trained: score the images once it is done");
   if (!state.model) throw new Error("load or train a model first");
   stopScoring = false;
   $("score-stop").hidden = false;
@@ -344,12 +345,12 @@ async function scoreFiles(files) {
       let entry;
       try {
         const r = await engine.score(file.name, file);
-        entry = { name: file.name, file, score: r.score, top1: r.scoreTop1, grid: r.grid,
+        entry = { name: rowName(file), file, score: r.score, top1: r.scoreTop1, grid: r.grid,
           gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height };
       } catch (e) {
         if (stopScoring) break;
         failed++;
-        entry = { name: file.name, file, error: e.message };
+        entry = { name: rowName(file), file, error: e.message };
       }
       state.results.push(entry);
       renderTable();
@@ -386,7 +387,19 @@ function setThreshold(t) {
 }
 const verdictOf = (r) => (r.error ? "error" : dino.verdict(r.score, threshold()));
 
+// A row's name: the path inside a picked folder where the browser gives it, and numbered when two
+// picked files still share it (`good/000.png` and `cut/000.png` picked one by one).
+function rowName(file) {
+  const name = file.webkitRelativePath || file.name;
+  const taken = new Set(state.results.map((r) => r.name));
+  if (!taken.has(name)) return name;
+  let k = 2;
+  while (taken.has(`${name} (${k})`)) k++;
+  return `${name} (${k})`;
+}
+
 function clearResults() {
+  $("score-status").textContent = "";
   state.results = [];
   state.current = -1;
   state.view = null;
@@ -595,8 +608,13 @@ for (const ev of ["dragover", "drop"]) window.addEventListener(ev, (e) => e.prev
 function updateControls() {
   const busy = !$("fit-cancel").hidden;
   $("fit-run").disabled = busy || !state.backbone || normals.length === 0;
-  $("score-files").disabled = !state.model;
-  $("model-file").disabled = !state.backbone;
+  // Why the score picker is off, said next to it rather than after a pick is dropped.
+  const why = busy ? "a model is being trained: images can be scored once it is done"
+    : !state.model ? "load or train a model first" : "";
+  $("score-files").disabled = why !== "";
+  $("score-files").title = why;
+  $("score-why").textContent = why;
+  $("model-file").disabled = !state.backbone || busy;
 }
 
 // ---- the built-in sample -------------------------------------------------------------------

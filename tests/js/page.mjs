@@ -4,7 +4,8 @@
 // CSV, reload (the weights are still there), run the built-in sample, and check from the network
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
-import { mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { launch, root, serve } from "./harness.mjs";
 
@@ -102,6 +103,9 @@ try {
   await page.fill("[data-fit=epochs]", "500");
   await page.click("#fit-run");
   await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("training:"), null, { timeout: 2 * MINUTE });
+  // While a model trains, the score picker is off and says why (a pick would be dropped).
+  check(await page.locator("#score-files").isDisabled() && (await text("#score-why")).includes("being trained"),
+    `while training, scoring waits and says so: "${await text("#score-why")}"`);
   await page.click("#fit-cancel");
   await page.waitForFunction(() => document.querySelector("#fit-status").textContent === "training cancelled", null, { timeout: MINUTE });
   check(await page.locator("#error").isHidden(), "cancelling is not an error");
@@ -168,10 +172,14 @@ try {
   check(png.subarray(1, 4).toString() === "PNG" && pngDownload.suggestedFilename().endsWith("_overlay.png"), `overlay PNG export (${pngDownload.suggestedFilename()})`);
 
   // A file that is no image: its row says so, the others (a grey 16-bit PNG among them) are scored.
+  // A file that shares its name with one already in the table (picked from another folder).
+  const otherFolder = mkdtempSync(join(tmpdir(), "dino-ar-page-"));
+  copyFileSync(join(sample, "test", "good_1.png"), join(otherFolder, "good_0.png"));
   await page.setInputFiles("#score-files", [join(root, "tests/fixtures/tiny/config.json"), join(sample, "test", "good_1.png"),
-    join(root, "tests/fixtures/tiny/image_grey16.png")]);
+    join(root, "tests/fixtures/tiny/image_grey16.png"), join(otherFolder, "good_0.png")]);
   await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("could not be read"), null, { timeout: MINUTE });
-  check((await text("#score-status")).startsWith("4 images scored, 1 could not be read"), `batch status: ${await text("#score-status")}`);
+  check((await text("#score-status")).startsWith("5 images scored, 1 could not be read"), `batch status: ${await text("#score-status")}`);
+  check((await text("#results")).includes("good_0.png (2)"), "two files that share a name get two rows told apart");
   check((await text("#results")).includes("config.json: not an image"), "an unreadable file is reported in its row");
   await page.click("#results button:text('image_grey16.png')");
   await page.waitForFunction(() => document.querySelector("#view-name").textContent === "image_grey16.png", null, { timeout: MINUTE });
