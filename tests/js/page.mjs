@@ -33,6 +33,18 @@ const check = (ok, what) => {
 };
 const MINUTE = 60_000;
 
+// An accessibility audit with axe-core (from npm, evaluated in the page: no network), failing on
+// serious and critical violations and listing the rest.
+const AXE = readFileSync(join(root, "tests", "js", "node_modules", "axe-core", "axe.min.js"), "utf8");
+async function audit(what) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => (await window.axe.run(document)).violations
+    .map((v) => ({ impact: v.impact, text: `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})` })));
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  for (const v of violations) if (!bad.includes(v)) console.log(`     note (axe): ${v.text}`);
+  check(bad.length === 0, `accessibility audit of ${what}: no serious violation${bad.length ? ` — ${bad.map((v) => v.text).join("; ")}` : ""}`);
+}
+
 try {
   // One context for the whole run: the reload must find what the first visit stored.
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 1000 } });
@@ -60,6 +72,7 @@ try {
   }), otherOrigin);
   check(blocked.startsWith("blocked (connect-src"), `a request to another origin is ${blocked}`);
   check(await page.locator("#error").isHidden(), "the page starts without an error");
+  await audit("the first screen");
   // The training form starts from the library's defaults (none are written in the page).
   const form = await page.evaluate(async () => {
     const { fitDefaults } = await import("./pkg/dino_ar.js");
@@ -198,6 +211,7 @@ try {
   check(await page.locator("#error").isHidden(), "the sample runs without an error");
   const verdicts = await page.locator("#results tbody tr").count();
   check(verdicts === manifest.test.length, `the sample fills the table (${verdicts} rows)`);
+  await audit("the page with the sample's overlay and table");
   await page.locator("#score-section").screenshot({ path: join(out, "sample.png") });
   await page.screenshot({ path: join(out, "page-sample.png"), fullPage: true });
 
