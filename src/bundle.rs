@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ar::ArConfig;
 use crate::score::Calibration;
-use crate::spec::{FitSpec, InputSize, Method};
+use crate::spec::{FitSpec, InputSize, Method, PositionNorm};
 use crate::weights::{TensorFile, WeightsError, write_safetensors_f32};
 
 /// 2: the whole [`FitSpec`] is stored. 1 (still read): method, AR config and training options.
@@ -111,6 +111,7 @@ mod v1 {
             let mut spec = FitSpec {
                 size: InputSize { height, width },
                 quantile: m.calibration.quantile,
+                position_norm: PositionNorm::None,
                 ..FitSpec::default()
             };
             let mut bank = None;
@@ -207,7 +208,12 @@ impl Bundle {
         let meta: BundleMeta = if found == 1 {
             serde_json::from_str::<v1::Meta>(json).map_err(bad)?.into()
         } else {
-            serde_json::from_str(json).map_err(bad)?
+            let mut value = version;
+            // Written before the setting existed: plain squared error, whatever today's default.
+            if let Some(spec) = value["spec"].as_object_mut() {
+                spec.entry("positionNorm").or_insert("none".into());
+            }
+            serde_json::from_value(value).map_err(bad)?
         };
         Ok(Self { meta, tensors })
     }

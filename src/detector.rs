@@ -16,10 +16,10 @@ use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
 use crate::score::{
-    Calibration, CalibrationError, ImageScore, image_score, is_anomalous, patch_scores,
-    upsample_bilinear,
+    Calibration, CalibrationError, ImageScore, PositionStats, image_score, is_anomalous,
+    patch_scores, upsample_bilinear,
 };
-use crate::spec::{FitSpec, InputSize, Method, SpecError};
+use crate::spec::{FitSpec, InputSize, Method, PositionNorm, SpecError};
 use crate::train::{Progress, TrainError, fit};
 
 /// Everything that can stop scoring or fitting; each message names what was wrong.
@@ -55,7 +55,8 @@ pub enum DetectorError {
 
 /// The part that turns an embedding grid into patch scores.
 pub enum Scorer {
-    Ar(ArHead),
+    /// The AR head's squared error, standardised per position when the spec says so.
+    Ar(ArHead, Option<PositionStats>),
     Knn(Box<MemoryBank>),
 }
 
@@ -63,17 +64,42 @@ impl Scorer {
     /// `[B, D, h, w]` → `[B, h, w]`.
     pub fn patch_scores(&self, grid: Tensor<4>) -> Tensor<3> {
         match self {
-            Scorer::Ar(head) => patch_scores(head.forward(grid.clone()), grid),
+            Scorer::Ar(head, position) => {
+                let s = patch_scores(head.forward(grid.clone()), grid);
+                match position {
+                    Some(p) => p.apply(s),
+                    None => s,
+                }
+            }
             Scorer::Knn(bank) => bank.patch_scores(grid),
         }
     }
 
     async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ReadBackError> {
         match self {
-            Scorer::Ar(head) => head.export().await,
+            Scorer::Ar(head, position) => {
+                let mut tensors = head.export().await?;
+                if let Some(p) = position {
+                    tensors.extend(p.export().await?);
+                }
+                Ok(tensors)
+            }
             Scorer::Knn(bank) => Ok(vec![bank.export().await?]),
         }
     }
+}
+
+/// The patch scores of the training images `[N, D, h, w]` under the head, per position: batches
+/// of 64 bound the memory.
+async fn position_stats(head: &ArHead, train: &Tensor<4>) -> Result<PositionStats, ReadBackError> {
+    let [n, _, h, w] = train.dims();
+    let mut scores = Vec::with_capacity(n * h * w);
+    for start in (0..n).step_by(64) {
+        let batch = train.clone().narrow(0, start, 64.min(n - start));
+        let s = patch_scores(head.forward(batch.clone()), batch);
+        scores.extend(read_back(s, "training patch scores").await?);
+    }
+    Ok(PositionStats::from_scores(&scores, (h, w), &train.device()))
 }
 
 /// One image's result.
@@ -140,11 +166,21 @@ impl Detector {
         }
         let device = backbone.device();
         let scorer = match meta.method() {
-            Method::Ar => Scorer::Ar(ArHead::from_file(
-                &bundle.tensors,
-                &meta.ar_config(),
-                &device,
-            )?),
+            Method::Ar => {
+                let head = ArHead::from_file(&bundle.tensors, &meta.ar_config(), &device)?;
+                let position = match meta.spec.position_norm {
+                    PositionNorm::None => None,
+                    PositionNorm::Standardise => {
+                        let (h, w) = meta.input_size();
+                        let grid = backbone
+                            .config
+                            .grid(h, w)
+                            .map_err(BundleError::NotABundle)?;
+                        Some(PositionStats::from_file(&bundle.tensors, grid, &device)?)
+                    }
+                };
+                Scorer::Ar(head, position)
+            }
             Method::Knn => Scorer::Knn(Box::new(MemoryBank::from_file(
                 &bundle.tensors,
                 dim,
@@ -273,7 +309,14 @@ pub async fn fit_model(
         .clone()
         .select(0, Tensor::<1, Int>::from_data(rows, &device));
     let (scorer, bank_size) = match spec.method {
-        Method::Ar => (Scorer::Ar(fit(train, spec, progress).await?), None),
+        Method::Ar => {
+            let head = fit(train.clone(), spec, progress).await?;
+            let position = match spec.position_norm {
+                PositionNorm::None => None,
+                PositionNorm::Standardise => Some(position_stats(&head, &train).await?),
+            };
+            (Scorer::Ar(head, position), None)
+        }
         Method::Knn => {
             let bank = MemoryBank::from_grids(train);
             let size = bank.len();

@@ -8,10 +8,12 @@
 //! The verdict rule lives here, once: [`is_anomalous`]. The CLI's CSV, the JS API's `anomalous`,
 //! the page's table and the overlay's contour all call it.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::overlay::Scale;
+use crate::readback::{ReadBackError, read_back};
+use crate::weights::{TensorFile, WeightsError};
 
 /// `[B, C, h, w]` predictions and targets → `[B, h, w]` patch scores (on the device).
 pub fn patch_scores(prediction: Tensor<4>, target: Tensor<4>) -> Tensor<3> {
@@ -20,6 +22,112 @@ pub fn patch_scores(prediction: Tensor<4>, target: Tensor<4>) -> Tensor<3> {
         .powi_scalar(2)
         .mean_dim(1)
         .reshape([b, h, w])
+}
+
+/// The mean and spread of the patch scores at each grid position over the training images, for
+/// [`crate::spec::PositionNorm::Standardise`]: `(s − μ) / σ` takes out what every image shares at a
+/// position (the raster-order head's higher error where it has little context).
+#[derive(Debug, Clone)]
+pub struct PositionStats {
+    /// `[1, h, w]`
+    mean: Tensor<3>,
+    /// `[1, h, w]`, floored (see [`PositionStats::from_scores`]).
+    std: Tensor<3>,
+}
+
+const POSITION_MEAN: &str = "position_mean";
+const POSITION_STD: &str = "position_std";
+
+impl PositionStats {
+    /// From `n` images' patch scores `[n, h, w]` (host values). A spread is floored at a twentieth
+    /// of the average spread, so that a position every training image happens to score alike does
+    /// not turn a small difference into a huge one.
+    pub fn from_scores(scores: &[f32], (h, w): (usize, usize), device: &Device) -> Self {
+        let p = h * w;
+        let n = scores.len() / p;
+        assert!(
+            n > 0 && scores.len() == n * p,
+            "position stats of {} scores",
+            scores.len()
+        );
+        let mut mean = vec![0f64; p];
+        let mut var = vec![0f64; p];
+        for img in scores.chunks_exact(p) {
+            img.iter()
+                .zip(&mut mean)
+                .for_each(|(&s, m)| *m += s as f64 / n as f64);
+        }
+        for img in scores.chunks_exact(p) {
+            for ((&s, m), v) in img.iter().zip(&mean).zip(&mut var) {
+                *v += (s as f64 - m).powi(2) / n as f64;
+            }
+        }
+        let std: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
+        let floor = (std.iter().sum::<f64>() / p as f64 / 20.0).max(1e-12);
+        let upload = |v: Vec<f64>| {
+            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+            Tensor::from_data(TensorData::new(v, [1, h, w]), device)
+        };
+        Self {
+            mean: upload(mean),
+            std: upload(std.into_iter().map(|s| s.max(floor)).collect()),
+        }
+    }
+
+    /// `[B, h, w]` patch scores, standardised per position.
+    pub fn apply(&self, scores: Tensor<3>) -> Tensor<3> {
+        (scores - self.mean.clone()) / self.std.clone()
+    }
+
+    pub fn grid(&self) -> (usize, usize) {
+        let [_, h, w] = self.mean.dims();
+        (h, w)
+    }
+
+    /// The two `[h, w]` tensors for the model bundle.
+    pub async fn export(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, ReadBackError> {
+        let (h, w) = self.grid();
+        Ok(vec![
+            (
+                POSITION_MEAN.into(),
+                vec![h, w],
+                read_back(self.mean.clone(), "position means").await?,
+            ),
+            (
+                POSITION_STD.into(),
+                vec![h, w],
+                read_back(self.std.clone(), "position spreads").await?,
+            ),
+        ])
+    }
+
+    /// From a model bundle, for a grid of `h × w` patches.
+    pub fn from_file(
+        file: &TensorFile,
+        (h, w): (usize, usize),
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let tensor = |name: &str| -> Result<Tensor<3>, WeightsError> {
+            let t = file
+                .get(name)
+                .ok_or_else(|| WeightsError::MissingTensor(name.to_string()))?;
+            if t.shape != [h, w] {
+                return Err(WeightsError::ShapeMismatch {
+                    name: name.to_string(),
+                    found: t.shape.clone(),
+                    expected: vec![h, w],
+                });
+            }
+            Ok(Tensor::from_data(
+                TensorData::new(t.to_f32(name)?, [1, h, w]),
+                device,
+            ))
+        };
+        Ok(Self {
+            mean: tensor(POSITION_MEAN)?,
+            std: tensor(POSITION_STD)?,
+        })
+    }
 }
 
 /// Bilinear upsampling of a row-major `h × w` map to `out_h × out_w`, align_corners = false.

@@ -80,6 +80,51 @@ pub fn choose<T: Copy>(
         })
 }
 
+/// How patch scores are placed before the image score and the map: as the head's squared error
+/// (the paper), or standardised per grid position.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionNorm {
+    /// The squared prediction error as it is.
+    None,
+    /// `(error − μ) / σ` with μ, σ the error's mean and spread *at that position* over the training
+    /// images: a raster-order head has little or no context in the first rows and columns, so its
+    /// error there is higher on every image (a "hot corner"); this removes that (AR head only).
+    Standardise,
+}
+
+impl PositionNorm {
+    pub const ALL: [PositionNorm; 2] = [PositionNorm::None, PositionNorm::Standardise];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PositionNorm::None => "none",
+            PositionNorm::Standardise => "standardise",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PositionNorm::None => "none: the squared error (the paper)",
+            PositionNorm::Standardise => "standardised per position (no hot corner)",
+        }
+    }
+}
+
+impl fmt::Display for PositionNorm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PositionNorm {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        choose("position norm", &PositionNorm::ALL, PositionNorm::name, s)
+    }
+}
+
 /// Model input size, height × width in pixels (multiples of the backbone's patch size).
 ///
 /// Written as `[h, w]`; read from a number (square), `[h, w]`, or a string `"S"` / `"HxW"`.
@@ -194,6 +239,9 @@ pub struct FitSpec {
     pub holdout: f64,
     /// The threshold is this quantile of the held-out images' scores. Default: 0.99.
     pub quantile: f64,
+    /// AR head: `none` (the squared error, the paper) or `standardise` (per grid position).
+    /// Default: `"none"`.
+    pub position_norm: PositionNorm,
 }
 
 impl Default for FitSpec {
@@ -214,6 +262,7 @@ impl Default for FitSpec {
             size: InputSize::square(448),
             holdout: 0.1,
             quantile: 0.99,
+            position_norm: PositionNorm::None,
         }
     }
 }
@@ -284,6 +333,14 @@ impl FitSpec {
         check("holdout", h, (0.0..1.0).contains(&h), "in [0, 1)")?;
         let q = self.quantile;
         check("quantile", q, q > 0.0 && q <= 1.0, "in (0, 1]")?;
+        let pn = self.position_norm;
+        let ar_or_none = pn == PositionNorm::None || self.method == Method::Ar;
+        check(
+            "positionNorm",
+            pn,
+            ar_or_none,
+            "`none` with the kNN baseline",
+        )?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::ar::Variant;
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
-use crate::spec::{FitSpec, Method};
+use crate::spec::{FitSpec, Method, PositionNorm};
 
 /// The fit settings' defaults, `{ method, variant, hidden, …, size: [h, w], holdout, quantile }`:
 /// what `fit` uses for a key that is left out, and what the page's form starts from.
@@ -45,6 +45,8 @@ pub struct Choices {
     method: Vec<Choice>,
     variant: Vec<Choice>,
     colormap: Vec<Choice>,
+    #[serde(rename = "positionNorm")]
+    position_norm: Vec<Choice>,
 }
 
 /// The named choices of the fit and overlay settings, `{ method, variant, colormap }`, each a list
@@ -68,6 +70,12 @@ pub fn choices() -> Result<JsValue, JsValue> {
             .map(|c| Choice {
                 value: c.name(),
                 label: c.name(),
+            })
+            .into(),
+        position_norm: PositionNorm::ALL
+            .map(|p| Choice {
+                value: p.name(),
+                label: p.label(),
             })
             .into(),
     })

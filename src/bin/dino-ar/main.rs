@@ -34,7 +34,7 @@ mod cli {
     use dino_ar::overlay::{Colormap, OverlayStyle};
     use dino_ar::preprocess::RgbImage;
     use dino_ar::scores_csv::{self, ScoreRow};
-    use dino_ar::spec::{FitSpec, InputSize, Method};
+    use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
     use indicatif::{ProgressBar, ProgressStyle};
 
@@ -151,6 +151,10 @@ mod cli {
         /// Threshold = this quantile of the held-out normal images' scores.
         #[arg(long, default_value_t = FitSpec::default().quantile)]
         quantile: f64,
+        /// AR head: patch scores as the squared error (none) or standardised per grid position.
+        #[arg(long, default_value_t = FitSpec::default().position_norm,
+              value_parser = choice::<PositionNorm>(PositionNorm::ALL.map(PositionNorm::name).to_vec()))]
+        position_norm: PositionNorm,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
         cache: Option<PathBuf>,
@@ -177,6 +181,7 @@ mod cli {
                 size: self.size,
                 holdout: self.holdout,
                 quantile: self.quantile,
+                position_norm: self.position_norm,
             }
         }
     }
