@@ -56,7 +56,7 @@ pub enum DetectorError {
 /// The part that turns an embedding grid into patch scores.
 pub enum Scorer {
     /// The AR head's squared error, standardised per position when the spec says so.
-    Ar(ArHead, Option<PositionStats>),
+    Ar(Box<ArHead>, Option<Box<PositionStats>>),
     Knn(Box<MemoryBank>),
 }
 
@@ -176,10 +176,14 @@ impl Detector {
                             .config
                             .grid(h, w)
                             .map_err(BundleError::NotABundle)?;
-                        Some(PositionStats::from_file(&bundle.tensors, grid, &device)?)
+                        Some(Box::new(PositionStats::from_file(
+                            &bundle.tensors,
+                            grid,
+                            &device,
+                        )?))
                     }
                 };
-                Scorer::Ar(head, position)
+                Scorer::Ar(Box::new(head), position)
             }
             Method::Knn => Scorer::Knn(Box::new(MemoryBank::from_file(
                 &bundle.tensors,
@@ -313,9 +317,9 @@ pub async fn fit_model(
             let head = fit(train.clone(), spec, progress).await?;
             let position = match spec.position_norm {
                 PositionNorm::None => None,
-                PositionNorm::Standardise => Some(position_stats(&head, &train).await?),
+                PositionNorm::Standardise => Some(Box::new(position_stats(&head, &train).await?)),
             };
-            (Scorer::Ar(head, position), None)
+            (Scorer::Ar(Box::new(head), position), None)
         }
         Method::Knn => {
             let bank = MemoryBank::from_grids(train);
