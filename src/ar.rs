@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
-use crate::spec::{FitSpec, SpecError, choose};
+use crate::spec::FitSpec;
 use crate::weights::{TensorFile, WeightsError};
 
 /// Mask A hides the centre tap (first layer); mask B keeps it (later layers).
@@ -101,53 +101,23 @@ impl MaskedConv2d {
     }
 }
 
-/// `dilated` (dilation 4 on every layer, the paper's default) or `standard` (dilation 1).
-///
-/// To add a variant: a case here (its name, label and dilation), then its test in `ar_native.rs`.
-#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    Dilated,
-    Standard,
+named_choice! {
+    /// `dilated` (dilation 4 on every layer, the paper's default) or `standard` (dilation 1).
+    ///
+    /// To add a variant: a case here (its name, label and, below, its dilation), then its test in
+    /// `ar_native.rs`.
+    pub enum Variant ("variant") {
+        Dilated = "dilated", "dilated (dilation 4, the paper)";
+        Standard = "standard", "standard (dilation 1)";
+    }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 2] = [Variant::Dilated, Variant::Standard];
-
     pub fn dilation(self) -> usize {
         match self {
             Variant::Dilated => 4,
             Variant::Standard => 1,
         }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Dilated => "dilated",
-            Variant::Standard => "standard",
-        }
-    }
-
-    /// What a person choosing it should read.
-    pub fn label(self) -> &'static str {
-        match self {
-            Variant::Dilated => "dilated (dilation 4, the paper)",
-            Variant::Standard => "standard (dilation 1)",
-        }
-    }
-}
-
-impl std::fmt::Display for Variant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Variant {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        choose("variant", &Variant::ALL, Variant::name, s)
     }
 }
 

@@ -35,9 +35,6 @@ pub enum DetectorError {
     Calibration(#[from] CalibrationError),
     #[error(transparent)]
     ReadBack(#[from] ReadBackError),
-    /// The image cannot be used (empty, sizes that do not match its bytes).
-    #[error("{0}")]
-    Image(String),
     /// The backbone refused the input (a size it cannot take).
     #[error("{0}")]
     Backbone(String),

@@ -11,6 +11,9 @@
 //! (`src/bin/dino-ar/`: files in, files out) and, compiled to wasm only, [`web`] (the JS API the
 //! page and other pages use). The model code never knows which one drives it.
 
+#[macro_use]
+mod named;
+
 pub mod ar;
 pub mod backbone;
 pub mod bundle;

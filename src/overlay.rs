@@ -8,21 +8,17 @@
 //!
 //! To add a colormap: a case in [`Colormap`] with its stops, and its name in the test below.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::score::is_anomalous;
-use crate::spec::{SpecError, choose};
 
-/// A colour scale from 0 (cold) to 1 (hot), sampled at evenly spaced stops.
-#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Colormap {
-    Inferno,
-    Jet,
+named_choice! {
+    /// A colour scale from 0 (cold) to 1 (hot), sampled at evenly spaced stops.
+    pub enum Colormap ("colormap") {
+        /// Perceptually uniform and readable with colour-blindness: the default.
+        Inferno = "inferno", "inferno";
+        Jet = "jet", "jet";
+    }
 }
 
 const INFERNO: [[u8; 3]; 9] = [
@@ -53,15 +49,6 @@ const JET: [[u8; 3]; 9] = [
 pub const CONTOUR_RGB: [u8; 3] = [0, 255, 255];
 
 impl Colormap {
-    pub const ALL: [Colormap; 2] = [Colormap::Inferno, Colormap::Jet];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Colormap::Inferno => "inferno",
-            Colormap::Jet => "jet",
-        }
-    }
-
     fn stops(self) -> &'static [[u8; 3]] {
         match self {
             Colormap::Inferno => &INFERNO,
@@ -79,19 +66,6 @@ impl Colormap {
         let f = x - k as f32;
         let (a, b) = (stops[k], stops[k + 1]);
         std::array::from_fn(|c| (a[c] as f32 + (b[c] as f32 - a[c] as f32) * f).round() as u8)
-    }
-}
-
-impl fmt::Display for Colormap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Colormap {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        choose("colormap", &Colormap::ALL, Colormap::name, s)
     }
 }
 
@@ -228,7 +202,7 @@ mod tests {
         assert_eq!(Colormap::Inferno.color(1.0), INFERNO[8]);
         assert_eq!(Colormap::Jet.color(2.0), JET[8]);
         assert_eq!(Colormap::Jet.color(-1.0), JET[0]);
-        for c in Colormap::ALL {
+        for &c in Colormap::ALL {
             assert_eq!(c.name().parse::<Colormap>().unwrap(), c);
         }
         let e = "viridis".parse::<Colormap>().unwrap_err().to_string();

@@ -15,113 +15,27 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ar::{ArConfig, Variant};
 
-/// Which scorer turns embeddings into patch scores. The one spelling of "AR or kNN".
-#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// The spatial autoregressive head (the paper's method).
-    Ar,
-    /// The AnomalyDINO-style memory bank of normal patches (the baseline).
-    Knn,
-}
-
-impl Method {
-    pub const ALL: [Method; 2] = [Method::Ar, Method::Knn];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Ar => "ar",
-            Method::Knn => "knn",
-        }
-    }
-
-    /// What a person choosing it should read.
-    pub fn label(self) -> &'static str {
-        match self {
-            Method::Ar => "autoregressive head (the paper)",
-            Method::Knn => "kNN memory bank (baseline)",
-        }
+named_choice! {
+    /// Which scorer turns embeddings into patch scores. The one spelling of "AR or kNN".
+    pub enum Method ("method") {
+        /// The spatial autoregressive head (the paper's method).
+        Ar = "ar", "autoregressive head (the paper)";
+        /// The AnomalyDINO-style memory bank of normal patches (the baseline).
+        Knn = "knn", "kNN memory bank (baseline)";
     }
 }
 
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        choose("method", &Method::ALL, Method::name, s)
-    }
-}
-
-/// The one of `all` called `s`, or an error that lists the names (`what` says which setting).
-/// Every named setting (method, variant, colormap) parses through here.
-pub fn choose<T: Copy>(
-    what: &'static str,
-    all: &[T],
-    name: fn(T) -> &'static str,
-    s: &str,
-) -> Result<T, SpecError> {
-    all.iter()
-        .copied()
-        .find(|&c| name(c) == s)
-        .ok_or_else(|| SpecError::UnknownChoice {
-            what,
-            got: s.to_string(),
-            choices: all
-                .iter()
-                .map(|&c| format!("`{}`", name(c)))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
-/// How patch scores are placed before the image score and the map: as the head's squared error
-/// (the paper), or standardised per grid position.
-#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PositionNorm {
-    /// The squared prediction error as it is.
-    None,
-    /// `(error − μ) / σ` with μ, σ the error's mean and spread *at that position* over the training
-    /// images: a raster-order head has little or no context in the first rows and columns, so its
-    /// error there is higher on every image (a "hot corner"); this removes that (AR head only).
-    Standardise,
-}
-
-impl PositionNorm {
-    pub const ALL: [PositionNorm; 2] = [PositionNorm::None, PositionNorm::Standardise];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PositionNorm::None => "none",
-            PositionNorm::Standardise => "standardise",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            PositionNorm::None => "none: the squared error (the paper)",
-            PositionNorm::Standardise => "standardised per position (no hot corner)",
-        }
-    }
-}
-
-impl fmt::Display for PositionNorm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PositionNorm {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        choose("position norm", &PositionNorm::ALL, PositionNorm::name, s)
+named_choice! {
+    /// How patch scores are placed before the image score and the map: as the head's squared
+    /// error (the paper), or standardised per grid position.
+    pub enum PositionNorm ("position norm") {
+        /// The squared prediction error as it is.
+        None = "none", "none: the squared error (the paper)";
+        /// `(error − μ) / σ` with μ, σ the error's mean and spread *at that position* over the
+        /// training images: a raster-order head has little or no context in the first rows and
+        /// columns, so its error there is higher on every image (a "hot corner"); this removes
+        /// that (AR head only).
+        Standardise = "standardise", "standardised per position (no hot corner)";
     }
 }
 

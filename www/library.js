@@ -11,12 +11,10 @@ export async function load() {
   const url = new URL("./pkg/dino_ar_bg.wasm", import.meta.url);
   const response = await fetch(url);
   if (!response.ok) throw new Error(`the engine is missing (${url.pathname}: HTTP ${response.status}); build pkg/ with tools/serve.sh`);
-  try {
-    module = await WebAssembly.compileStreaming(response.clone());
-  } catch {
-    // A server that does not say application/wasm.
-    module = await WebAssembly.compile(await response.arrayBuffer());
-  }
+  // Streaming compilation needs the server to say application/wasm; otherwise compile the bytes.
+  module = (response.headers.get("content-type") ?? "").startsWith("application/wasm")
+    ? await WebAssembly.compileStreaming(response)
+    : await WebAssembly.compile(await response.arrayBuffer());
   await init({ module_or_path: module });
   return module;
 }

@@ -282,9 +282,8 @@ $("normal-folder").onchange = (e) => setNormals(e.target.files);
 
 $("fit-run").onclick = () =>
   guard(async () => {
-    const options = fitOptions();
-    dino.fitSpec(options); // a bad setting is named now, before any image is read
-    await train(normals, options, `model-${normals.length}-normals.safetensors`);
+    // The worker has the library check the options before it reads any image.
+    await train(normals, fitOptions(), `model-${normals.length}-normals.safetensors`);
   });
 
 async function train(files, options, name) {

@@ -131,9 +131,10 @@ impl JsDetector {
     ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            let images = fit_images(&images).map_err(js_err)?;
+            // The options first: a bad one is named before any image is copied.
             let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (spec, signal) = fit_options(&options).map_err(js_err)?;
+            let images = fit_images(&images).map_err(js_err)?;
             let aborted =
                 |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
             if signal.as_ref().is_some_and(aborted) {

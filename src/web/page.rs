@@ -53,31 +53,23 @@ pub struct Choices {
 /// of `{ value, label }`: the page's menus are filled from them.
 #[wasm_bindgen(unchecked_return_type = "Choices")]
 pub fn choices() -> Result<JsValue, JsValue> {
+    fn list<T: Copy>(
+        all: &[T],
+        name: fn(T) -> &'static str,
+        label: fn(T) -> &'static str,
+    ) -> Vec<Choice> {
+        all.iter()
+            .map(|&c| Choice {
+                value: name(c),
+                label: label(c),
+            })
+            .collect()
+    }
     to_js(&Choices {
-        method: Method::ALL
-            .map(|m| Choice {
-                value: m.name(),
-                label: m.label(),
-            })
-            .into(),
-        variant: Variant::ALL
-            .map(|v| Choice {
-                value: v.name(),
-                label: v.label(),
-            })
-            .into(),
-        colormap: Colormap::ALL
-            .map(|c| Choice {
-                value: c.name(),
-                label: c.name(),
-            })
-            .into(),
-        position_norm: PositionNorm::ALL
-            .map(|p| Choice {
-                value: p.name(),
-                label: p.label(),
-            })
-            .into(),
+        method: list(Method::ALL, Method::name, Method::label),
+        variant: list(Variant::ALL, Variant::name, Variant::label),
+        colormap: list(Colormap::ALL, Colormap::name, Colormap::label),
+        position_norm: list(PositionNorm::ALL, PositionNorm::name, PositionNorm::label),
     })
 }
 

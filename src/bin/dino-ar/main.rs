@@ -114,11 +114,11 @@ mod cli {
         #[arg(long, default_value_t = FitSpec::default().size, value_parser = size)]
         size: InputSize,
         #[arg(long, default_value_t = FitSpec::default().method,
-              value_parser = choice::<Method>(Method::ALL.map(Method::name).to_vec()))]
+              value_parser = choice::<Method>(Method::names()))]
         method: Method,
         /// AR head variant: dilation 4 (dilated) or 1 (standard).
         #[arg(long, default_value_t = FitSpec::default().variant,
-              value_parser = choice::<Variant>(Variant::ALL.map(Variant::name).to_vec()))]
+              value_parser = choice::<Variant>(Variant::names()))]
         variant: Variant,
         #[arg(long, default_value_t = FitSpec::default().epochs)]
         epochs: usize,
@@ -153,7 +153,7 @@ mod cli {
         quantile: f64,
         /// AR head: patch scores as the squared error (none) or standardised per grid position.
         #[arg(long, default_value_t = FitSpec::default().position_norm,
-              value_parser = choice::<PositionNorm>(PositionNorm::ALL.map(PositionNorm::name).to_vec()))]
+              value_parser = choice::<PositionNorm>(PositionNorm::names()))]
         position_norm: PositionNorm,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
@@ -190,7 +190,7 @@ mod cli {
     #[derive(Args)]
     struct StyleArgs {
         #[arg(long, default_value_t = OverlayStyle::default().colormap,
-              value_parser = choice::<Colormap>(Colormap::ALL.map(Colormap::name).to_vec()))]
+              value_parser = choice::<Colormap>(Colormap::names()))]
         colormap: Colormap,
         /// Opacity of the map's hottest colour, 0 to 1.
         #[arg(long, default_value_t = OverlayStyle::default().opacity)]
