@@ -17,6 +17,7 @@ mod named;
 pub mod ar;
 pub mod backbone;
 pub mod bundle;
+pub mod compute;
 pub mod detector;
 pub mod evaluate;
 pub mod knn;

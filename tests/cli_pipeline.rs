@@ -2,6 +2,8 @@
 //! tiny fixture backbone; plus the errors a user meets on the way.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -300,4 +302,96 @@ fn fit_and_score_errors_are_clear() {
         root.join("s").to_str().unwrap(),
     ]);
     fails_with(&o, &["not a dino-ar model bundle"]);
+}
+
+/// The metrics `eval --json` wrote, by key.
+fn metrics(json_path: &Path) -> Vec<(String, f64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["key"].as_str().unwrap().to_string(),
+                m["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `fit → eval` with `--device gpu` lands where `--device cpu` does: the same threshold and the
+/// same metrics, within the parity tolerance (feature noise off: its draws are the device's own).
+#[test]
+fn fit_and_eval_on_the_gpu_match_the_cpu() {
+    if common::gpu_or_skip("fit_and_eval_on_the_gpu_match_the_cpu").is_none() {
+        return;
+    }
+    let root = temp("gpu-data");
+    dataset(&root);
+    let backbone = fixture("tiny/hf.safetensors");
+    let mut results = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let out = temp(&format!("on-{device}"));
+        let model = out.join("model.safetensors");
+        let o = run(&[
+            "fit",
+            "--device",
+            device,
+            "--backbone",
+            &backbone,
+            "--normal",
+            root.join("train/good").to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--size",
+            "64",
+            "--epochs",
+            "3",
+            "--noise-prob",
+            "0",
+            "--holdout",
+            "0.2",
+            "--no-cache",
+        ]);
+        ok(&o);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("device: "))
+            .unwrap_or("");
+        assert!(line.starts_with(&format!("device: {device}")), "{err}");
+        let json = out.join("metrics.json");
+        ok(&run(&[
+            "eval",
+            "--device",
+            device,
+            "--backbone",
+            &backbone,
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            root.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]));
+        let bundle = dino_ar::bundle::Bundle::read(&std::fs::read(&model).unwrap()).unwrap();
+        results.push((bundle.meta.calibration.threshold, metrics(&json)));
+    }
+    let ((t_cpu, m_cpu), (t_gpu, m_gpu)) = (&results[0], &results[1]);
+    assert!(
+        (t_cpu - t_gpu).abs() <= 1e-4 * t_cpu.abs().max(1.0),
+        "threshold: cpu {t_cpu}, gpu {t_gpu}"
+    );
+    assert_eq!(m_cpu.len(), m_gpu.len());
+    for ((key, a), (_, b)) in m_cpu.iter().zip(m_gpu) {
+        assert!((a - b).abs() <= 1e-3, "{key}: cpu {a}, gpu {b}");
+    }
+}
+
+#[test]
+fn a_device_that_is_not_there_is_named() {
+    let o = run(&["bench", "heads", "--device", "tpu"]);
+    fails_with(&o, &["tpu", "auto", "cpu", "gpu"]);
 }

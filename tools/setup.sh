@@ -2,6 +2,8 @@
 # Install what a fresh machine lacks for building and testing dino-ar; skip what is present.
 #   tools/setup.sh            everything (wasm toolchain + Chromium for the browser tests)
 #   tools/setup.sh --no-browser   only the wasm toolchain (enough to build and serve the app)
+# The first also installs Mesa's software Vulkan driver (lavapipe) when no Vulkan driver is
+# present, so that the native GPU path (`--device gpu`) is tested on any machine.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -27,13 +29,22 @@ if [ "$have" != "$want" ]; then
   cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { $SUDO apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+}
+
 if [ "${1:-}" != "--no-browser" ]; then
+  if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    step "apt-get install mesa-vulkan-drivers (lavapipe: a software Vulkan driver for the GPU tests)"
+    apt_install mesa-vulkan-drivers libvulkan1
+  fi
   command -v node >/dev/null && command -v npm >/dev/null \
     || { echo "Node.js and npm are needed for the browser API test (apt-get install nodejs npm)" >&2; exit 1; }
   if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
     step "apt-get install chromium chromium-driver"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+    apt_install chromium chromium-driver
   fi
 fi

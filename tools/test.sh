@@ -6,8 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 "$ROOT/tools/setup.sh"
 
-printf '\n== native tests (cargo test)\n' >&2
-cargo test --all-targets
+printf '\n== native tests (cargo test; the GPU ones on lavapipe, which setup.sh installed)\n' >&2
+DINO_AR_REQUIRE_GPU=1 cargo test --all-targets
 
 printf '\n== benchmark commands at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
 bin="$CARGO_TARGET_DIR/debug/dino-ar"   # built by cargo test for tests/cli.rs

@@ -6,6 +6,8 @@ use std::cell::RefCell;
 
 use burn::tensor::Device;
 
+use crate::compute::Adapter;
+
 thread_local! {
     static WEBGPU: RefCell<Option<WebGpu>> = const { RefCell::new(None) };
     /// Set by the device-lost callback: why the page's WebGPU device went away.
@@ -22,9 +24,9 @@ pub(super) struct WebGpu {
     pub device: Device,
     /// The wgpu handle behind `device`, for the lost-device callback (and the test hook).
     handle: burn::tensor::wgpu::wgpu::Device,
-    pub label: String,
-    /// A software adapter (SwiftShader and the like): much slower than the wasm CPU backend.
-    pub software: bool,
+    /// Its name, and whether it is a software one (SwiftShader and the like: much slower than
+    /// the wasm CPU backend).
+    pub adapter: Adapter,
 }
 
 /// The page's WebGPU device, initialised on first use.
@@ -41,14 +43,7 @@ pub(super) async fn webgpu_device() -> Result<WebGpu, String> {
         .init_with_setup_async()
         .await
         .map_err(|e| format!("WebGPU unavailable: {e}"))?;
-    let info = setup.adapter.get_info();
-    let name = if info.name.is_empty() {
-        format!("{:?}", info.device_type)
-    } else {
-        info.name
-    };
-    let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
-    let kind = if software { "software adapter" } else { "GPU" };
+    let adapter = Adapter::describe("webgpu", &setup.adapter.get_info());
     setup.device.set_device_lost_callback(|reason, message| {
         let why = if message.is_empty() {
             format!("{reason:?}")
@@ -60,8 +55,7 @@ pub(super) async fn webgpu_device() -> Result<WebGpu, String> {
     let found = WebGpu {
         device,
         handle: setup.device.clone(),
-        label: format!("webgpu: {name}, {kind} ({:?})", info.backend),
-        software,
+        adapter,
     };
     WEBGPU.with(|w| *w.borrow_mut() = Some(found.clone()));
     Ok(found)
@@ -70,7 +64,7 @@ pub(super) async fn webgpu_device() -> Result<WebGpu, String> {
 /// The page's WebGPU device (initialised on first use, shared afterwards), with its label.
 /// Anything else on the page that needs burn on WebGPU must come through here.
 pub async fn webgpu() -> Result<(Device, String), String> {
-    webgpu_device().await.map(|g| (g.device, g.label))
+    webgpu_device().await.map(|g| (g.device, g.adapter.label))
 }
 
 /// Test hook: destroy the page's WebGPU device, as a driver reset or a tab in the background

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
+use crate::compute::auto_declines;
 use crate::detector::{self, AnomalyMap, Detector, DetectorError, check_size};
 use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
@@ -115,14 +116,13 @@ impl Session {
             "cpu" => cpu("cpu".into()),
             "webgpu" => {
                 let gpu = webgpu_device().await.map_err(SessionError::WebGpu)?;
-                (gpu.device, gpu.label, true)
+                (gpu.device, gpu.adapter.label, true)
             }
             "auto" => match webgpu_device().await {
-                Ok(gpu) if !gpu.software => (gpu.device, gpu.label, true),
-                Ok(gpu) => cpu(format!(
-                    "cpu (the only WebGPU adapter is a software one: {})",
-                    gpu.label
-                )),
+                Ok(gpu) => match auto_declines(Ok(&gpu.adapter)) {
+                    None => (gpu.device, gpu.adapter.label, true),
+                    Some(why) => cpu(format!("cpu ({why})")),
+                },
                 Err(why) => cpu(format!("cpu ({why})")),
             },
             other => return Err(SessionError::UnknownBackend(other.into())),

@@ -159,3 +159,25 @@ pub mod golden {
         rgba_texture(7, SIZE, true)
     }
 }
+
+/// The native GPU (`--device gpu`), or `None` after saying why the GPU test `test` is skipped.
+/// `DINO_AR_REQUIRE_GPU=1` (set by `tools/test.sh`, which installs Mesa's lavapipe) turns the skip
+/// into a failure, so that CI cannot pass without running the GPU path.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
+    match dino_ar::compute::open(dino_ar::compute::DeviceChoice::Gpu) {
+        Ok(gpu) => {
+            eprintln!("{test}: on {}", gpu.label);
+            Some(gpu)
+        }
+        Err(why) if std::env::var_os("DINO_AR_REQUIRE_GPU").is_some() => {
+            panic!("{test}: DINO_AR_REQUIRE_GPU is set but {why}")
+        }
+        Err(why) => {
+            eprintln!(
+                "SKIPPED {test}: {why} (install Mesa's Vulkan driver: apt-get install mesa-vulkan-drivers)"
+            );
+            None
+        }
+    }
+}

@@ -31,8 +31,13 @@ const check = (ok, what) => {
   } else console.log(`ok   ${what}`);
 };
 
-function cli(...args) {
-  return execFileSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+// On the CPU, as the page here is: a hardware GPU (`--device auto`'s pick where there is one)
+// rounds differently, and the exact on-the-threshold case below needs the same arithmetic.
+function cli(command, ...args) {
+  return execFileSync(bin, [command, "--device", "cpu", ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
 
 // ---- safetensors, just enough to edit a file -------------------------------------------------

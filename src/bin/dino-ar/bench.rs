@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead};
 use dino_ar::backbone::load_backbone;
+use dino_ar::compute::DeviceChoice;
 use dino_ar::knn::MemoryBank;
 use dino_ar::rng::Rng;
 use dino_ar::score::patch_scores;
@@ -28,6 +30,10 @@ pub struct BenchArgs {
     /// Untimed runs before them.
     #[arg(long, default_value_t = 1, global = true)]
     warmup: usize,
+    /// Where to run: auto (a hardware GPU, else the CPU), cpu, gpu.
+    #[arg(long, default_value_t = DeviceChoice::Auto, global = true,
+          value_parser = PossibleValuesParser::new(DeviceChoice::names()).try_map(|s| s.parse::<DeviceChoice>()))]
+    device: DeviceChoice,
 }
 
 #[derive(Subcommand)]
@@ -132,11 +138,12 @@ fn read(t: Tensor<3>) {
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    let device = Device::flex();
+    let compute = dino_ar::compute::open(args.device)?;
+    let device = compute.device;
     let (warmup, runs) = (args.warmup, args.runs);
     println!(
-        "# dino-ar bench, burn-flex on {} CPU threads; times in ms: median, min, max of {runs} runs after {warmup} warm-up",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "# dino-ar bench on {}; times in ms: median, min, max of {runs} runs after {warmup} warm-up",
+        compute.label
     );
     match args.what {
         What::Heads { banks, dim, grid } => heads(&device, warmup, runs, &banks, dim, grid),

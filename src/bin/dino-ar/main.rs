@@ -29,6 +29,7 @@ mod cli {
     use dino_ar::ar::Variant;
     use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
+    use dino_ar::compute::DeviceChoice;
     use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
     use dino_ar::evaluate::{Evaluation, Scored};
     use dino_ar::overlay::{Colormap, OverlayStyle};
@@ -61,7 +62,7 @@ mod cli {
         version,
         about = "Unsupervised visual anomaly detection with DINOv3 embeddings (native CLI).",
         long_about = "Unsupervised visual anomaly detection with DINOv3 embeddings.\n\n\
-            Runs on the CPU (burn-flex). DINOv3 weights are yours to obtain (Hugging Face \
+            Runs on a GPU (wgpu: Vulkan, Metal, DX12) or the CPU (burn-flex): see --device. DINOv3 weights are yours to obtain (Hugging Face \
             `model.safetensors` or Meta's `.pth`); nothing is uploaded anywhere."
     )]
     struct Cli {
@@ -89,6 +90,24 @@ mod cli {
         Eval(EvalArgs),
     }
 
+    /// Where the tensors live: every subcommand that runs a model takes `--device`.
+    #[derive(Args)]
+    pub struct DeviceArgs {
+        /// auto: a hardware GPU if there is one (never a software adapter), else the CPU.
+        #[arg(long, default_value_t = DeviceChoice::Auto,
+              value_parser = choice::<DeviceChoice>(DeviceChoice::names()))]
+        pub device: DeviceChoice,
+    }
+
+    impl DeviceArgs {
+        /// The device, announced on stderr (`device: gpu: NVIDIA …` or `device: cpu (…)`).
+        pub fn open(&self) -> Result<Device, String> {
+            let compute = dino_ar::compute::open(self.device)?;
+            eprintln!("device: {}", compute.label);
+            Ok(compute.device)
+        }
+    }
+
     #[derive(Args)]
     struct BackboneArgs {
         /// DINOv3 weights: Hugging Face safetensors, Meta .pth, or Meta keys in safetensors.
@@ -97,6 +116,8 @@ mod cli {
         /// Hugging Face config.json (default: a config.json beside the weights, if present).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArgs,
     }
 
     /// The fit settings: every default is `FitSpec::default()`'s (the paper's).
@@ -265,6 +286,8 @@ mod cli {
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
     }
 
     pub fn main() -> ExitCode {
@@ -315,7 +338,7 @@ mod cli {
     }
 
     fn embed(args: EmbedArgs) -> Result<(), String> {
-        let device = Device::flex();
+        let device = args.device.open()?;
         let loaded = backbone(&args.backbone, args.config.as_deref(), &device)?;
         let model = &loaded.model;
         let (pixels, height, width) = match (&args.image, &args.pixels) {
@@ -427,7 +450,7 @@ mod cli {
         let started = Instant::now();
         let spec = args.spec();
         spec.validate().map_err(|e| e.to_string())?;
-        let device = Device::flex();
+        let device = args.backbone.device.open()?;
         let backbone = backbone(
             &args.backbone.backbone,
             args.backbone.config.as_deref(),
@@ -536,7 +559,7 @@ mod cli {
     }
 
     fn detector(args: &BackboneArgs, model: &Path) -> Result<Detector, String> {
-        let device = Device::flex();
+        let device = args.device.open()?;
         let backbone = backbone(&args.backbone, args.config.as_deref(), &device)?.model;
         let bundle =
             Bundle::read(&read(model)?).map_err(|e| format!("{}: {e}", model.display()))?;

@@ -1,0 +1,128 @@
+//! Where tensors live: the CPU (burn-flex) or a GPU through burn's wgpu backend — WebGPU in the
+//! page, Vulkan / Metal / DX12 natively (the same WGSL kernels either way).
+//!
+//! One rule for `auto`, used by the page's `Detector.create("auto")` and the CLI's `--device auto`
+//! alike: a hardware GPU when there is one, never a software adapter (SwiftShader, lavapipe,
+//! llvmpipe run the GPU kernels on the CPU, several times slower than burn-flex), else the CPU,
+//! saying why.
+
+/// A GPU adapter that was found, as people should read it.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    /// e.g. `gpu: NVIDIA H200, GPU (Vulkan)` or `webgpu: SwiftShader, software adapter (Vulkan)`.
+    pub label: String,
+    /// A software adapter: the GPU kernels emulated on the CPU.
+    pub software: bool,
+}
+
+impl Adapter {
+    /// From wgpu's description of the adapter; `api` names the path (`gpu`, `webgpu`).
+    pub fn describe(api: &str, info: &burn::tensor::wgpu::wgpu::AdapterInfo) -> Self {
+        let name = if info.name.is_empty() {
+            format!("{:?}", info.device_type)
+        } else {
+            info.name.clone()
+        };
+        let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
+        let kind = if software { "software adapter" } else { "GPU" };
+        Self {
+            label: format!("{api}: {name}, {kind} ({:?})", info.backend),
+            software,
+        }
+    }
+}
+
+/// The `auto` rule: `None` to use the adapter found, or why the CPU is used instead.
+pub fn auto_declines(found: Result<&Adapter, &str>) -> Option<String> {
+    match found {
+        Ok(gpu) if !gpu.software => None,
+        Ok(gpu) => Some(format!(
+            "the only GPU adapter is a software one: {}",
+            gpu.label
+        )),
+        Err(why) => Some(why.to_string()),
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{Compute, DeviceChoice, open};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::sync::OnceLock;
+
+    use burn::tensor::Device;
+
+    use super::{Adapter, auto_declines};
+
+    named_choice! {
+        /// Where the native CLI computes (`--device`).
+        pub enum DeviceChoice ("device") {
+            Auto = "auto", "a hardware GPU if there is one, else the CPU";
+            Cpu = "cpu", "the CPU (burn-flex, every core)";
+            Gpu = "gpu", "a GPU through wgpu (Vulkan, Metal, DX12), a software adapter if it is the only one";
+        }
+    }
+
+    /// The device chosen, and the line that tells the user what it is.
+    #[derive(Clone)]
+    pub struct Compute {
+        pub device: Device,
+        pub label: String,
+    }
+
+    /// burn registers one wgpu runtime per process: acquired once, shared afterwards.
+    static GPU: OnceLock<Result<(Device, Adapter), String>> = OnceLock::new();
+
+    fn gpu() -> &'static Result<(Device, Adapter), String> {
+        GPU.get_or_init(|| {
+            // wgpu reports most failures as errors, but a broken driver can panic inside it.
+            let init = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
+            match init {
+                Ok(Ok((device, setup))) => {
+                    Ok((device, Adapter::describe("gpu", &setup.adapter.get_info())))
+                }
+                Ok(Err(e)) => Err(format!("no usable GPU adapter: {e}")),
+                Err(_) => Err("no usable GPU adapter: the graphics driver panicked while \
+                               starting (see the message above)"
+                    .into()),
+            }
+        })
+    }
+
+    fn cpu(label: String) -> Compute {
+        Compute {
+            device: Device::flex(),
+            label,
+        }
+    }
+
+    fn cpu_label(why: Option<&str>) -> String {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match why {
+            None => format!("cpu (burn-flex, {threads} threads)"),
+            Some(why) => format!("cpu (burn-flex, {threads} threads; {why})"),
+        }
+    }
+
+    /// The device for `choice`; `gpu` fails with the reason when no adapter works.
+    pub fn open(choice: DeviceChoice) -> Result<Compute, String> {
+        match choice {
+            DeviceChoice::Cpu => Ok(cpu(cpu_label(None))),
+            DeviceChoice::Gpu => match gpu() {
+                Ok((device, adapter)) => Ok(Compute {
+                    device: device.clone(),
+                    label: adapter.label.clone(),
+                }),
+                Err(why) => Err(format!("--device gpu: {why}")),
+            },
+            DeviceChoice::Auto => {
+                let found = gpu().as_ref().map(|(_, a)| a).map_err(String::as_str);
+                match auto_declines(found) {
+                    None => open(DeviceChoice::Gpu),
+                    Some(why) => Ok(cpu(cpu_label(Some(&why)))),
+                }
+            }
+        }
+    }
+}

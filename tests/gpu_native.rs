@@ -1,0 +1,182 @@
+//! The native GPU path (`--device gpu`: burn's wgpu backend on Vulkan / Metal / DX12): the same
+//! parity with Hugging Face `DINOv3ViTModel` and PyTorch's AR head as on burn-flex, and a training
+//! run that lands where the CPU's does. CI runs these on Mesa's software Vulkan driver (lavapipe);
+//! without any adapter they are skipped with a message, unless `DINO_AR_REQUIRE_GPU` is set.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use dino_ar::ar::{ArConfig, ArHead, Variant};
+use dino_ar::backbone::{DinoV3, load_backbone};
+use dino_ar::train::fit;
+use dino_ar::weights::TensorFile;
+
+fn embed(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
+    let (shape, pixels) = fixture_tensor(pixels_fixture, "pixel_values");
+    let out = model
+        .forward(model.pixels_tensor(pixels, shape[2], shape[3]).unwrap())
+        .unwrap();
+    let patch = out.patch_tokens.into_data().try_into_vec::<f32>().unwrap();
+    let cls = out.cls_token.into_data().try_into_vec::<f32>().unwrap();
+    (patch, cls)
+}
+
+#[test]
+fn backbones_match_the_reference_on_the_gpu() {
+    let Some(gpu) = gpu_or_skip("backbones_match_the_reference_on_the_gpu") else {
+        return;
+    };
+    let cases: [(&str, &[u8], &str, &[(&[u8], &[u8])]); 3] = [
+        (
+            "tiny HF safetensors",
+            TINY_HF,
+            TINY_CONFIG,
+            &[
+                (TINY_PIXELS_224, TINY_REF_224),
+                (TINY_PIXELS_128X192, TINY_REF_128X192),
+            ],
+        ),
+        (
+            "tiny Meta bf16",
+            TINY_META_BF16,
+            TINY_CONFIG,
+            &[(TINY_PIXELS_224, TINY_REF_224)],
+        ),
+        (
+            "tiny SwiGLU",
+            SWIGLU_HF,
+            SWIGLU_CONFIG,
+            &[(SWIGLU_PIXELS, SWIGLU_REF)],
+        ),
+    ];
+    for (case, weights, config, inputs) in cases {
+        let model = load_backbone(weights, Some(config), &gpu.device)
+            .unwrap_or_else(|e| panic!("{case}: {e}"))
+            .model;
+        for (pixels, reference_bytes) in inputs {
+            let (patch, cls) = embed(&model, pixels);
+            assert_matches(
+                &format!("{case} on {}", gpu.label),
+                &patch,
+                &cls,
+                &reference(reference_bytes),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_full_vits16_matches_the_reference_on_the_gpu_when_generated() {
+    let test = "the_full_vits16_matches_the_reference_on_the_gpu_when_generated";
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/full");
+    if !dir.join("hf.safetensors").is_file() {
+        eprintln!(
+            "SKIPPED {test}: {} is absent (python tools/fixtures/make_fixtures.py --full)",
+            dir.display()
+        );
+        return;
+    }
+    let Some(gpu) = gpu_or_skip(test) else {
+        return;
+    };
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let config = String::from_utf8(read("config.json")).unwrap();
+    let model = load_backbone(&read("hf.safetensors"), Some(&config), &gpu.device)
+        .unwrap()
+        .model;
+    for size in ["224x224", "448x448"] {
+        let (patch, cls) = embed(&model, &read(&format!("pixels_{size}.safetensors")));
+        let r = reference(&read(&format!("ref_{size}.safetensors")));
+        assert_matches(
+            &format!("full ViT-S/16 {size} on the GPU"),
+            &patch,
+            &cls,
+            &r,
+        );
+    }
+}
+
+fn tensor4(bytes: &[u8], name: &str, device: &Device) -> Tensor<4> {
+    let (shape, v) = fixture_tensor(bytes, name);
+    Tensor::from_data(
+        TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]),
+        device,
+    )
+}
+
+#[test]
+fn ar_heads_match_pytorch_on_the_gpu() {
+    let Some(gpu) = gpu_or_skip("ar_heads_match_pytorch_on_the_gpu") else {
+        return;
+    };
+    let heads: [(&[u8], Variant); 2] = [
+        (
+            include_bytes!("fixtures/ar/head_dilated.safetensors"),
+            Variant::Dilated,
+        ),
+        (
+            include_bytes!("fixtures/ar/head_standard.safetensors"),
+            Variant::Standard,
+        ),
+    ];
+    for (bytes, variant) in heads {
+        let config = ArConfig {
+            channels: 16,
+            hidden: 12,
+            layers: 5,
+            kernel: 3,
+            variant,
+        };
+        let file = TensorFile::from_bytes(bytes).unwrap();
+        let head = ArHead::from_file(&file, &config, &gpu.device).unwrap();
+        let out = head.forward(tensor4(bytes, "input", &gpu.device));
+        let out = out.into_data().try_into_vec::<f32>().unwrap();
+        let (_, expected) = fixture_tensor(bytes, "output");
+        let d = max_abs_diff(&out, &expected);
+        assert!(d <= 1e-5, "{variant:?} head on the GPU differs by {d:e}");
+    }
+}
+
+/// Training is the same arithmetic on either device: the same seed gives the same losses and
+/// the same head (feature noise off: its draws come from each device's own generator).
+#[test]
+fn training_on_the_gpu_follows_the_cpu() {
+    let Some(gpu) = gpu_or_skip("training_on_the_gpu_follows_the_cpu") else {
+        return;
+    };
+    let spec = dino_ar::spec::FitSpec {
+        noise_prob: 0.0,
+        epochs: 10,
+        ..synthetic::small_spec()
+    };
+    let (c, h, w) = (synthetic::C, synthetic::H, synthetic::W);
+    let values = synthetic::normal_grids(12, 5);
+    let run = |device: &Device| {
+        let grids = Tensor::<4>::from_data(TensorData::new(values.clone(), [12, c, h, w]), device);
+        let mut losses = Vec::new();
+        let head = pollster::block_on(fit(grids.clone(), &spec, |p| {
+            losses.push(p.loss);
+            ControlFlow::Continue(())
+        }))
+        .unwrap();
+        let pred = head
+            .forward(grids)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        (losses, pred)
+    };
+    let (cpu_losses, cpu_pred) = run(&Device::flex());
+    let (gpu_losses, gpu_pred) = run(&gpu.device);
+    assert_eq!(cpu_losses.len(), gpu_losses.len());
+    let dl = max_abs_diff(&cpu_losses, &gpu_losses);
+    let dp = max_abs_diff(&cpu_pred, &gpu_pred);
+    assert!(
+        dl <= TOLERANCE && dp <= TOLERANCE,
+        "GPU training differs from the CPU's: losses by {dl:e}, predictions by {dp:e}"
+    );
+}
