@@ -25,6 +25,17 @@ impl Rng {
         }
     }
 
+    /// Standard normal draws (Box–Muller), as f32.
+    pub fn normal(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u = 1.0 - self.next_f64(); // (0, 1]: ln never sees 0
+                let v = self.next_f64();
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect()
+    }
+
     /// Uniform in [lo, hi), as f32.
     pub fn uniform(&mut self, lo: f64, hi: f64, n: usize) -> Vec<f32> {
         (0..n)

@@ -16,6 +16,7 @@ echo "$heads"
 echo "$heads" | tail -1 | grep -Eq '^knn_over_ar_at_2=[0-9.]+$' || { echo "bench heads: bad last line" >&2; exit 1; }
 "$bin" bench backbone --backbone tests/fixtures/tiny/hf.safetensors --sizes 32,32x48 --runs 1 --warmup 0
 "$bin" bench train --images 4 --dim 16 --grid 4 --batch-size 2 --runs 1 --warmup 0
+DINO_AR_BIN="$bin" tools/bench/gpu.sh --no-build --quick   # GPU (lavapipe here) and CPU side by side
 
 printf '\n== in-browser tests (wasm-pack test --headless --chrome)\n' >&2
 wasm-pack test --headless --chrome -- --test web --test web_device_lost

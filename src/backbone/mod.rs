@@ -3,6 +3,7 @@
 pub mod config;
 pub mod load;
 pub mod model;
+pub mod random;
 pub mod rope;
 pub mod source;
 

@@ -15,4 +15,4 @@ ours=$("$CARGO_TARGET_DIR/release/dino-ar" bench backbone --backbone "$dir/hf.sa
 theirs=$("${PYTHON:-python3}" tools/bench/backbone_torch.py "$dir" --sizes "$sizes" --runs 5 --warmup 1 --threads "$threads")
 echo "$ours"; echo; echo "$theirs"; echo
 paste <(echo "$ours" | grep -E '^[0-9]+x') <(echo "$theirs" | grep -E '^[0-9]+x') |
-  awk '{ printf "dino_ar_over_torch_at_%s=%.2f\n", $1, $2 / $7 }'
+  awk '{ printf "dino_ar_over_torch_at_%s=%.2f\n", $1, $3 / $8 }'   # the two median_ms columns

@@ -27,7 +27,8 @@ mod cli {
     use clap::builder::{PossibleValuesParser, TypedValueParser};
     use clap::{Args, Parser, Subcommand};
     use dino_ar::ar::Variant;
-    use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
+    use dino_ar::backbone::random::random_weights;
+    use dino_ar::backbone::{BackboneConfig, DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
     use dino_ar::compute::DeviceChoice;
     use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
@@ -88,6 +89,35 @@ mod cli {
         Bench(crate::bench::BenchArgs),
         /// Evaluate on an MVTec-style dataset (test/good, test/<defect>, ground_truth/<defect>).
         Eval(EvalArgs),
+        /// Write a DINOv3 ViT with random weights (Hugging Face safetensors), ViT-S/16 by default.
+        ///
+        /// For benchmarks and demos where no pretrained weights may be used: it embeds colour and
+        /// texture, not meaning, so it shows the pipeline, not the method's accuracy.
+        RandomBackbone(RandomBackboneArgs),
+    }
+
+    #[derive(Args)]
+    struct RandomBackboneArgs {
+        /// Output safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Embedding width (heads = width / 64).
+        #[arg(long, default_value_t = BackboneConfig::vits16().hidden_size)]
+        width: usize,
+        #[arg(long, default_value_t = BackboneConfig::vits16().num_layers)]
+        layers: usize,
+        /// Hidden width of each block's MLP.
+        #[arg(long, default_value_t = BackboneConfig::vits16().intermediate_size)]
+        mlp: usize,
+        /// SwiGLU MLPs (as ViT-S+/16 and ViT-H+/16) instead of GELU.
+        #[arg(long)]
+        gated: bool,
+        #[arg(long, default_value_t = BackboneConfig::vits16().num_registers)]
+        registers: usize,
+        #[arg(long, default_value_t = BackboneConfig::vits16().patch_size)]
+        patch: usize,
     }
 
     /// Where the tensors live: every subcommand that runs a model takes `--device`.
@@ -298,6 +328,7 @@ mod cli {
             Command::Score(args) => score(args),
             Command::Eval(args) => eval(args),
             Command::Bench(args) => crate::bench::run(args),
+            Command::RandomBackbone(args) => random_backbone(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -400,6 +431,33 @@ mod cli {
             out.grid.0,
             out.grid.1,
             args.out.display()
+        );
+        Ok(())
+    }
+
+    fn random_backbone(args: RandomBackboneArgs) -> Result<(), String> {
+        let config = BackboneConfig {
+            patch_size: args.patch,
+            hidden_size: args.width,
+            num_layers: args.layers,
+            num_heads: (args.width / 64).max(1),
+            num_registers: args.registers,
+            intermediate_size: args.mlp,
+            gated_mlp: args.gated,
+            ..BackboneConfig::vits16()
+        };
+        let bytes = random_weights(&config, args.seed).map_err(|e| e.to_string())?;
+        std::fs::write(&args.out, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+        eprintln!(
+            "{}: random DINOv3 ViT (width {}, {} layers, {} heads, patch {}, seed {}), {:.1} MB",
+            args.out.display(),
+            config.hidden_size,
+            config.num_layers,
+            config.num_heads,
+            config.patch_size,
+            args.seed,
+            bytes.len() as f64 / 1e6
         );
         Ok(())
     }

@@ -1,0 +1,177 @@
+//! A DINOv3 ViT with random weights, from a seed: the Hugging Face layout as a safetensors file,
+//! read back by the same loader as real weights. No pretrained weights can be shipped (their
+//! licence gates them), so benchmarks and demos that need a full-size model make one here.
+//!
+//! The recipe is `tools/fixtures/make_fixtures.py`'s, so the activations have the same scale as
+//! the parity fixtures: LayerNorm weights 1 + 0.2·N, biases 0.1·N, layer scales 0.5 + 0.2·N, tokens
+//! N(0, 1), matrices N / √fan-in, every value rounded to bfloat16 precision. A random backbone
+//! embeds colour and texture, not meaning: it shows the pipeline, not the method's accuracy.
+
+use half::bf16;
+
+use super::BackboneConfig;
+use crate::rng::Rng;
+use crate::weights::{WeightsError, write_safetensors_f32};
+
+/// How one tensor's values are drawn.
+enum Init {
+    Zero,
+    /// `centre + spread·N(0, 1)`
+    Around(f32, f32),
+    /// `N(0, 1) / √fan-in`, fan-in being every dimension but the first.
+    FanIn,
+}
+
+/// Every tensor of a Hugging Face `DINOv3ViTModel` shaped by `config`, in file order.
+fn layout(c: &BackboneConfig) -> Vec<(String, Vec<usize>, Init)> {
+    let (d, p, i) = (c.hidden_size, c.patch_size, c.intermediate_size);
+    let mut t = vec![
+        (
+            "embeddings.cls_token".into(),
+            vec![1, 1, d],
+            Init::Around(0.0, 1.0),
+        ),
+        ("embeddings.mask_token".into(), vec![1, 1, d], Init::Zero),
+        (
+            "embeddings.patch_embeddings.weight".into(),
+            vec![d, c.in_channels, p, p],
+            Init::FanIn,
+        ),
+        (
+            "embeddings.patch_embeddings.bias".into(),
+            vec![d],
+            Init::Around(0.0, 0.1),
+        ),
+    ];
+    if c.num_registers > 0 {
+        t.push((
+            "embeddings.register_tokens".into(),
+            vec![1, c.num_registers, d],
+            Init::Around(0.0, 1.0),
+        ));
+    }
+    let norm = |t: &mut Vec<(String, Vec<usize>, Init)>, name: String| {
+        t.push((format!("{name}.weight"), vec![d], Init::Around(1.0, 0.2)));
+        t.push((format!("{name}.bias"), vec![d], Init::Around(0.0, 0.1)));
+    };
+    let linear = |t: &mut Vec<(String, Vec<usize>, Init)>, name: String, out, inp, bias| {
+        t.push((format!("{name}.weight"), vec![out, inp], Init::FanIn));
+        if bias {
+            t.push((format!("{name}.bias"), vec![out], Init::Around(0.0, 0.1)));
+        }
+    };
+    for l in 0..c.num_layers {
+        let b = format!("layer.{l}");
+        norm(&mut t, format!("{b}.norm1"));
+        // DINOv3 has no key bias (Meta masks it; Hugging Face leaves it out).
+        for (proj, bias) in [
+            ("q_proj", true),
+            ("k_proj", false),
+            ("v_proj", true),
+            ("o_proj", true),
+        ] {
+            linear(&mut t, format!("{b}.attention.{proj}"), d, d, bias);
+        }
+        t.push((
+            format!("{b}.layer_scale1.lambda1"),
+            vec![d],
+            Init::Around(0.5, 0.2),
+        ));
+        norm(&mut t, format!("{b}.norm2"));
+        if c.gated_mlp {
+            linear(&mut t, format!("{b}.mlp.gate_proj"), i, d, true);
+        }
+        linear(&mut t, format!("{b}.mlp.up_proj"), i, d, true);
+        linear(&mut t, format!("{b}.mlp.down_proj"), d, i, true);
+        t.push((
+            format!("{b}.layer_scale2.lambda1"),
+            vec![d],
+            Init::Around(0.5, 0.2),
+        ));
+    }
+    norm(&mut t, "norm".into());
+    t
+}
+
+/// Random weights for `config` from `seed`, as a Hugging Face safetensors file.
+pub fn random_weights(config: &BackboneConfig, seed: u64) -> Result<Vec<u8>, WeightsError> {
+    config.validate()?;
+    let mut rng = Rng::new(seed);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = layout(config)
+        .into_iter()
+        .map(|(name, shape, init)| {
+            let n: usize = shape.iter().product();
+            let values = match init {
+                Init::Zero => vec![0.0; n],
+                Init::Around(centre, spread) => rng
+                    .normal(n)
+                    .into_iter()
+                    .map(|z| centre + spread * z)
+                    .collect(),
+                Init::FanIn => {
+                    let scale = 1.0 / (shape[1..].iter().product::<usize>() as f32).sqrt();
+                    rng.normal(n).into_iter().map(|z| z * scale).collect()
+                }
+            };
+            // bf16 precision: the file then reads the same as an f32, f16 or bf16 copy of it.
+            let values = values
+                .into_iter()
+                .map(|v| bf16::from_f32(v).to_f32())
+                .collect();
+            (name, shape, values)
+        })
+        .collect();
+    let views: Vec<(&str, Vec<usize>, &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.clone(), v.as_slice()))
+        .collect();
+    write_safetensors_f32(&views, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::backbone::load_backbone;
+
+    #[test]
+    fn a_random_backbone_loads_as_the_config_it_was_made_from() {
+        let mut small = BackboneConfig {
+            hidden_size: 128,
+            num_layers: 2,
+            num_heads: 2,
+            intermediate_size: 256,
+            ..BackboneConfig::vits16()
+        };
+        for gated in [false, true] {
+            small.gated_mlp = gated;
+            let bytes = random_weights(&small, 7).unwrap();
+            let loaded = load_backbone(&bytes, None, &Device::flex()).unwrap();
+            assert_eq!(loaded.model.config, small);
+            let out = loaded
+                .model
+                .forward(
+                    loaded
+                        .model
+                        .pixels_tensor(vec![0.5; 3 * 32 * 48], 32, 48)
+                        .unwrap(),
+                )
+                .unwrap();
+            let v = out.patch_tokens.into_data().try_into_vec::<f32>().unwrap();
+            assert_eq!(v.len(), 2 * 3 * 128);
+            assert!(v.iter().all(|x| x.is_finite()));
+            let spread = v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
+            assert!(spread > 1e-3, "the tokens are not all zero: {spread}");
+        }
+        // Same seed, same file; another seed, another model.
+        assert_eq!(
+            random_weights(&small, 7).unwrap(),
+            random_weights(&small, 7).unwrap()
+        );
+        assert_ne!(
+            random_weights(&small, 7).unwrap(),
+            random_weights(&small, 8).unwrap()
+        );
+    }
+}
