@@ -6,6 +6,8 @@
 //! llvmpipe run the GPU kernels on the CPU, several times slower than burn-flex), else the CPU,
 //! saying why.
 
+use burn::tensor::Device;
+
 /// A GPU adapter that was found, as people should read it.
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -32,6 +34,26 @@ impl Adapter {
     }
 }
 
+/// The largest buffer each GPU device takes (bytes), recorded when the device is acquired.
+static BUFFER_LIMITS: std::sync::Mutex<Vec<(Device, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Record `device`'s single-buffer limit, from the limits it was created with.
+pub fn record_limits(device: &Device, limits: &burn::tensor::wgpu::wgpu::Limits) {
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    if let Ok(mut all) = BUFFER_LIMITS.lock() {
+        all.retain(|(d, _)| d != device);
+        all.push((device.clone(), limit));
+    }
+}
+
+/// The largest buffer `device` takes, if it is a GPU whose limits were recorded.
+pub fn buffer_limit(device: &Device) -> Option<u64> {
+    let all = BUFFER_LIMITS.lock().ok()?;
+    all.iter().find(|(d, _)| d == device).map(|(_, l)| *l)
+}
+
 /// The `auto` rule: `None` to use the adapter found, or why the CPU is used instead.
 pub fn auto_declines(found: Result<&Adapter, &str>) -> Option<String> {
     match found {
@@ -53,7 +75,7 @@ mod native {
 
     use burn::tensor::Device;
 
-    use super::{Adapter, auto_declines};
+    use super::{Adapter, auto_declines, record_limits};
 
     named_choice! {
         /// Where the native CLI computes (`--device`).
@@ -80,6 +102,7 @@ mod native {
             let init = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
             match init {
                 Ok(Ok((device, setup))) => {
+                    record_limits(&device, &setup.device.limits());
                     Ok((device, Adapter::describe("gpu", &setup.adapter.get_info())))
                 }
                 Ok(Err(e)) => Err(format!("no usable GPU adapter: {e}")),

@@ -16,7 +16,17 @@ pub async fn read_back<const N: usize>(
     t: Tensor<N>,
     what: &'static str,
 ) -> Result<Vec<f32>, ReadBackError> {
-    let fail = |detail: String| ReadBackError { what, detail };
+    // On a GPU, work that failed (most often a buffer over the device's limit) shows up here.
+    let hint = if t.device() == burn::tensor::Device::flex() {
+        ""
+    } else {
+        " (on a GPU this usually means a buffer larger than the device takes: lower the batch \
+         or input size, or use the CPU)"
+    };
+    let fail = |detail: String| ReadBackError {
+        what,
+        detail: format!("{detail}{hint}"),
+    };
     t.into_data_async()
         .await
         .map_err(|e| fail(format!("{e:?}")))?

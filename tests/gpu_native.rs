@@ -30,7 +30,9 @@ fn backbones_match_the_reference_on_the_gpu() {
     let Some(gpu) = gpu_or_skip("backbones_match_the_reference_on_the_gpu") else {
         return;
     };
-    let cases: [(&str, &[u8], &str, &[(&[u8], &[u8])]); 3] = [
+    /// (name, weights, config, [(pixels, reference)]).
+    type Case<'a> = (&'a str, &'a [u8], &'a str, &'a [(&'a [u8], &'a [u8])]);
+    let cases: [Case; 3] = [
         (
             "tiny HF safetensors",
             TINY_HF,
@@ -179,4 +181,28 @@ fn training_on_the_gpu_follows_the_cpu() {
         dl <= TOLERANCE && dp <= TOLERANCE,
         "GPU training differs from the CPU's: losses by {dl:e}, predictions by {dp:e}"
     );
+}
+
+/// An input whose attention would not fit in one GPU buffer is refused before any work is queued,
+/// with the size that would fit — not a panic or a lost device at read-back.
+#[test]
+fn an_input_too_large_for_the_gpu_says_what_to_lower() {
+    let Some(gpu) = gpu_or_skip("an_input_too_large_for_the_gpu_says_what_to_lower") else {
+        return;
+    };
+    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &gpu.device)
+        .unwrap()
+        .model;
+    // 65 541 tokens: 34 GB of attention scores, more than any GPU takes in one buffer.
+    let side = dino_ar::backbone::config::MAX_INPUT_SIDE;
+    let e = model
+        .pixels_tensor(vec![0.0; 3 * side * side], side, side)
+        .unwrap_err();
+    assert!(
+        e.contains("more than this GPU takes in one buffer") && e.contains("smaller size"),
+        "{e}"
+    );
+    // The device is still usable afterwards.
+    let (patch, cls) = embed(&model, TINY_PIXELS_224);
+    assert_matches("after the refusal", &patch, &cls, &reference(TINY_REF_224));
 }

@@ -63,6 +63,25 @@ impl BackboneConfig {
         Ok((height / p, width / p))
     }
 
+    /// Bytes of the largest single tensor of a forward pass at `height × width` (valid sizes
+    /// only): the attention scores `[heads, N, N]` or an MLP's hidden `[N, width]`, in f32.
+    pub fn largest_buffer(&self, height: usize, width: usize) -> u64 {
+        let p = self.patch_size.max(1);
+        let n = (1 + self.num_registers + (height / p) * (width / p)) as u64;
+        let attention = self.num_heads as u64 * n * n;
+        let mlp = n * self.intermediate_size as u64;
+        4 * attention.max(mlp)
+    }
+
+    /// The largest square input (a multiple of the patch size) whose tensors fit `limit` bytes.
+    pub fn largest_square_within(&self, limit: u64) -> Option<usize> {
+        let p = self.patch_size.max(1);
+        (1..=MAX_INPUT_SIDE / p)
+            .rev()
+            .map(|k| k * p)
+            .find(|&s| self.largest_buffer(s, s) <= limit)
+    }
+
     pub fn validate(&self) -> Result<(), WeightsError> {
         let bad = |m: String| Err(WeightsError::Config(m));
         if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {

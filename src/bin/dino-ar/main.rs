@@ -35,6 +35,7 @@ mod cli {
     use dino_ar::evaluate::{Evaluation, Scored};
     use dino_ar::overlay::{Colormap, OverlayStyle};
     use dino_ar::preprocess::RgbImage;
+    use dino_ar::readback::read_back;
     use dino_ar::scores_csv::{self, ScoreRow};
     use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
@@ -402,19 +403,23 @@ mod cli {
             }
             (None, None) => return Err("give --image or --pixels".into()),
         };
-        let input = model
-            .pixels_tensor(pixels, height, width)
-            .map_err(|e| format!("--pixels: {e}"))?;
+        let input = model.pixels_tensor(pixels, height, width).map_err(|e| {
+            let what = args
+                .pixels
+                .as_ref()
+                .map_or("--size".into(), |p| p.display().to_string());
+            format!("{what}: {e}")
+        })?;
         let out = model.forward(input)?;
         let [_, n, d] = out.patch_tokens.dims();
-        let patch = out.patch_tokens.into_data();
-        let cls = out.cls_token.into_data();
-        let patch = patch.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
-        let cls = cls.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+        let patch = pollster::block_on(read_back(out.patch_tokens, "patch tokens"))
+            .map_err(|e| e.to_string())?;
+        let cls = pollster::block_on(read_back(out.cls_token, "class token"))
+            .map_err(|e| e.to_string())?;
         let bytes = write_safetensors_f32(
             &[
-                ("patch_tokens", vec![1, n, d], patch),
-                ("cls_token", vec![1, d], cls),
+                ("patch_tokens", vec![1, n, d], &patch),
+                ("cls_token", vec![1, d], &cls),
             ],
             None,
         )
