@@ -62,6 +62,17 @@ try {
   page.on("console", (m) => { if (m.type() === "error") console.error(`page: ${m.text()}`); });
   await page.goto(`${origin}/bench.html`);
   const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName }) => {
+    // WebGPU work counted where it leaves JavaScript: compute dispatches, queue submissions and
+    // buffer read-backs (mapAsync), per forward pass, for both engines.
+    const counts = { dispatch: 0, submit: 0, readback: 0 };
+    const count = (proto, name, key) => {
+      const f = proto?.[name];
+      if (f) proto[name] = function (...a) { counts[key]++; return f.apply(this, a); };
+    };
+    count(self.GPUComputePassEncoder?.prototype, "dispatchWorkgroups", "dispatch");
+    count(self.GPUComputePassEncoder?.prototype, "dispatchWorkgroupsIndirect", "dispatch");
+    count(self.GPUQueue?.prototype, "submit", "submit");
+    count(self.GPUBuffer?.prototype, "mapAsync", "readback");
     const { default: init, Detector } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     // A wasm memory only grows, so its size is the high-water mark of everything the CPU backend
@@ -91,7 +102,10 @@ try {
         out = await f();
         ms.push(performance.now() - t);
       }
-      return { first: firstMs, ...stats(ms), out };
+      const before = { ...counts };
+      await f();
+      const work = Object.fromEntries(Object.keys(counts).map((k) => [k, counts[k] - before[k]]));
+      return { first: firstMs, ...stats(ms), out, work };
     }
     const rows = [];
     let ref = null;
@@ -164,6 +178,9 @@ try {
     }
     const f = (x) => x.toFixed(1).padStart(9);
     console.log(`${r.engine.padEnd(30)} ${f(r.loadMs)} ${f(r.first)} ${r.median.toFixed(1).padStart(10)} ${f(r.min)} ${f(r.max)}  ${r.diff.toExponential(1)}`);
+    if (r.work.dispatch + r.work.readback > 0) {
+      console.log(`# ${r.engine} per forward: ${r.work.dispatch} compute dispatches, ${r.work.submit} queue submissions, ${r.work.readback} buffer read-backs`);
+    }
   }
   // Both engines run the same model on the same input: a large difference means one is wrong.
   const worst = Math.max(...result.filter((r) => r.diff !== undefined).map((r) => r.diff));
