@@ -57,7 +57,8 @@ peak_since() {
 }
 mark() { [ -n "${smi:-}" ] && wc -l <"$work/mem" || echo 0; }
 
-for device in gpu cpu; do
+# DEVICES="gpu" skips the CPU half (e.g. to compare two builds on the GPU alone).
+for device in ${DEVICES:-gpu cpu}; do
   printf '\n######## --device %s\n' "$device"
   m=$(mark); "$bin" bench backbone --device "$device" --backbone "$work/vit.safetensors" --sizes "$sizes" "${runs[@]}"
   [ "$device" = cpu ] || peak_since "$m"
