@@ -148,6 +148,32 @@ impl ArConfig {
         Ok(())
     }
 
+    /// The grid offsets `(dy, dx)` whose embeddings the prediction at a position can see — its
+    /// causal receptive field — read from the layers' own masks and dilation, not drawn by hand:
+    /// the prediction at `(i, j)` depends on the input at `(i + dy, j + dx)` for each offset
+    /// (zero padding drops those outside the grid). Sorted in raster order; never `(0, 0)` or
+    /// anything after it. With dilation > 1 it has holes — the immediate left and upper
+    /// neighbours are among them (the "blind spot").
+    pub fn receptive_field(&self) -> Vec<(isize, isize)> {
+        let k = self.kernel;
+        let c = (k / 2) as isize;
+        let d = self.variant.dilation() as isize;
+        // From the output back to the input: the last layer first, the first (mask A) last.
+        let mut seen = std::collections::BTreeSet::from([(0isize, 0isize)]);
+        for layer in (0..self.layers).rev() {
+            let mask = raster_mask(kind_of(layer), k);
+            let taps: Vec<(isize, isize)> = (0..k * k)
+                .filter(|&t| mask[t] > 0.0)
+                .map(|t| (d * ((t / k) as isize - c), d * ((t % k) as isize - c)))
+                .collect();
+            seen = seen
+                .iter()
+                .flat_map(|&(y, x)| taps.iter().map(move |&(ty, tx)| (y + ty, x + tx)))
+                .collect();
+        }
+        seen.into_iter().collect()
+    }
+
     /// (in, out) channels of each layer.
     pub fn widths(&self) -> Vec<(usize, usize)> {
         (0..self.layers)
@@ -276,6 +302,28 @@ mod tests {
         let mut c = ArConfig::new(8);
         c.kernel = 4;
         assert!(c.validate().unwrap_err().contains("odd"));
+    }
+
+    #[test]
+    fn the_receptive_field_is_strictly_in_the_past() {
+        let mut c = ArConfig::new(8);
+        for variant in Variant::ALL {
+            c.variant = *variant;
+            let field = c.receptive_field();
+            assert!(!field.is_empty());
+            assert!(field.iter().all(|&o| o < (0, 0)), "{variant:?}: {field:?}");
+        }
+        // One standard 3×3 mask-A layer sees exactly its four earlier taps.
+        let one = ArConfig {
+            layers: 1,
+            variant: Variant::Standard,
+            ..ArConfig::new(8)
+        };
+        assert_eq!(one.receptive_field(), vec![(-1, -1), (-1, 0), (-1, 1), (0, -1)]);
+        // The paper's dilated head never sees the immediate left or upper neighbour.
+        c.variant = Variant::Dilated;
+        let field = c.receptive_field();
+        assert!(!field.contains(&(0, -1)) && !field.contains(&(-1, 0)));
     }
 
     #[test]

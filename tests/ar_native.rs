@@ -123,3 +123,46 @@ fn predictions_never_see_the_present_or_the_future() {
     check_causality(Variant::Standard, 3);
     check_causality(Variant::Standard, 5);
 }
+
+/// The receptive field computed from the masks is exactly where the gradient of one prediction
+/// with respect to the input grid is non-zero (unioned over a few random inputs, so that a ReLU
+/// that happens to be off cannot hide a tap).
+#[test]
+fn the_receptive_field_is_where_the_gradient_reaches() {
+    let device = Device::flex().autodiff();
+    for (variant, kernel, layers) in [
+        (Variant::Dilated, 3, 5),
+        (Variant::Standard, 3, 5),
+        (Variant::Standard, 5, 2),
+    ] {
+        let config = ArConfig {
+            channels: 3,
+            hidden: 6,
+            layers,
+            kernel,
+            variant,
+        };
+        let head = ArHead::new(&config, &mut Rng::new(5), &device).unwrap();
+        // Large enough that the field fits around the probe without touching the border.
+        let (h, w, i, j) = (48, 48, 40usize, 24usize);
+        let mut reached = std::collections::BTreeSet::new();
+        for seed in 0..6 {
+            let values = Rng::new(seed).uniform(-1.0, 1.0, 3 * h * w);
+            let x: Tensor<4> =
+                Tensor::from_data(TensorData::new(values, [1, 3, h, w]), &device).require_grad();
+            let out = head.forward(x.clone());
+            let probe = out.slice([0..1, 0..3, i..i + 1, j..j + 1]).sum();
+            let grads = probe.backward();
+            let g = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+            for y in 0..h {
+                for xx in 0..w {
+                    if (0..3).any(|c| g[c * h * w + y * w + xx] != 0.0) {
+                        reached.insert((y as isize - i as isize, xx as isize - j as isize));
+                    }
+                }
+            }
+        }
+        let field: std::collections::BTreeSet<_> = config.receptive_field().into_iter().collect();
+        assert_eq!(reached, field, "{variant:?} k={kernel} layers={layers}");
+    }
+}
