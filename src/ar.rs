@@ -319,7 +319,10 @@ mod tests {
             variant: Variant::Standard,
             ..ArConfig::new(8)
         };
-        assert_eq!(one.receptive_field(), vec![(-1, -1), (-1, 0), (-1, 1), (0, -1)]);
+        assert_eq!(
+            one.receptive_field(),
+            vec![(-1, -1), (-1, 0), (-1, 1), (0, -1)]
+        );
         // The paper's dilated head never sees the immediate left or upper neighbour.
         c.variant = Variant::Dilated;
         let field = c.receptive_field();

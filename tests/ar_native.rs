@@ -153,7 +153,12 @@ fn the_receptive_field_is_where_the_gradient_reaches() {
             let out = head.forward(x.clone());
             let probe = out.slice([0..1, 0..3, i..i + 1, j..j + 1]).sum();
             let grads = probe.backward();
-            let g = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+            let g = x
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
             for y in 0..h {
                 for xx in 0..w {
                     if (0..3).any(|c| g[c * h * w + y * w + xx] != 0.0) {

@@ -232,6 +232,8 @@ function setModel(model) {
     $("model-download").hidden = true;
   } else {
     const i = model.info;
+    // The patches the head could see when predicting one: from its own masks (the library).
+    model.field = dino.receptiveField(i.spec);
     $("model-status").textContent =
       `${model.name}: ${i.method}, input ${i.inputWidth}×${i.inputHeight}, trained on ${i.trainImages} images, ` +
       `calibrated threshold ${fmt(i.threshold)}`;
@@ -416,6 +418,7 @@ async function show(index) {
   const bitmap = await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
   const canvas = $("overlay");
   [canvas.width, canvas.height] = [r.width, r.height];
+  canvas.dataset.gridRows = r.gridH; // the patch grid's rows, for whoever reads the canvas
   // Shown at a comfortable size whatever the image's: up to 34 rem wide, 75 % of the window high.
   const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
   canvas.style.width = `${Math.round(Math.min(34 * rem, (0.75 * innerHeight * r.width) / r.height))}px`;
@@ -448,14 +451,26 @@ function drawView() {
   const r = v.result;
   const ctx = $("overlay").getContext("2d");
   ctx.putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
+  const explain = $("explain").checked;
   if (state.probe) {
-    // Outline the probed patch.
+    // Outline the probed patch; with "show what the model saw", shade the patches its
+    // prediction could use (the receptive field; outside the grid they are zero padding).
     const [row, col] = state.probe;
     const [sx, sy] = [r.width / r.gridW, r.height / r.gridH];
+    if (explain) {
+      const f = state.model.field;
+      ctx.fillStyle = "rgba(255, 255, 255, 0.45)";
+      for (let k = 0; k < f.length; k += 2) {
+        const [y, x] = [row + f[k], col + f[k + 1]];
+        if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) ctx.fillRect(x * sx, y * sy, sx, sy);
+      }
+    }
     ctx.strokeStyle = "#fff";
     ctx.lineWidth = Math.max(1, r.width / 300);
     ctx.strokeRect(col * sx, row * sy, sx, sy);
   }
+  $("explain-caption").hidden = !explain;
+  if (explain) $("explain-caption").textContent = explainCaption();
   const verdict = verdictOf(r);
   $("view-verdict").textContent = verdict;
   $("view-verdict").className = `verdict v-${verdict}`;
@@ -468,7 +483,22 @@ function drawView() {
   } else $("view-hover").textContent = "—";
 }
 
-for (const id of ["colormap", "opacity", "contour"]) $(id).oninput = drawView;
+// What "show what the model saw" says, for the model in use.
+function explainCaption() {
+  const spec = state.model.info.spec;
+  const n = state.model.field.length / 2;
+  if (n === 0) {
+    return "The kNN baseline scores each patch on its own: its distance to the closest patch of the normal images.";
+  }
+  const holes = spec.variant === "dilated"
+    ? " Its dilated convolutions skip the patches right next to it (the blind spot): it sees further, with gaps."
+    : "";
+  return `The model reads the image's patches in raster order, like text: left to right, top to bottom. ` +
+    `It predicts each patch's embedding from ${n} patches before it (shaded; point at a patch or use the arrow keys), ` +
+    `never from the patch itself or anything after it. The map shows how far the real embedding is from the prediction.${holes}`;
+}
+
+for (const id of ["colormap", "opacity", "contour", "explain"]) $(id).oninput = drawView;
 $("threshold").oninput = () => {
   state.threshold = Number($("threshold").value);
   $("threshold-value").textContent = fmt(threshold());

@@ -79,6 +79,28 @@ pub fn overlay_defaults() -> Result<JsValue, JsValue> {
     to_js(&OverlayStyle::default())
 }
 
+/// The patches an AR head shaped by `spec` (`{ variant, layers, kernel }`, others ignored; absent
+/// keys take the defaults, e.g. a model's `info.spec`) sees when it predicts one patch: its causal
+/// receptive field, read from the head's own masks, as grid offsets `[dy0, dx0, dy1, dx1, …]`
+/// relative to that patch (raster order, all strictly before it). Empty for the kNN baseline,
+/// which scores every patch on its own.
+#[wasm_bindgen(js_name = receptiveField)]
+pub fn receptive_field(
+    #[wasm_bindgen(unchecked_optional_param_type = "FitOptions")] spec: Option<Object>,
+) -> Result<Vec<i32>, JsValue> {
+    let spec = spec.map_or(JsValue::UNDEFINED, JsValue::from);
+    let (spec, _) = fit_options(&spec).map_err(js_err)?;
+    if spec.method != Method::Ar {
+        return Ok(Vec::new());
+    }
+    Ok(spec
+        .ar_config(1)
+        .receptive_field()
+        .into_iter()
+        .flat_map(|(dy, dx)| [dy as i32, dx as i32])
+        .collect())
+}
+
 /// The verdict rule: `true` when `score` is strictly above `threshold` (on it is normal).
 #[wasm_bindgen(js_name = isAnomalous)]
 pub fn is_anomalous(score: f32, threshold: f32) -> bool {

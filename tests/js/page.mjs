@@ -163,6 +163,33 @@ try {
     `defect, which with that margin covers ${(100 * overlap.nearShare).toFixed(0)} % of the image)`);
   await page.hover("#overlay", { position: { x: 60, y: 60 } });
   check(/patch row \d+, column \d+: \d/.test(await text("#view-hover")), `hover shows the patch score: ${await text("#view-hover")}`);
+  // "Show what the model saw": the patches the head could use for the probed one are shaded, all
+  // before it in raster order, and a caption explains the reading order.
+  await page.check("#explain");
+  await page.focus("#overlay");
+  for (const key of [...Array(6).fill("ArrowDown"), ...Array(6).fill("ArrowRight")]) await page.keyboard.press(key);
+  const probed = (await text("#view-hover")).match(/patch row (\d+), column (\d+)/);
+  const pixels = () => page.evaluate(() => {
+    const c = document.querySelector("#overlay");
+    return { w: c.width, h: c.height, px: Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data) };
+  });
+  const shaded = await pixels();
+  const caption = await text("#explain-caption");
+  await page.evaluate(() => document.querySelector("#explain").click());
+  const plain = await pixels();
+  // The probed patch's bottom edge in canvas pixels (rows are 1-based in the text).
+  const gridH = Number(await page.locator("#overlay").getAttribute("data-grid-rows"));
+  const rowBottom = probed ? (Number(probed[1]) * shaded.h) / gridH : 0;
+  let changed = 0, after = 0;
+  for (let i = 0; i < shaded.px.length; i += 4) {
+    if (shaded.px[i] !== plain.px[i] || shaded.px[i + 1] !== plain.px[i + 1] || shaded.px[i + 2] !== plain.px[i + 2]) {
+      changed++;
+      if (Math.floor(i / 4 / shaded.w) >= Math.ceil(rowBottom)) after++;
+    }
+  }
+  check(probed && changed > 0 && after === 0 && /raster order/.test(caption),
+    `"show what the model saw" shades ${changed} pixels, none below the probed patch (row ${probed?.[1]}), ` +
+    `caption: ${caption.slice(0, 60)}…`);
   await page.screenshot({ path: join(out, "page-trained.png"), fullPage: true });
 
   // The threshold slider moves the verdicts; the reset button restores the calibrated one.
