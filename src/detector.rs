@@ -220,6 +220,39 @@ impl Detector {
     }
 }
 
+/// What the AR head saw and what it expected for one image: the embedding grid and the head's
+/// prediction of it, coloured alike by the grid's first three principal components (RGBA, one
+/// pixel per patch, row-major).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub grid_h: usize,
+    pub grid_w: usize,
+    pub actual: Vec<u8>,
+    pub predicted: Vec<u8>,
+}
+
+impl Detector {
+    /// The explain view's grids for `image` ([`crate::explain::pca_colours`]); `None` for the
+    /// kNN baseline, which predicts nothing.
+    pub async fn explain(&self, image: &RgbImage) -> Result<Option<Explanation>, DetectorError> {
+        let Scorer::Ar(head, _) = &self.scorer else {
+            return Ok(None);
+        };
+        let grid = embed(&self.backbone, image, self.input_size())?;
+        let [_, c, grid_h, grid_w] = grid.dims();
+        let predicted = read_back(head.forward(grid.clone()), "prediction").await?;
+        let actual = read_back(grid, "embeddings").await?;
+        let (actual, predicted) =
+            crate::explain::pca_colours(&actual, &predicted, c, grid_h * grid_w);
+        Ok(Some(Explanation {
+            grid_h,
+            grid_w,
+            actual,
+            predicted,
+        }))
+    }
+}
+
 /// One normal image's embedding, with the size its map is calibrated at.
 pub struct NormalGrid {
     /// `[D, h, w]` values, channel-major.

@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod compute;
 pub mod detector;
 pub mod evaluate;
+pub mod explain;
 pub mod knn;
 pub mod metrics;
 pub mod overlay;

@@ -84,6 +84,11 @@ export class Engine {
     return this.call("score", { name, blob });
   }
 
+  // { explanation: { gridH, gridW, actual, predicted } | null } (null for a kNN model).
+  explain(name, blob) {
+    return this.call("explain", { name, blob });
+  }
+
   // Stop whatever runs now: a fresh worker, with the backbone and model loaded again.
   restart(reason = "cancelled") {
     this.worker?.terminate();

@@ -471,6 +471,7 @@ function drawView() {
   }
   $("explain-caption").hidden = !explain;
   if (explain) $("explain-caption").textContent = explainCaption();
+  drawExplanation(explain ? r : null);
   const verdict = verdictOf(r);
   $("view-verdict").textContent = verdict;
   $("view-verdict").className = `verdict v-${verdict}`;
@@ -481,6 +482,39 @@ function drawView() {
     const [row, col] = state.probe;
     $("view-hover").textContent = `patch row ${row + 1}, column ${col + 1}: ${fmt(r.grid[row * r.gridW + col])}`;
   } else $("view-hover").textContent = "—";
+}
+
+// The embeddings, the prediction and the error, one pixel per patch. The explanation is asked of
+// the worker once per result, when first wanted.
+function drawExplanation(r) {
+  const box = $("explain-grids");
+  if (!r || state.model.field.length === 0) {
+    box.hidden = true;
+    return;
+  }
+  if (!r.explanation) {
+    r.explanation = engine.explain(r.name, r.file).then((x) => x.explanation, (e) => {
+      showError(e.message);
+      return null;
+    });
+    r.explanation.then(() => { if (state.view?.result === r) drawExplanation(r); });
+    return;
+  }
+  r.explanation.then((e) => {
+    if (!e || state.view?.result !== r || !$("explain").checked) return;
+    const paint = (id, rgba) => {
+      const c = $(id);
+      [c.width, c.height] = [e.gridW, e.gridH];
+      c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), e.gridW, e.gridH), 0, 0);
+    };
+    paint("explain-actual", e.actual);
+    paint("explain-predicted", e.predicted);
+    // The error grid in the overlay's colours: the map drawn at full opacity on black.
+    const black = new Uint8ClampedArray(e.gridW * e.gridH * 4).fill(255).map((v, i) => (i % 4 === 3 ? 255 : 0));
+    const px = dino.renderOverlay(black, e.gridW, e.gridH, r.grid, { ...overlayOptions(), opacity: 1, contour: false });
+    paint("explain-error", px);
+    box.hidden = false;
+  });
 }
 
 // What "show what the model saw" says, for the model in use.

@@ -97,6 +97,17 @@ const ops = {
     // Only the patch grid crosses to the page (the library upsamples it there when it draws).
     return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
   },
+
+  async explain({ name, blob }) {
+    const img = await decode(blob, name);
+    let e;
+    try {
+      e = await need().explain(img.rgba, img.width, img.height);
+    } catch (err) {
+      throw new Error(`${name}: ${err.message}`);
+    }
+    return e ? { explanation: e, transfer: [e.actual.buffer, e.predicted.buffer] } : { explanation: null };
+  },
 };
 
 // One request at a time, in the order they came: a load must not start while `start` is still

@@ -8,7 +8,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
-    fit_images, fit_options, from_js, get, grid_object, js_err, score_object, to_js,
+    explanation_object, fit_images, fit_options, from_js, get, grid_object, js_err, score_object,
+    to_js,
 };
 use super::session::{Session, SessionError};
 
@@ -113,6 +114,23 @@ impl JsDetector {
             };
             let r = s.score(&rgba, width, height).await.map_err(js_err)?;
             Ok(score_object(&r, options.map))
+        })
+    }
+
+    /// What the AR head saw and expected for an image (RGBA bytes): `{ gridH, gridW, actual,
+    /// predicted }`, the embedding grid and the head's prediction of it coloured alike by the
+    /// grid's first three principal components; `null` for a kNN model (it predicts nothing).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Explanation | null>")]
+    pub fn explain(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Uint8ClampedArray")] rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+    ) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let e = s.explain(&rgba, width, height).await.map_err(js_err)?;
+            Ok(e.as_ref().map_or(JsValue::NULL, explanation_object))
         })
     }
 

@@ -119,6 +119,39 @@ pub fn grid_object(data: &[f32], gh: usize, gw: usize) -> JsValue {
 }
 
 #[wasm_bindgen(typescript_custom_section)]
+const EXPLANATION: &str = r#"
+/**
+ * `explain`'s result: the image's embedding grid and the AR head's prediction of it, coloured
+ * alike by the grid's first three principal components (equal colours: a good prediction).
+ */
+export interface Explanation {
+    gridH: number;
+    gridW: number;
+    /** RGBA, one pixel per patch, row-major `gridH × gridW` (an `ImageData`'s layout). */
+    actual: Uint8ClampedArray;
+    predicted: Uint8ClampedArray;
+}
+"#;
+
+/// `{ gridH, gridW, actual, predicted }` (TypeScript: `Explanation`).
+pub fn explanation_object(e: &crate::detector::Explanation) -> JsValue {
+    let out = Object::new();
+    set(&out, "gridH", e.grid_h as u32);
+    set(&out, "gridW", e.grid_w as u32);
+    set(
+        &out,
+        "actual",
+        js_sys::Uint8ClampedArray::from(e.actual.as_slice()),
+    );
+    set(
+        &out,
+        "predicted",
+        js_sys::Uint8ClampedArray::from(e.predicted.as_slice()),
+    );
+    out.into()
+}
+
+#[wasm_bindgen(typescript_custom_section)]
 const SCORE_RESULT: &str = r#"
 /** `score`'s result: the image score, the verdict and the anomaly map. */
 export interface ScoreResult {

@@ -12,7 +12,7 @@ use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
 use crate::compute::auto_declines;
-use crate::detector::{self, AnomalyMap, Detector, DetectorError, check_size};
+use crate::detector::{self, AnomalyMap, Detector, DetectorError, Explanation, check_size};
 use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
 use crate::spec::FitSpec;
@@ -259,6 +259,23 @@ impl Session {
             .ok_or(SessionError::NoModel)?;
         let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
         Ok(det.score(&img).await?)
+    }
+
+    /// The embedding grid and the AR head's prediction of it, PCA-coloured (`None` for kNN).
+    pub async fn explain(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Option<Explanation>, SessionError> {
+        self.check_device()?;
+        let det = self
+            .detector
+            .borrow()
+            .clone()
+            .ok_or(SessionError::NoModel)?;
+        let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
+        Ok(det.explain(&img).await?)
     }
 
     /// Fit as `spec` says on normal images (RGBA, width, height) and return the bundle bytes;

@@ -16,7 +16,7 @@ try {
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
-    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv } = await import("/pkg/dino_ar.js");
+    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -63,6 +63,13 @@ try {
     out.misspelt = await err(() => det.fit(images, { epoch: 40 }));
     out.badScoreOption = await err(() => det.score(texture(3, false).rgba, 32, 32, { maps: true }));
     out.stillWorks = (await det.score(texture(3, false).rgba, 32, 32)).grid.length;
+    // The explain view's data: the embeddings and the head's prediction, PCA-coloured.
+    const e = await det.explain(texture(9, true).rgba, 32, 32);
+    out.explain = { gridH: e.gridH, gridW: e.gridW, actual: e.actual.length, predicted: e.predicted.length,
+      rgba: e.actual instanceof Uint8ClampedArray, opaque: e.actual.every((v, i) => i % 4 !== 3 || v === 255) };
+    out.fieldStandard = Array.from(receptiveField({ variant: "standard", layers: 1, kernel: 3 }));
+    out.fieldKnn = Array.from(receptiveField({ method: "knn" }));
+    out.fieldBad = await err(() => receptiveField({ kernel: 4 }));
     // The library's rules, callable from the page's own thread.
     out.defaults = fitDefaults();
     out.spec = fitSpec({ size: "64x32", epochs: 3 });
@@ -98,6 +105,12 @@ try {
   check(result.misspelt.includes("unknown field `epoch`"), `a misspelt option is named: ${result.misspelt}`);
   check(result.badScoreOption.includes("`maps`"), `an unknown score option is named: ${result.badScoreOption}`);
   check(!result.gridOnly, "score returns the full-size map only when asked");
+  const ex = result.explain;
+  check(ex.gridH === 2 && ex.gridW === 2 && ex.actual === 16 && ex.predicted === 16 && ex.rgba && ex.opaque,
+    `explain: RGBA grids of the embeddings and the prediction (${JSON.stringify(ex)})`);
+  check(result.fieldStandard.join() === "-1,-1,-1,0,-1,1,0,-1" && result.fieldKnn.length === 0,
+    `receptiveField: from the masks (${result.fieldStandard}), none for kNN`);
+  check(result.fieldBad.includes("odd"), `receptiveField refuses a bad head: ${result.fieldBad}`);
   check(result.stillWorks === 2 * 2, "still usable after errors");
   check(result.defaults.epochs === 40 && result.defaults.method === "ar" && result.defaults.size.join("x") === "448x448", `fitDefaults: ${JSON.stringify(result.defaults)}`);
   check(result.spec.size.join("x") === "64x32" && result.spec.epochs === 3 && result.spec.hidden === result.defaults.hidden, "fitSpec fills in the defaults");

@@ -175,6 +175,17 @@ try {
   });
   const shaded = await pixels();
   const caption = await text("#explain-caption");
+  // …and the embeddings next to the head's prediction of them, PCA-coloured, with the error grid.
+  await page.waitForSelector("#explain-grids:not([hidden])", { timeout: MINUTE });
+  const grids = await page.evaluate(() => ["actual", "predicted", "error"].map((id) => {
+    const c = document.querySelector(`#explain-${id}`);
+    const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    return { w: c.width, h: c.height, colours: new Set(Array.from({ length: px.length / 4 }, (_, i) => px.slice(4 * i, 4 * i + 3).join())).size };
+  }));
+  check(grids.every((g) => g.w > 1 && g.h > 1 && g.colours > 4) && grids[0].w === grids[1].w && grids[0].h === grids[1].h,
+    `the explain view shows the embeddings, the prediction and the error as ${grids[0].w}×${grids[0].h} grids ` +
+    `(${grids.map((g) => g.colours).join(" / ")} distinct colours)`);
+  await page.locator("#viewer").screenshot({ path: join(out, "page-explain.png") });
   await page.evaluate(() => document.querySelector("#explain").click());
   const plain = await pixels();
   // The probed patch's bottom edge in canvas pixels (rows are 1-based in the text).

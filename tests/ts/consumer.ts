@@ -8,6 +8,7 @@ import init, {
   fitSpec,
   isAnomalous,
   overlayDefaults,
+  receptiveField,
   renderOverlay,
   scoresCsv,
   upsampleMap,
@@ -15,6 +16,7 @@ import init, {
   type Backend,
   type BackboneInfo,
   type Embedding,
+  type Explanation,
   type FitImage,
   type FitOptions,
   type FitProgress,
@@ -51,6 +53,11 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const said: "anomalous" | "normal" = verdict(r.score, r.threshold);
   const grid: Float32Array = r.grid;
   const embedding: Embedding = await det.embedPixels(new Float32Array(3 * 224 * 224), 224, 224);
+  const explained: Explanation | null = await det.explain(image.data, image.width, image.height);
+  const picture: ImageData | undefined = explained
+    ? new ImageData(new Uint8ClampedArray(explained.actual), explained.gridW, explained.gridH)
+    : undefined;
+  const field: Int32Array = receptiveField(model.spec);
 
   const map: Float32Array = upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width);
   const style = overlayDefaults();
@@ -75,5 +82,5 @@ export async function everything(weights: Uint8Array, config: string | undefined
   // @ts-expect-error progress reports of the embed phase have no loss
   await det.fit(normals, {}, (p) => p.phase === "embed" && p.loss);
 
-  return { where, width, seen, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
+  return { where, width, seen, picture, field, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
 }
