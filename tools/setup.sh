@@ -37,7 +37,7 @@ apt_install() {
 }
 
 if [ "${1:-}" != "--no-browser" ]; then
-  if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  if ! compgen -G '/usr/share/vulkan/icd.d/*.json' >/dev/null && ! compgen -G '/etc/vulkan/icd.d/*.json' >/dev/null; then
     step "apt-get install mesa-vulkan-drivers (lavapipe: a software Vulkan driver for the GPU tests)"
     apt_install mesa-vulkan-drivers libvulkan1
   fi

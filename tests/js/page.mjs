@@ -253,10 +253,52 @@ try {
   await page.locator("#score-section").screenshot({ path: join(out, "sample.png") });
   await page.screenshot({ path: join(out, "page-sample.png"), fullPage: true });
 
-  // Keyboard: the first control can be reached and the sample button activated with the keyboard.
-  await page.keyboard.press("Tab");
-  const focused = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
-  check(focused !== "BODY", `Tab moves the focus onto a control (${focused})`);
+  // 6. The whole flow with the keyboard alone — sample → train → score → table → viewer — each
+  // control reached with Tab (in page order) and shown with a visible focus ring.
+  await page.reload();
+  await ready();
+  await page.evaluate(() => document.activeElement?.blur());
+  const tabTo = async (selector, what, label) => {
+    for (let i = 0; i < 120; i++) {
+      await page.keyboard.press("Tab");
+      const here = await page.evaluate(([sel, text]) => {
+        const a = document.activeElement;
+        const s = getComputedStyle(a);
+        const ring = (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== "none";
+        return { at: a.matches(sel) && (text === undefined || a.textContent === text), ring };
+      }, [selector, label]);
+      if (here.at) {
+        check(here.ring, `keyboard: ${what} is reached with Tab and its focus is visible`);
+        return;
+      }
+    }
+    throw new Error(`keyboard: ${what} (${selector}) cannot be reached with Tab`);
+  };
+  const pickWithKeyboard = async (files) => {
+    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Space")]);
+    await chooser.setFiles(files);
+  };
+  await tabTo("#sample-run", "the sample button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((n) => document.querySelector("#score-status").textContent.includes(`${n} images scored`), manifest.test.length, { timeout: 2 * MINUTE });
+  check(await page.locator("#error").isHidden(), "keyboard: the sample runs");
+  await tabTo("#normal-files", "the normal-images picker");
+  await pickWithKeyboard(manifest.normal.slice(0, 6).map((p) => join(sample, p)));
+  await tabTo("[data-fit=epochs]", "the epochs field");
+  await page.keyboard.press("ControlOrMeta+A");
+  await page.keyboard.type("3");
+  await tabTo("#fit-run", "the train button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 5 * MINUTE });
+  check((await page.locator("#fit-log li").count()) === 3, "keyboard: a model trained for the 3 epochs typed");
+  await tabTo("#score-files", "the score picker");
+  await pickWithKeyboard([join(sample, "test", "good_0.png"), join(sample, defect.image)]);
+  await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("2 images scored"), null, { timeout: 2 * MINUTE });
+  const second = defect.image.split("/").pop();
+  await tabTo("#results tbody button", "a row of the results table", second);
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((n) => document.querySelector("#view-name").textContent === n, second, { timeout: MINUTE });
+  check(true, `keyboard: Enter on a row opens ${second} in the viewer`);
 
   check(consoleErrors.length === 0, `no uncaught errors in the page (${consoleErrors.join("; ")})`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
