@@ -86,10 +86,35 @@ try {
     for (let i = 0; i < 50; i++) await det.score(texture(i, i % 2 === 0).rgba, 32, 32);
     out.memory = { before, after: wasm.memory.buffer.byteLength };
     det.free();
+
+    // On WebGPU (the software adapter here): a score reads back from the GPU exactly once — the
+    // patch scores; the backbone's output goes to the head on the device. Counted where GPU
+    // read-backs leave JavaScript (GPUBuffer.mapAsync) and compute dispatches go in.
+    const counts = { readback: 0, dispatch: 0 };
+    const wrap = (proto, name, key) => {
+      const f = proto[name];
+      proto[name] = function (...a) { counts[key]++; return f.apply(this, a); };
+    };
+    wrap(GPUBuffer.prototype, "mapAsync", "readback");
+    wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatch");
+    const gpu = await Detector.create("webgpu");
+    out.gpuBackend = gpu.backend;
+    await gpu.loadBackbone(bytes, config);
+    await gpu.loadModel(bundle);
+    await gpu.score(texture(9, true).rgba, 32, 32); // the first compiles the shaders
+    const before2 = { ...counts };
+    const g = await gpu.score(texture(9, true).rgba, 32, 32);
+    out.gpuScore = { readbacks: counts.readback - before2.readback, dispatches: counts.dispatch - before2.dispatch,
+      diff: Math.max(...g.grid.map((v, i) => Math.abs(v - r.grid[i]))) };
+    gpu.free();
     return out;
   }, { weights, config });
   const check = (ok, what) => { if (!ok) { failed = true; console.error(`FAIL ${what}`); } else console.log(`ok   ${what}`); };
   check(result.backend === "cpu", `backend is cpu (${result.backend})`);
+  const gs = result.gpuScore;
+  check(gs.readbacks === 1 && gs.dispatches > 0 && gs.diff < 1e-4,
+    `one GPU read-back per score on ${result.gpuBackend} (${gs.readbacks} read-backs, ${gs.dispatches} dispatches; ` +
+    `patch scores within ${gs.diff.toExponential(1)} of the CPU's)`);
   check(result.scoreFirst.startsWith("true:") && result.scoreFirst.includes("no model loaded"), `score before a model: ${result.scoreFirst}`);
   check(result.badWeights.startsWith("true:") && result.badWeights.includes("weights"), `bad weights: ${result.badWeights}`);
   check(result.info.hiddenSize === 64 && result.info.heads === 2, "loadBackbone info");
