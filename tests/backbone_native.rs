@@ -359,3 +359,14 @@ fn bad_input_sizes_are_errors_not_panics() {
     let e = model.pixels_tensor(vec![0.0; 10], 16, 16).unwrap_err();
     assert!(e.contains("10 values"), "{e}");
 }
+
+// ---- generated random backbones ----
+
+#[test]
+fn a_random_backbone_has_the_same_fingerprint_everywhere() {
+    use common::random_backbone::{FINGERPRINT, SEED, config};
+    let bytes = dino_ar::backbone::random::random_weights(&config(), SEED).unwrap();
+    let loaded = load_backbone(&bytes, None, &Device::flex()).unwrap();
+    // tests/web.rs checks the same value in the browser's wasm.
+    assert_eq!(loaded.model.fingerprint, FINGERPRINT);
+}

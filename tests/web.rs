@@ -361,3 +361,13 @@ async fn cli_and_page_bundles_score_alike_on_webgpu() {
     webgpu().await;
     golden_cross_check("webgpu").await;
 }
+
+/// The random-backbone generator gives the same weights in wasm as natively: the fingerprint
+/// `tests/backbone_native.rs` checks.
+#[wasm_bindgen_test]
+fn a_random_backbone_has_the_same_fingerprint_in_wasm() {
+    use common::random_backbone::{FINGERPRINT, SEED, config};
+    let bytes = dino_ar::backbone::random::random_weights(&config(), SEED).unwrap();
+    let loaded = load_backbone(&bytes, None, &Device::flex()).unwrap();
+    assert_eq!(loaded.model.fingerprint, FINGERPRINT);
+}

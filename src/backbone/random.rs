@@ -13,6 +13,63 @@ use super::BackboneConfig;
 use crate::rng::Rng;
 use crate::weights::{WeightsError, write_safetensors_f32};
 
+/// What to generate: a DINOv3 ViT's shape and the seed; the default is ViT-S/16, seed 0. The
+/// CLI's `random-backbone` flags and the JS API's `randomBackbone` options are these fields.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomBackbone {
+    /// Default 0.
+    pub seed: u64,
+    /// Embedding width; heads = width / 64. Default 384.
+    pub width: usize,
+    /// Transformer blocks. Default 12.
+    pub layers: usize,
+    /// Each block's MLP width. Default 1536.
+    pub mlp: usize,
+    /// SwiGLU MLPs (as ViT-S+/16, ViT-H+/16) instead of GELU. Default false.
+    pub gated: bool,
+    /// Register tokens. Default 4.
+    pub registers: usize,
+    /// Patch side in pixels. Default 16.
+    pub patch: usize,
+}
+
+impl Default for RandomBackbone {
+    fn default() -> Self {
+        let c = BackboneConfig::vits16();
+        Self {
+            seed: 0,
+            width: c.hidden_size,
+            layers: c.num_layers,
+            mlp: c.intermediate_size,
+            gated: c.gated_mlp,
+            registers: c.num_registers,
+            patch: c.patch_size,
+        }
+    }
+}
+
+impl RandomBackbone {
+    pub fn config(&self) -> BackboneConfig {
+        BackboneConfig {
+            hidden_size: self.width,
+            num_heads: (self.width / 64).max(1),
+            num_layers: self.layers,
+            intermediate_size: self.mlp,
+            gated_mlp: self.gated,
+            num_registers: self.registers,
+            patch_size: self.patch,
+            ..BackboneConfig::vits16()
+        }
+    }
+
+    /// The weights, as a Hugging Face safetensors file.
+    pub fn weights(&self) -> Result<Vec<u8>, WeightsError> {
+        random_weights(&self.config(), self.seed)
+    }
+}
+
 /// How one tensor's values are drawn.
 enum Init {
     Zero,

@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{fit_options, from_js, js_err, to_js};
 use crate::ar::Variant;
+use crate::backbone::random::RandomBackbone;
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
@@ -99,6 +100,23 @@ pub fn receptive_field(
         .into_iter()
         .flat_map(|(dy, dx)| [dy as i32, dx as i32])
         .collect())
+}
+
+/// A DINOv3 ViT with random weights from a seed (ViT-S/16 by default), as a Hugging Face
+/// safetensors file for `loadBackbone` — the same bytes as `dino-ar random-backbone` writes, on
+/// any platform. No download: for demos and benchmarks where no pretrained weights may be used
+/// (it embeds colour and texture, not meaning).
+#[wasm_bindgen(js_name = randomBackbone)]
+pub fn random_backbone(
+    #[wasm_bindgen(unchecked_optional_param_type = "Partial<RandomBackbone>")] options: Option<
+        Object,
+    >,
+) -> Result<Vec<u8>, JsValue> {
+    let spec: RandomBackbone = match options {
+        None => RandomBackbone::default(),
+        Some(o) => from_js(o.into(), "random backbone options").map_err(js_err)?,
+    };
+    spec.weights().map_err(js_err)
 }
 
 /// The verdict rule: `true` when `score` is strictly above `threshold` (on it is normal).

@@ -181,3 +181,22 @@ pub fn gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
         }
     }
 }
+
+/// A random backbone made by `dino-ar random-backbone`'s generator: the same on every platform
+/// (native and wasm), so its fingerprint is fixed.
+pub mod random_backbone {
+    use dino_ar::backbone::BackboneConfig;
+
+    pub const SEED: u64 = 7;
+    pub const FINGERPRINT: &str = "b915d6c012733969";
+
+    pub fn config() -> BackboneConfig {
+        BackboneConfig {
+            hidden_size: 128,
+            num_layers: 2,
+            num_heads: 2,
+            intermediate_size: 256,
+            ..BackboneConfig::vits16()
+        }
+    }
+}

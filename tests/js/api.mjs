@@ -16,7 +16,7 @@ try {
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
-    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField } = await import("/pkg/dino_ar.js");
+    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, randomBackbone } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -70,6 +70,10 @@ try {
     out.fieldStandard = Array.from(receptiveField({ variant: "standard", layers: 1, kernel: 3 }));
     out.fieldKnn = Array.from(receptiveField({ method: "knn" }));
     out.fieldBad = await err(() => receptiveField({ kernel: 4 }));
+    // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
+    const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
+    out.randomFingerprint = randomInfo.fingerprint;
+    out.randomBad = await err(() => randomBackbone({ widht: 128 }));
     // The library's rules, callable from the page's own thread.
     out.defaults = fitDefaults();
     out.spec = fitSpec({ size: "64x32", epochs: 3 });
@@ -136,6 +140,8 @@ try {
   check(result.fieldStandard.join() === "-1,-1,-1,0,-1,1,0,-1" && result.fieldKnn.length === 0,
     `receptiveField: from the masks (${result.fieldStandard}), none for kNN`);
   check(result.fieldBad.includes("odd"), `receptiveField refuses a bad head: ${result.fieldBad}`);
+  check(result.randomFingerprint === "b915d6c012733969", `randomBackbone gives the native generator's weights (fingerprint ${result.randomFingerprint})`);
+  check(result.randomBad.includes("`widht`"), `randomBackbone names an unknown option: ${result.randomBad}`);
   check(result.stillWorks === 2 * 2, "still usable after errors");
   check(result.defaults.epochs === 40 && result.defaults.method === "ar" && result.defaults.size.join("x") === "448x448", `fitDefaults: ${JSON.stringify(result.defaults)}`);
   check(result.spec.size.join("x") === "64x32" && result.spec.epochs === 3 && result.spec.hidden === result.defaults.hidden, "fitSpec fills in the defaults");

@@ -8,6 +8,7 @@ import init, {
   fitSpec,
   isAnomalous,
   overlayDefaults,
+  randomBackbone,
   receptiveField,
   renderOverlay,
   scoresCsv,
@@ -58,6 +59,7 @@ export async function everything(weights: Uint8Array, config: string | undefined
     ? new ImageData(new Uint8ClampedArray(explained.actual), explained.gridW, explained.gridH)
     : undefined;
   const field: Int32Array = receptiveField(model.spec);
+  const randomWeights: Uint8Array = randomBackbone({ seed: 3, layers: 4 });
 
   const map: Float32Array = upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width);
   const style = overlayDefaults();
@@ -82,5 +84,5 @@ export async function everything(weights: Uint8Array, config: string | undefined
   // @ts-expect-error progress reports of the embed phase have no loss
   await det.fit(normals, {}, (p) => p.phase === "embed" && p.loss);
 
-  return { where, width, seen, picture, field, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
+  return { where, width, seen, picture, field, randomWeights, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
 }

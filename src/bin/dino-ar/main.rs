@@ -27,8 +27,8 @@ mod cli {
     use clap::builder::{PossibleValuesParser, TypedValueParser};
     use clap::{Args, Parser, Subcommand};
     use dino_ar::ar::Variant;
-    use dino_ar::backbone::random::random_weights;
-    use dino_ar::backbone::{BackboneConfig, DinoV3, LoadedBackbone, load_backbone};
+    use dino_ar::backbone::random::RandomBackbone;
+    use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
     use dino_ar::compute::DeviceChoice;
     use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
@@ -97,27 +97,28 @@ mod cli {
         RandomBackbone(RandomBackboneArgs),
     }
 
+    /// Every default is `RandomBackbone::default()`'s (ViT-S/16, seed 0).
     #[derive(Args)]
     struct RandomBackboneArgs {
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = RandomBackbone::default().seed)]
         seed: u64,
         /// Embedding width (heads = width / 64).
-        #[arg(long, default_value_t = BackboneConfig::vits16().hidden_size)]
+        #[arg(long, default_value_t = RandomBackbone::default().width)]
         width: usize,
-        #[arg(long, default_value_t = BackboneConfig::vits16().num_layers)]
+        #[arg(long, default_value_t = RandomBackbone::default().layers)]
         layers: usize,
         /// Hidden width of each block's MLP.
-        #[arg(long, default_value_t = BackboneConfig::vits16().intermediate_size)]
+        #[arg(long, default_value_t = RandomBackbone::default().mlp)]
         mlp: usize,
         /// SwiGLU MLPs (as ViT-S+/16 and ViT-H+/16) instead of GELU.
         #[arg(long)]
         gated: bool,
-        #[arg(long, default_value_t = BackboneConfig::vits16().num_registers)]
+        #[arg(long, default_value_t = RandomBackbone::default().registers)]
         registers: usize,
-        #[arg(long, default_value_t = BackboneConfig::vits16().patch_size)]
+        #[arg(long, default_value_t = RandomBackbone::default().patch)]
         patch: usize,
     }
 
@@ -441,17 +442,17 @@ mod cli {
     }
 
     fn random_backbone(args: RandomBackboneArgs) -> Result<(), String> {
-        let config = BackboneConfig {
-            patch_size: args.patch,
-            hidden_size: args.width,
-            num_layers: args.layers,
-            num_heads: (args.width / 64).max(1),
-            num_registers: args.registers,
-            intermediate_size: args.mlp,
-            gated_mlp: args.gated,
-            ..BackboneConfig::vits16()
+        let spec = RandomBackbone {
+            seed: args.seed,
+            width: args.width,
+            layers: args.layers,
+            mlp: args.mlp,
+            gated: args.gated,
+            registers: args.registers,
+            patch: args.patch,
         };
-        let bytes = random_weights(&config, args.seed).map_err(|e| e.to_string())?;
+        let config = spec.config();
+        let bytes = spec.weights().map_err(|e| e.to_string())?;
         std::fs::write(&args.out, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         eprintln!(
