@@ -4,7 +4,9 @@
 //!
 //! The recipe is `tools/fixtures/make_fixtures.py`'s, so the activations have the same scale as
 //! the parity fixtures: LayerNorm weights 1 + 0.2·N, biases 0.1·N, layer scales 0.5 + 0.2·N, tokens
-//! N(0, 1), matrices N / √fan-in, every value rounded to bfloat16 precision. A random backbone
+//! N(0, 1), matrices N / √fan-in, every value rounded to bfloat16 precision — N drawn as
+//! [`crate::rng::Rng::normal`] does, bit-identical on every platform (the page makes the same
+//! model as the CLI). A random backbone
 //! embeds colour and texture, not meaning: it shows the pipeline, not the method's accuracy.
 
 use half::bf16;
