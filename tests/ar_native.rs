@@ -7,7 +7,6 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use common::{fixture_tensor, max_abs_diff};
 use dino_ar::ar::{ArConfig, ArHead, MaskKind, MaskedConv2d, Variant};
 use dino_ar::rng::Rng;
-use dino_ar::weights::TensorFile;
 
 fn tensor4(bytes: &[u8], name: &str, device: &Device) -> Tensor<4> {
     let (shape, v) = fixture_tensor(bytes, name);
@@ -39,20 +38,7 @@ fn one_masked_layer_matches_pytorch() {
 }
 
 fn check_head(bytes: &[u8], variant: Variant) {
-    let device = Device::flex();
-    let config = ArConfig {
-        channels: 16,
-        hidden: 12,
-        layers: 5,
-        kernel: 3,
-        variant,
-    };
-    let head =
-        ArHead::from_file(&TensorFile::from_bytes(bytes).unwrap(), &config, &device).unwrap();
-    let out = host(head.forward(tensor4(bytes, "input", &device)));
-    let (_, expected) = fixture_tensor(bytes, "output");
-    let d = max_abs_diff(&out, &expected);
-    assert!(d <= 1e-5, "{variant:?} head differs from PyTorch by {d:e}");
+    common::check_ar_head(bytes, variant, &Device::flex());
 }
 
 #[test]

@@ -10,10 +10,9 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use dino_ar::ar::{ArConfig, ArHead, Variant};
+use dino_ar::ar::Variant;
 use dino_ar::backbone::{DinoV3, load_backbone};
 use dino_ar::train::fit;
-use dino_ar::weights::TensorFile;
 
 fn embed(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
     let (shape, pixels) = fixture_tensor(pixels_fixture, "pixel_values");
@@ -102,14 +101,6 @@ fn the_full_vits16_matches_the_reference_on_the_gpu_when_generated() {
     }
 }
 
-fn tensor4(bytes: &[u8], name: &str, device: &Device) -> Tensor<4> {
-    let (shape, v) = fixture_tensor(bytes, name);
-    Tensor::from_data(
-        TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]),
-        device,
-    )
-}
-
 #[test]
 fn ar_heads_match_pytorch_on_the_gpu() {
     let Some(gpu) = gpu_or_skip("ar_heads_match_pytorch_on_the_gpu") else {
@@ -126,20 +117,7 @@ fn ar_heads_match_pytorch_on_the_gpu() {
         ),
     ];
     for (bytes, variant) in heads {
-        let config = ArConfig {
-            channels: 16,
-            hidden: 12,
-            layers: 5,
-            kernel: 3,
-            variant,
-        };
-        let file = TensorFile::from_bytes(bytes).unwrap();
-        let head = ArHead::from_file(&file, &config, &gpu.device).unwrap();
-        let out = head.forward(tensor4(bytes, "input", &gpu.device));
-        let out = out.into_data().try_into_vec::<f32>().unwrap();
-        let (_, expected) = fixture_tensor(bytes, "output");
-        let d = max_abs_diff(&out, &expected);
-        assert!(d <= 1e-5, "{variant:?} head on the GPU differs by {d:e}");
+        check_ar_head(bytes, variant, &gpu.device);
     }
 }
 

@@ -245,12 +245,13 @@ impl Session {
         Ok((read_back(out.patch_grid(), "embeddings").await?, gh, gw))
     }
 
-    pub async fn score(
+    /// The loaded model and the image (RGBA) it is asked about.
+    fn detector_and_image(
         &self,
         rgba: &[u8],
         width: usize,
         height: usize,
-    ) -> Result<AnomalyMap, SessionError> {
+    ) -> Result<(Rc<Detector>, RgbImage), SessionError> {
         self.check_device()?;
         let det = self
             .detector
@@ -258,6 +259,16 @@ impl Session {
             .clone()
             .ok_or(SessionError::NoModel)?;
         let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
+        Ok((det, img))
+    }
+
+    pub async fn score(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<AnomalyMap, SessionError> {
+        let (det, img) = self.detector_and_image(rgba, width, height)?;
         Ok(det.score(&img).await?)
     }
 
@@ -268,13 +279,7 @@ impl Session {
         width: usize,
         height: usize,
     ) -> Result<Option<Explanation>, SessionError> {
-        self.check_device()?;
-        let det = self
-            .detector
-            .borrow()
-            .clone()
-            .ok_or(SessionError::NoModel)?;
-        let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
+        let (det, img) = self.detector_and_image(rgba, width, height)?;
         Ok(det.explain(&img).await?)
     }
 

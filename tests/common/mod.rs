@@ -200,3 +200,35 @@ pub mod random_backbone {
         }
     }
 }
+
+/// An AR head fixture (`tests/fixtures/ar/head_*.safetensors`: 16 channels, hidden 12, 5 layers,
+/// 3×3) run on `device` matches PyTorch's output to 1e-5.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn::tensor::Device) {
+    use burn::tensor::{Tensor, TensorData};
+    use dino_ar::ar::{ArConfig, ArHead};
+    let config = ArConfig {
+        channels: 16,
+        hidden: 12,
+        layers: 5,
+        kernel: 3,
+        variant,
+    };
+    let head = ArHead::from_file(&TensorFile::from_bytes(bytes).unwrap(), &config, device).unwrap();
+    let (shape, input) = fixture_tensor(bytes, "input");
+    let input = Tensor::<4>::from_data(
+        TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
+        device,
+    );
+    let out = head
+        .forward(input)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let (_, expected) = fixture_tensor(bytes, "output");
+    let d = max_abs_diff(&out, &expected);
+    assert!(
+        d <= 1e-5,
+        "{variant:?} head on {device:?} differs from PyTorch by {d:e}"
+    );
+}
