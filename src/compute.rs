@@ -54,6 +54,26 @@ pub fn buffer_limit(device: &Device) -> Option<u64> {
     all.iter().find(|(d, _)| d == device).map(|(_, l)| *l)
 }
 
+/// `Err` saying what to lower when `bytes` of `what` (e.g. "the 200 training grids") would not fit
+/// in one buffer of `device` — a GPU refuses such a buffer, and the failure would otherwise surface
+/// only at read-back. Always `Ok` on the CPU.
+pub fn fits_in_one_buffer(
+    device: &Device,
+    bytes: u64,
+    what: &str,
+    lower: &str,
+) -> Result<(), String> {
+    match buffer_limit(device) {
+        Some(limit) if bytes > limit => Err(format!(
+            "{what}: a {:.1} MB buffer, more than this GPU takes in one ({:.1} MB): {lower}, \
+             or use the CPU",
+            bytes as f64 / 1e6,
+            limit as f64 / 1e6
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `auto` rule: `None` to use the adapter found, or why the CPU is used instead.
 pub fn auto_declines(found: Result<&Adapter, &str>) -> Option<String> {
     match found {

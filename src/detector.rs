@@ -38,6 +38,9 @@ pub enum DetectorError {
     /// The backbone refused the input (a size it cannot take).
     #[error("{0}")]
     Backbone(String),
+    /// The work does not fit the device (a buffer over the GPU's limit); says what to lower.
+    #[error("{0}")]
+    Device(String),
     #[error("need at least 2 normal images (one or more are held out for calibration), got {0}")]
     TooFewImages(usize),
     #[error("{grids} embedding grids but {sizes} image sizes")]
@@ -280,6 +283,13 @@ impl NormalGrid {
             values.extend_from_slice(&g.grid);
         }
         let sizes = normals.iter().map(|g| (g.width, g.height)).collect();
+        crate::compute::fits_in_one_buffer(
+            device,
+            4 * values.len() as u64,
+            &format!("the {} training grids", normals.len()),
+            "train on fewer images or at a smaller size",
+        )
+        .map_err(DetectorError::Device)?;
         Ok((
             Tensor::from_data(TensorData::new(values, [normals.len(), d, gh, gw]), device),
             sizes,

@@ -177,10 +177,45 @@ fn an_input_too_large_for_the_gpu_says_what_to_lower() {
         .pixels_tensor(vec![0.0; 3 * side * side], side, side)
         .unwrap_err();
     assert!(
-        e.contains("more than this GPU takes in one buffer") && e.contains("smaller size"),
+        e.contains("more than this GPU takes in one") && e.contains("smaller size"),
         "{e}"
     );
     // The device is still usable afterwards.
     let (patch, cls) = embed(&model, TINY_PIXELS_224);
     assert_matches("after the refusal", &patch, &cls, &reference(TINY_REF_224));
+}
+
+/// Training grids that would not fit in one GPU buffer are refused before the upload, saying what
+/// to lower. Runs where the limit is small enough to exceed cheaply (lavapipe's 128 MiB in CI).
+#[test]
+fn training_grids_too_large_for_the_gpu_say_what_to_lower() {
+    let test = "training_grids_too_large_for_the_gpu_say_what_to_lower";
+    let Some(gpu) = gpu_or_skip(test) else {
+        return;
+    };
+    let limit = dino_ar::compute::buffer_limit(&gpu.device).expect("a GPU records its limit");
+    if limit > 512 << 20 {
+        eprintln!(
+            "SKIPPED {test}: this GPU takes {limit} bytes in one buffer, too many to exceed here"
+        );
+        return;
+    }
+    let (d, g) = (64, 16);
+    let one = d * g * g * 4;
+    let count = limit as usize / one + 1;
+    let normals: Vec<_> = (0..count)
+        .map(|_| dino_ar::detector::NormalGrid {
+            grid: vec![0.0; d * g * g],
+            width: 32,
+            height: 32,
+        })
+        .collect();
+    let Err(e) = dino_ar::detector::NormalGrid::stack(&normals, (d, g, g), &gpu.device) else {
+        panic!("{count} grids over the GPU's limit were accepted");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains(&format!("the {count} training grids")) && e.contains("fewer images"),
+        "{e}"
+    );
 }

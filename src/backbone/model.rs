@@ -453,26 +453,21 @@ impl DinoV3 {
         }
         self.config.grid(height, width)?;
         let device = self.device();
-        // A GPU refuses buffers above its limit, and the failure surfaces only at read-back as
-        // "bytes never written": say what to lower before any work is queued.
+        // A GPU refuses buffers above its limit: say what to lower before any work is queued.
         if let Some(limit) = crate::compute::buffer_limit(&device) {
-            let need = self.config.largest_buffer(height, width);
-            if need > limit {
-                let fits = self
-                    .config
-                    .largest_square_within(limit)
-                    .map_or(String::new(), |s| format!(" (about {s}x{s} at most here)"));
-                return Err(format!(
-                    "input {height}x{width} needs a {:.1} MB buffer (attention over {} tokens), \
-                     more than this GPU takes in one buffer ({:.1} MB): use a smaller size{fits} \
-                     or the CPU",
-                    need as f64 / 1e6,
-                    self.config.grid(height, width).map_or(0, |(h, w)| h * w)
-                        + 1
-                        + self.config.num_registers,
-                    limit as f64 / 1e6
-                ));
-            }
+            let tokens = self.config.grid(height, width).map_or(0, |(h, w)| h * w)
+                + 1
+                + self.config.num_registers;
+            let fits = self
+                .config
+                .largest_square_within(limit)
+                .map_or(String::new(), |s| format!(" (about {s}x{s} at most here)"));
+            crate::compute::fits_in_one_buffer(
+                &device,
+                self.config.largest_buffer(height, width),
+                &format!("input {height}x{width} (attention over {tokens} tokens)"),
+                &format!("use a smaller size{fits}"),
+            )?;
         }
         Ok(Tensor::from_data(
             TensorData::new(data, [1, c, height, width]),
