@@ -274,9 +274,19 @@ try {
     }
     throw new Error(`keyboard: ${what} (${selector}) cannot be reached with Tab`);
   };
+  // Space (or Enter) on a focused file input opens the chooser. Chromium now and then ignores the
+  // key while the page is still busy from the step before: try again, still by keyboard only.
   const pickWithKeyboard = async (files) => {
-    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Space")]);
-    await chooser.setFiles(files);
+    for (const [attempt, key] of ["Space", "Enter", "Space", "Enter"].entries()) {
+      const chooser = page.waitForEvent("filechooser", { timeout: 5000 }).catch(() => null);
+      await page.keyboard.press(key);
+      const opened = await chooser;
+      if (opened) {
+        if (attempt > 0) console.log(`     note: the file chooser opened at attempt ${attempt + 1} (${key})`);
+        return opened.setFiles(files);
+      }
+    }
+    throw new Error("keyboard: neither Space nor Enter opened the file chooser");
   };
   await tabTo("#sample-run", "the sample button");
   await page.keyboard.press("Enter");
