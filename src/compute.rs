@@ -56,19 +56,21 @@ pub fn buffer_limit(device: &Device) -> Option<u64> {
 
 /// `Err` saying what to lower when `bytes` of `what` (e.g. "the 200 training grids") would not fit
 /// in one buffer of `device` — a GPU refuses such a buffer, and the failure would otherwise surface
-/// only at read-back. Always `Ok` on the CPU.
+/// only at read-back. `lower` writes the advice from the device's limit, only when it is needed.
+/// Always `Ok` on the CPU.
 pub fn fits_in_one_buffer(
     device: &Device,
     bytes: u64,
     what: &str,
-    lower: &str,
+    lower: impl FnOnce(u64) -> String,
 ) -> Result<(), String> {
     match buffer_limit(device) {
         Some(limit) if bytes > limit => Err(format!(
-            "{what}: a {:.1} MB buffer, more than this GPU takes in one ({:.1} MB): {lower}, \
+            "{what}: a {:.1} MB buffer, more than this GPU takes in one ({:.1} MB): {}, \
              or use the CPU",
             bytes as f64 / 1e6,
-            limit as f64 / 1e6
+            limit as f64 / 1e6,
+            lower(limit)
         )),
         _ => Ok(()),
     }

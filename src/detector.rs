@@ -256,6 +256,22 @@ impl Detector {
     }
 }
 
+/// `count` training grids of `[d, h, w]` go to the device as one tensor: refuse them, saying what
+/// to lower, when that is more than the device takes in one buffer.
+pub fn check_training_grids(
+    device: &Device,
+    count: usize,
+    (d, h, w): (usize, usize, usize),
+) -> Result<(), DetectorError> {
+    crate::compute::fits_in_one_buffer(
+        device,
+        4 * (count * d * h * w) as u64,
+        &format!("the {count} training grids"),
+        |_| "train on fewer images or at a smaller size".into(),
+    )
+    .map_err(DetectorError::Device)
+}
+
 /// One normal image's embedding, with the size its map is calibrated at.
 pub struct NormalGrid {
     /// `[D, h, w]` values, channel-major.
@@ -283,13 +299,7 @@ impl NormalGrid {
             values.extend_from_slice(&g.grid);
         }
         let sizes = normals.iter().map(|g| (g.width, g.height)).collect();
-        crate::compute::fits_in_one_buffer(
-            device,
-            4 * values.len() as u64,
-            &format!("the {} training grids", normals.len()),
-            "train on fewer images or at a smaller size",
-        )
-        .map_err(DetectorError::Device)?;
+        check_training_grids(device, normals.len(), (d, gh, gw))?;
         Ok((
             Tensor::from_data(TensorData::new(values, [normals.len(), d, gh, gw]), device),
             sizes,

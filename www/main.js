@@ -485,14 +485,17 @@ function drawView() {
 }
 
 // The embeddings, the prediction and the error, one pixel per patch. The explanation is asked of
-// the worker once per result, when first wanted.
+// the worker once per result, when first wanted, and the grids are painted when it arrives or when
+// the result or the overlay's settings change — not on every move of the probe.
 function drawExplanation(r) {
   const box = $("explain-grids");
   if (!r || state.model.field.length === 0) {
     box.hidden = true;
+    box.dataset.painted = "";
     return;
   }
   if (!r.explanation) {
+    box.hidden = true; // not another image's grids while this one's are computed
     r.explanation = engine.explain(r.name, r.file).then((x) => x.explanation, (e) => {
       showError(e.message);
       return null;
@@ -500,8 +503,16 @@ function drawExplanation(r) {
     r.explanation.then(() => { if (state.view?.result === r) drawExplanation(r); });
     return;
   }
+  const options = { ...overlayOptions(), opacity: 1, contour: false };
+  const key = JSON.stringify([state.current, options]);
+  if (box.dataset.painted === key) return;
+  box.dataset.painted = key;
   r.explanation.then((e) => {
-    if (!e || state.view?.result !== r || !$("explain").checked) return;
+    if (state.view?.result !== r || !$("explain").checked) return;
+    if (!e) {
+      box.hidden = true;
+      return;
+    }
     const paint = (id, rgba) => {
       const c = $(id);
       [c.width, c.height] = [e.gridW, e.gridH];
@@ -509,10 +520,10 @@ function drawExplanation(r) {
     };
     paint("explain-actual", e.actual);
     paint("explain-predicted", e.predicted);
-    // The error grid in the overlay's colours: the map drawn at full opacity on black.
-    const black = new Uint8ClampedArray(e.gridW * e.gridH * 4).fill(255).map((v, i) => (i % 4 === 3 ? 255 : 0));
-    const px = dino.renderOverlay(black, e.gridW, e.gridH, r.grid, { ...overlayOptions(), opacity: 1, contour: false });
-    paint("explain-error", px);
+    // The error grid in the overlay's colours: the map drawn at full opacity on opaque black.
+    const black = new Uint8ClampedArray(e.gridW * e.gridH * 4);
+    for (let i = 3; i < black.length; i += 4) black[i] = 255;
+    paint("explain-error", dino.renderOverlay(black, e.gridW, e.gridH, r.grid, options));
     box.hidden = false;
   });
 }

@@ -63,11 +63,16 @@ impl BackboneConfig {
         Ok((height / p, width / p))
     }
 
+    /// Tokens of a forward pass at `height × width`: the class token, the registers, the patches.
+    pub fn tokens(&self, height: usize, width: usize) -> usize {
+        let p = self.patch_size.max(1);
+        1 + self.num_registers + (height / p) * (width / p)
+    }
+
     /// Bytes of the largest single tensor of a forward pass at `height × width` (valid sizes
     /// only): the attention scores `[heads, N, N]` or an MLP's hidden `[N, width]`, in f32.
     pub fn largest_buffer(&self, height: usize, width: usize) -> u64 {
-        let p = self.patch_size.max(1);
-        let n = (1 + self.num_registers + (height / p) * (width / p)) as u64;
+        let n = self.tokens(height, width) as u64;
         let attention = self.num_heads as u64 * n * n;
         let mlp = n * self.intermediate_size as u64;
         4 * attention.max(mlp)
@@ -84,6 +89,9 @@ impl BackboneConfig {
 
     pub fn validate(&self) -> Result<(), WeightsError> {
         let bad = |m: String| Err(WeightsError::Config(m));
+        if self.hidden_size == 0 {
+            return bad("hidden size must be positive".into());
+        }
         if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "hidden size {} is not divisible by {} heads",

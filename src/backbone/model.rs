@@ -454,21 +454,18 @@ impl DinoV3 {
         self.config.grid(height, width)?;
         let device = self.device();
         // A GPU refuses buffers above its limit: say what to lower before any work is queued.
-        if let Some(limit) = crate::compute::buffer_limit(&device) {
-            let tokens = self.config.grid(height, width).map_or(0, |(h, w)| h * w)
-                + 1
-                + self.config.num_registers;
-            let fits = self
-                .config
-                .largest_square_within(limit)
-                .map_or(String::new(), |s| format!(" (about {s}x{s} at most here)"));
-            crate::compute::fits_in_one_buffer(
-                &device,
-                self.config.largest_buffer(height, width),
-                &format!("input {height}x{width} (attention over {tokens} tokens)"),
-                &format!("use a smaller size{fits}"),
-            )?;
-        }
+        crate::compute::fits_in_one_buffer(
+            &device,
+            self.config.largest_buffer(height, width),
+            &format!(
+                "input {height}x{width} (attention over {} tokens)",
+                self.config.tokens(height, width)
+            ),
+            |limit| match self.config.largest_square_within(limit) {
+                Some(s) => format!("use a smaller size (about {s}x{s} at most here)"),
+                None => "use a smaller size".into(),
+            },
+        )?;
         Ok(Tensor::from_data(
             TensorData::new(data, [1, c, height, width]),
             &device,

@@ -152,11 +152,30 @@ fn layout(c: &BackboneConfig) -> Vec<(String, Vec<usize>, Init)> {
     t
 }
 
+/// The largest random backbone made, in f32 bytes: DINOv3's largest model (ViT-7B) is ~27 GB,
+/// more than a page or most machines can hold twice (the values, then the file).
+pub const MAX_RANDOM_BYTES: u64 = 4 << 30;
+
 /// Random weights for `config` from `seed`, as a Hugging Face safetensors file.
 pub fn random_weights(config: &BackboneConfig, seed: u64) -> Result<Vec<u8>, WeightsError> {
     config.validate()?;
+    let layout = layout(config);
+    let bytes: u64 = layout
+        .iter()
+        .map(|(_, shape, _)| 4 * shape.iter().map(|&d| d as u64).product::<u64>())
+        .sum();
+    if bytes > MAX_RANDOM_BYTES {
+        return Err(WeightsError::Config(format!(
+            "a random backbone of width {} with {} layers would be {:.1} GB of weights; at most \
+             {} GB are made",
+            config.hidden_size,
+            config.num_layers,
+            bytes as f64 / 1e9,
+            MAX_RANDOM_BYTES >> 30
+        )));
+    }
     let mut rng = Rng::new(seed);
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = layout(config)
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = layout
         .into_iter()
         .map(|(name, shape, init)| {
             let n: usize = shape.iter().product();
@@ -223,6 +242,25 @@ mod tests {
             let spread = v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
             assert!(spread > 1e-3, "the tokens are not all zero: {spread}");
         }
+        // Nonsense shapes are refused by name, before anything is drawn.
+        let e = random_weights(
+            &BackboneConfig {
+                hidden_size: 0,
+                ..small.clone()
+            },
+            7,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("hidden size"), "{e}");
+        let huge = BackboneConfig {
+            hidden_size: 8192,
+            num_heads: 128,
+            intermediate_size: 32768,
+            num_layers: 40,
+            ..small.clone()
+        };
+        let e = random_weights(&huge, 7).unwrap_err();
+        assert!(e.to_string().contains("GB of weights"), "{e}");
         // Same seed, same file; another seed, another model.
         assert_eq!(
             random_weights(&small, 7).unwrap(),

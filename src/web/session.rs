@@ -316,13 +316,7 @@ impl Session {
         }
         let cancel = &self.cancel;
         let [_, d, gh, gw] = grids[0].dims();
-        crate::compute::fits_in_one_buffer(
-            &backbone.device(),
-            4 * (grids.len() * d * gh * gw) as u64,
-            &format!("the {} training grids", grids.len()),
-            "train on fewer images or at a smaller size",
-        )
-        .map_err(DetectorError::Device)?;
+        detector::check_training_grids(&backbone.device(), grids.len(), (d, gh, gw))?;
         let fitted = detector::fit_model(Tensor::cat(grids, 0), &sizes, &backbone, spec, |p| {
             progress(FitProgress::Trained(p));
             if cancel.get() {

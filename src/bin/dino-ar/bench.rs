@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead};
 use dino_ar::backbone::load_backbone;
@@ -32,7 +31,7 @@ pub struct BenchArgs {
     warmup: usize,
     /// Where to run: auto (a hardware GPU, else the CPU), cpu, gpu.
     #[arg(long, default_value_t = DeviceChoice::Auto, global = true,
-          value_parser = PossibleValuesParser::new(DeviceChoice::names()).try_map(|s| s.parse::<DeviceChoice>()))]
+          value_parser = crate::cli::choice::<DeviceChoice>(DeviceChoice::names()))]
     device: DeviceChoice,
 }
 

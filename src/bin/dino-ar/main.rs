@@ -45,7 +45,7 @@ mod cli {
     use crate::overlay::overlay_png;
 
     /// A clap parser for one of the library's named choices (its names listed in `--help`).
-    fn choice<T>(names: Vec<&'static str>) -> impl TypedValueParser<Value = T>
+    pub(crate) fn choice<T>(names: Vec<&'static str>) -> impl TypedValueParser<Value = T>
     where
         T: FromStr + Clone + Send + Sync + 'static,
         T::Err: std::error::Error + Send + Sync + 'static,
