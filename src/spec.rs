@@ -122,12 +122,13 @@ impl<'de> Deserialize<'de> for InputSize {
 pub struct FitSpec {
     /// `ar` (the paper) or `knn` (the baseline). Default: `"ar"`.
     pub method: Method,
-    /// AR head: `dilated` (dilation 4, the paper) or `standard` (dilation 1). Default:
-    /// `"dilated"`.
+    /// AR head: `dilated` (dilation 4, the paper), `standard` (dilation 1) or `gated` (two
+    /// stacks, no blind spot). Default: `"dilated"`.
     pub variant: Variant,
     /// AR head: hidden channels. Default: 256.
     pub hidden: usize,
-    /// AR head: masked convolution layers. Default: 5.
+    /// AR head: masked convolution layers (for `gated`: the input pair, each gated block and the
+    /// output, so ≥ 3). Default: 5.
     pub layers: usize,
     /// AR head: kernel size (odd). Default: 3.
     pub kernel: usize,
@@ -225,6 +226,13 @@ impl FitSpec {
         let at_least_one = "a whole number ≥ 1";
         check("hidden", self.hidden, self.hidden >= 1, at_least_one)?;
         check("layers", self.layers, self.layers >= 1, at_least_one)?;
+        let gated = self.method == Method::Ar && self.variant == Variant::Gated;
+        check(
+            "layers",
+            self.layers,
+            !gated || self.layers >= 3,
+            "≥ 3 with the `gated` variant (its input pair, one gated block, its output)",
+        )?;
         check("kernel", self.kernel, self.kernel % 2 == 1, "odd")?;
         check("epochs", self.epochs, self.epochs >= 1, at_least_one)?;
         check(

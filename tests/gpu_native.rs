@@ -106,7 +106,7 @@ fn ar_heads_match_pytorch_on_the_gpu() {
     let Some(gpu) = gpu_or_skip("ar_heads_match_pytorch_on_the_gpu") else {
         return;
     };
-    let heads: [(&[u8], Variant); 2] = [
+    let heads: [(&[u8], Variant); 3] = [
         (
             include_bytes!("fixtures/ar/head_dilated.safetensors"),
             Variant::Dilated,
@@ -114,6 +114,10 @@ fn ar_heads_match_pytorch_on_the_gpu() {
         (
             include_bytes!("fixtures/ar/head_standard.safetensors"),
             Variant::Standard,
+        ),
+        (
+            include_bytes!("fixtures/ar/head_gated.safetensors"),
+            Variant::Gated,
         ),
     ];
     for (bytes, variant) in heads {

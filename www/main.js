@@ -234,6 +234,7 @@ function setModel(model) {
     const i = model.info;
     // The patches the head could see when predicting one: from its own masks (the library).
     model.field = dino.receptiveField(i.spec);
+    model.blindSpot = dino.blindSpot(i.spec);
     $("model-status").textContent =
       `${model.name}: ${i.method}, input ${i.inputWidth}×${i.inputHeight}, trained on ${i.trainImages} images, ` +
       `calibrated threshold ${fmt(i.threshold)}`;
@@ -453,17 +454,21 @@ function drawView() {
   ctx.putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
   const explain = $("explain").checked;
   if (state.probe) {
-    // Outline the probed patch; with "show what the model saw", shade the patches its
-    // prediction could use (the receptive field; outside the grid they are zero padding).
+    // Outline the probed patch; with "show what the model saw", lighten the patches its
+    // prediction could use (the receptive field; outside the grid they are zero padding) and
+    // darken those before it, within reach, that it cannot see (the blind spot).
     const [row, col] = state.probe;
     const [sx, sy] = [r.width / r.gridW, r.height / r.gridH];
     if (explain) {
-      const f = state.model.field;
-      ctx.fillStyle = "rgba(255, 255, 255, 0.45)";
-      for (let k = 0; k < f.length; k += 2) {
-        const [y, x] = [row + f[k], col + f[k + 1]];
-        if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) ctx.fillRect(x * sx, y * sy, sx, sy);
-      }
+      const shade = (offsets, style) => {
+        ctx.fillStyle = style;
+        for (let k = 0; k < offsets.length; k += 2) {
+          const [y, x] = [row + offsets[k], col + offsets[k + 1]];
+          if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) ctx.fillRect(x * sx, y * sy, sx, sy);
+        }
+      };
+      shade(state.model.field, "rgba(255, 255, 255, 0.45)");
+      shade(state.model.blindSpot, "rgba(0, 0, 0, 0.55)");
     }
     ctx.strokeStyle = "#fff";
     ctx.lineWidth = Math.max(1, r.width / 300);
@@ -535,11 +540,12 @@ function explainCaption() {
   if (n === 0) {
     return "The kNN baseline scores each patch on its own: its distance to the closest patch of the normal images.";
   }
-  const holes = spec.variant === "dilated"
-    ? " Its dilated convolutions skip the patches right next to it (the blind spot): it sees further, with gaps."
-    : "";
-  return `The model reads the image's patches in raster order, like text: left to right, top to bottom. ` +
-    `It predicts each patch's embedding from ${n} patches before it (shaded; point at a patch or use the arrow keys), ` +
+  const blind = state.model.blindSpot.length / 2;
+  const holes = blind > 0
+    ? ` Darkened: ${blind} patches before it, within its reach, that its masked convolutions never see (its blind spot).`
+    : " It sees every patch before it within its reach: no blind spot.";
+  return `The model (${spec.variant} head) reads the image's patches in raster order, like text: left to right, top to bottom. ` +
+    `It predicts each patch's embedding from ${n} patches before it (lightened; point at a patch or use the arrow keys), ` +
     `never from the patch itself or anything after it. The map shows how far the real embedding is from the prediction.${holes}`;
 }
 

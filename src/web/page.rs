@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use super::convert::{fit_options, from_js, js_err, to_js};
-use crate::ar::Variant;
+use crate::ar::{ArConfig, Variant};
 use crate::backbone::random::RandomBackbone;
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
@@ -89,14 +89,29 @@ pub fn overlay_defaults() -> Result<JsValue, JsValue> {
 pub fn receptive_field(
     #[wasm_bindgen(unchecked_optional_param_type = "FitOptions")] spec: Option<Object>,
 ) -> Result<Vec<i32>, JsValue> {
+    head_offsets(spec, ArConfig::receptive_field)
+}
+
+/// The patches before the predicted one, within its receptive field's reach, that the head
+/// shaped by `spec` cannot see — its blind spot — as offsets like [`receptive_field`]'s. Empty
+/// for the gated head (it has none) and for the kNN baseline.
+#[wasm_bindgen(js_name = blindSpot)]
+pub fn blind_spot(
+    #[wasm_bindgen(unchecked_optional_param_type = "FitOptions")] spec: Option<Object>,
+) -> Result<Vec<i32>, JsValue> {
+    head_offsets(spec, ArConfig::blind_spot)
+}
+
+fn head_offsets(
+    spec: Option<Object>,
+    offsets: fn(&ArConfig) -> Vec<(isize, isize)>,
+) -> Result<Vec<i32>, JsValue> {
     let spec = spec.map_or(JsValue::UNDEFINED, JsValue::from);
     let (spec, _) = fit_options(&spec).map_err(js_err)?;
     if spec.method != Method::Ar {
         return Ok(Vec::new());
     }
-    Ok(spec
-        .ar_config(1)
-        .receptive_field()
+    Ok(offsets(&spec.ar_config(1))
         .into_iter()
         .flat_map(|(dy, dx)| [dy as i32, dx as i32])
         .collect())

@@ -16,7 +16,7 @@ try {
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
   const result = await page.evaluate(async ({ weights, config }) => {
-    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, randomBackbone } = await import("/pkg/dino_ar.js");
+    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -69,6 +69,17 @@ try {
       rgba: e.actual instanceof Uint8ClampedArray, opaque: e.actual.every((v, i) => i % 4 !== 3 || v === 255) };
     out.fieldStandard = Array.from(receptiveField({ variant: "standard", layers: 1, kernel: 3 }));
     out.fieldKnn = Array.from(receptiveField({ method: "knn" }));
+    out.blindDilated = Array.from(blindSpot({ variant: "dilated" }));
+    out.blindGated = Array.from(blindSpot({ variant: "gated" }));
+    out.fieldGated = Array.from(receptiveField({ variant: "gated", layers: 3 }));
+    out.gatedTooShallow = await err(() => receptiveField({ variant: "gated", layers: 2 }));
+    // The head without a blind spot trains, travels in its bundle and scores like the others.
+    const gated = await det.fit(images, { variant: "gated", layers: 3, hidden: 8, epochs: 2, size: 32, seed: 1 });
+    const gatedDet = await Detector.create("cpu");
+    await gatedDet.loadBackbone(bytes, config);
+    const gatedInfo = await gatedDet.loadModel(gated);
+    const gatedScore = await gatedDet.score(texture(9, true).rgba, 32, 32);
+    out.gated = { variant: gatedInfo.spec.variant, layers: gatedInfo.spec.layers, score: gatedScore.score, cells: gatedScore.grid.length };
     out.fieldBad = await err(() => receptiveField({ kernel: 4 }));
     // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
     const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
@@ -140,6 +151,15 @@ try {
   check(result.fieldStandard.join() === "-1,-1,-1,0,-1,1,0,-1" && result.fieldKnn.length === 0,
     `receptiveField: from the masks (${result.fieldStandard}), none for kNN`);
   check(result.fieldBad.includes("odd"), `receptiveField refuses a bad head: ${result.fieldBad}`);
+  const has = (offsets, dy, dx) => offsets.some((_, i) => i % 2 === 0 && offsets[i] === dy && offsets[i + 1] === dx);
+  check(has(result.blindDilated, 0, -1) && has(result.blindDilated, -1, 0) && result.blindGated.length === 0,
+    `blindSpot: the dilated head's includes both neighbours (${result.blindDilated.length / 2} patches), the gated head has none`);
+  check(result.fieldGated.length === 2 * 12 && has(result.fieldGated, -1, 0) && has(result.fieldGated, 0, -1),
+    `the gated head's field: ${result.fieldGated}`);
+  check(result.gatedTooShallow.includes("`layers`") && result.gatedTooShallow.includes("gated"),
+    `a gated head with too few layers is refused: ${result.gatedTooShallow}`);
+  check(result.gated.variant === "gated" && result.gated.layers === 3 && Number.isFinite(result.gated.score) && result.gated.cells === 4,
+    `a gated head fits, loads from its bundle and scores: ${JSON.stringify(result.gated)}`);
   check(result.randomFingerprint === "b915d6c012733969", `randomBackbone gives the native generator's weights (fingerprint ${result.randomFingerprint})`);
   check(result.randomBad.includes("`widht`"), `randomBackbone names an unknown option: ${result.randomBad}`);
   check(result.stillWorks === 2 * 2, "still usable after errors");

@@ -198,7 +198,7 @@ try {
       if (Math.floor(i / 4 / shaded.w) >= Math.ceil(rowBottom)) after++;
     }
   }
-  check(probed && changed > 0 && after === 0 && /raster order/.test(caption),
+  check(probed && changed > 0 && after === 0 && /raster order/.test(caption) && /blind spot/.test(caption),
     `"show what the model saw" shades ${changed} pixels, none below the probed patch (row ${probed?.[1]}), ` +
     `caption: ${caption.slice(0, 60)}…`);
   await page.screenshot({ path: join(out, "page-trained.png"), fullPage: true });

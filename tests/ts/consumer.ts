@@ -3,6 +3,7 @@
 // mistakes a user makes do not compile: if one of them compiled, tsc would fail on it.
 import init, {
   Detector,
+  blindSpot,
   choices,
   fitDefaults,
   fitSpec,
@@ -59,6 +60,7 @@ export async function everything(weights: Uint8Array, config: string | undefined
     ? new ImageData(new Uint8ClampedArray(explained.actual), explained.gridW, explained.gridH)
     : undefined;
   const field: Int32Array = receptiveField(model.spec);
+  const unseen: Int32Array = blindSpot({ variant: "gated", layers: 5 });
   const randomWeights: Uint8Array = randomBackbone({ seed: 3, layers: 4 });
 
   const map: Float32Array = upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width);

@@ -8,9 +8,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use dino_ar::ar::{ArConfig, ArHead};
+use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::load_backbone;
 use dino_ar::compute::DeviceChoice;
 use dino_ar::knn::MemoryBank;
@@ -175,26 +176,35 @@ fn heads(
     let test = random_grid(&mut rng, [1, dim, g, g], device);
     println!("# one image's grid {dim}×{g}×{g}; model MB = AR weights or the bank's f32 rows");
     println!(
-        "{:<6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>13}",
+        "{:<12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>13}",
         "method", "bank_images", "model_MB", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
     );
 
-    reset_peak();
-    let config = ArConfig::new(dim);
-    let head = ArHead::new(&config, &mut rng, device).map_err(|e| e.to_string())?;
-    let k2 = config.kernel * config.kernel;
-    let params: usize = config.widths().iter().map(|(i, o)| i * o * k2 + o).sum();
-    let ar = time(warmup, runs, || {
-        read(patch_scores(head.forward(test.clone()), test.clone()))
-    });
-    println!(
-        "{:<6} {:>12} {:>10.1} {ar} {:>13}",
-        "ar",
-        "-",
-        params as f64 * 4.0 / 1e6,
-        peak_text()
-    );
-    drop(head);
+    // Every AR variant at the paper's other settings; kNN is compared with the default one.
+    let mut ar = None;
+    for &variant in Variant::ALL {
+        reset_peak();
+        let config = ArConfig {
+            variant,
+            ..ArConfig::new(dim)
+        };
+        let head = ArHead::new(&config, &mut rng, device).map_err(|e| e.to_string())?;
+        let params = head.num_params();
+        let t = time(warmup, runs, || {
+            read(patch_scores(head.forward(test.clone()), test.clone()))
+        });
+        println!(
+            "{:<12} {:>12} {:>10.1} {t} {:>13}",
+            format!("ar:{variant}"),
+            "-",
+            params as f64 * 4.0 / 1e6,
+            peak_text()
+        );
+        if variant == FitSpec::default().variant {
+            ar = Some(t);
+        }
+    }
+    let ar = ar.ok_or("the default variant is among the variants")?;
 
     let mut knn_at = Vec::new();
     for &n in banks {
@@ -211,7 +221,7 @@ fn heads(
         };
         let t = time(warmup, runs, || read(bank.patch_scores(test.clone())));
         println!(
-            "{:<6} {:>12} {:>10.1} {t} {:>13}",
+            "{:<12} {:>12} {:>10.1} {t} {:>13}",
             "knn",
             n,
             (rows * dim * 4) as f64 / 1e6,

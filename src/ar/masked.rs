@@ -1,0 +1,191 @@
+//! The masked convolution every AR head is built from, and its masks.
+//!
+//! A mask zeroes the taps a prediction must not see. It multiplies the weight inside `forward`,
+//! so no optimiser step can leak the future.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::rng::Rng;
+
+/// Which taps of a kernel are kept. `A` hides the centre (a head's first layer: nothing may see
+/// the patch it predicts), `B` keeps it (later layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKind {
+    /// `k × k`, raster order: the rows above and the same row's taps left of the centre.
+    A,
+    /// Raster order with the centre.
+    B,
+    /// `k × k`, only the rows above (the gated head's first vertical layer).
+    VerticalA,
+    /// The rows above and the centre row, all of it (later vertical layers: what they read holds
+    /// nothing from its own row).
+    VerticalB,
+    /// `1 × k`, the taps left of the centre (the gated head's first horizontal layer).
+    HorizontalA,
+    /// `1 × k`, the left taps and the centre.
+    HorizontalB,
+    /// `1 × 1`, unmasked (mixing channels at one position).
+    Pointwise,
+}
+
+impl MaskKind {
+    /// `(rows, columns)` of the kernel for a head of kernel size `k`.
+    pub fn shape(self, k: usize) -> (usize, usize) {
+        match self {
+            MaskKind::HorizontalA | MaskKind::HorizontalB => (1, k),
+            MaskKind::Pointwise => (1, 1),
+            _ => (k, k),
+        }
+    }
+
+    /// The mask, row-major over [`MaskKind::shape`]: 1 for a kept tap.
+    pub fn values(self, k: usize) -> Vec<f32> {
+        let (rows, cols) = self.shape(k);
+        let (cy, cx) = (rows / 2, cols / 2);
+        let kept = |y: usize, x: usize| match self {
+            MaskKind::A => (y, x) < (cy, cx),
+            MaskKind::B => (y, x) <= (cy, cx),
+            MaskKind::VerticalA => y < cy,
+            MaskKind::VerticalB => y <= cy,
+            MaskKind::HorizontalA => x < cx,
+            MaskKind::HorizontalB => x <= cx,
+            MaskKind::Pointwise => true,
+        };
+        (0..rows * cols)
+            .map(|i| kept(i / cols, i % cols) as u8 as f32)
+            .collect()
+    }
+
+    /// The grid offsets `(dy, dx)` a layer with this mask reads, relative to the position it
+    /// writes, at `dilation`.
+    pub fn taps(self, k: usize, dilation: usize) -> Vec<(isize, isize)> {
+        let (rows, cols) = self.shape(k);
+        let (cy, cx) = ((rows / 2) as isize, (cols / 2) as isize);
+        let d = dilation as isize;
+        self.values(k)
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| m > 0.0)
+            .map(|(i, _)| {
+                let (y, x) = ((i / cols) as isize, (i % cols) as isize);
+                (d * (y - cy), d * (x - cx))
+            })
+            .collect()
+    }
+}
+
+/// A 2-D convolution whose weight is masked; zero padding keeps the grid size.
+#[derive(Module, Debug)]
+pub struct MaskedConv2d {
+    /// `[out, in, rows, cols]`, PyTorch layout.
+    pub weight: Param<Tensor<4>>,
+    pub bias: Param<Tensor<1>>,
+    /// `[1, 1, rows, cols]`, broadcast over output and input channels.
+    mask: Tensor<4>,
+    dilation: usize,
+}
+
+impl MaskedConv2d {
+    /// PyTorch's `Conv2d` initialisation: U(±1/√fan_in) for weight and bias.
+    pub fn new(
+        (in_ch, out_ch): (usize, usize),
+        kernel: usize,
+        dilation: usize,
+        kind: MaskKind,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
+        let (rows, cols) = kind.shape(kernel);
+        let bound = 1.0 / ((in_ch * rows * cols) as f64).sqrt();
+        let shape = [out_ch, in_ch, rows, cols];
+        let weight = rng.uniform(-bound, bound, shape.iter().product());
+        let bias = rng.uniform(-bound, bound, out_ch);
+        Self::from_tensors(
+            Tensor::from_data(TensorData::new(weight, shape), device),
+            Tensor::from_data(TensorData::new(bias, [out_ch]), device),
+            dilation,
+            kind,
+        )
+    }
+
+    /// A layer from its weights; the kernel size is read from the weight (`[out, in, rows,
+    /// cols]`, the shape `kind` has at that size).
+    pub fn from_tensors(
+        weight: Tensor<4>,
+        bias: Tensor<1>,
+        dilation: usize,
+        kind: MaskKind,
+    ) -> Self {
+        let [_, _, rows, cols] = weight.dims();
+        let device = weight.device();
+        let mask = Tensor::from_data(
+            TensorData::new(kind.values(cols), [1, 1, rows, cols]),
+            &device,
+        );
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: Param::from_tensor(bias),
+            mask,
+            dilation,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, rows, cols] = self.mask.dims();
+        let d = self.dilation;
+        conv2d(
+            x,
+            self.masked_weight(),
+            Some(self.bias.val()),
+            ConvOptions::new([1, 1], [d * (rows / 2), d * (cols / 2)], [d, d], 1),
+        )
+    }
+
+    /// The weight as the layer uses it: masked taps zeroed.
+    pub fn masked_weight(&self) -> Tensor<4> {
+        self.weight.val() * self.mask.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_follow_raster_order() {
+        assert_eq!(
+            MaskKind::A.values(3),
+            vec![1., 1., 1., 1., 0., 0., 0., 0., 0.]
+        );
+        assert_eq!(
+            MaskKind::B.values(3),
+            vec![1., 1., 1., 1., 1., 0., 0., 0., 0.]
+        );
+        let a5 = MaskKind::A.values(5);
+        assert_eq!(a5.iter().sum::<f32>(), 12.0);
+        assert_eq!(a5[12], 0.0);
+    }
+
+    #[test]
+    fn two_stack_masks_split_above_and_left() {
+        assert_eq!(
+            MaskKind::VerticalA.values(3),
+            vec![1., 1., 1., 0., 0., 0., 0., 0., 0.]
+        );
+        assert_eq!(
+            MaskKind::VerticalB.values(3),
+            vec![1., 1., 1., 1., 1., 1., 0., 0., 0.]
+        );
+        assert_eq!(MaskKind::HorizontalA.values(5), vec![1., 1., 0., 0., 0.]);
+        assert_eq!(MaskKind::HorizontalB.values(3), vec![1., 1., 0.]);
+        assert_eq!(MaskKind::Pointwise.values(3), vec![1.]);
+        assert_eq!(MaskKind::HorizontalA.taps(3, 2), vec![(0, -2)]);
+        assert_eq!(
+            MaskKind::VerticalA.taps(3, 4),
+            vec![(-4, -4), (-4, 0), (-4, 4)]
+        );
+    }
+}
