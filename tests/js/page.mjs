@@ -249,6 +249,17 @@ try {
   check(await page.locator("#error").isHidden(), "the sample runs without an error");
   const verdicts = await page.locator("#results tbody tr").count();
   check(verdicts === manifest.test.length, `the sample fills the table (${verdicts} rows)`);
+  // The sample demonstrates the method: every defective image scores above every normal one, and
+  // the verdicts say so (its README gives the numbers).
+  const rows = await page.locator("#results tbody tr").evaluateAll((trs) => trs.map((tr) =>
+    ({ name: tr.cells[1].textContent, score: Number(tr.cells[2].textContent), verdict: tr.cells[3].textContent })));
+  const normalRows = rows.filter((r) => manifest.test.some((t) => t.mask === null && t.image.endsWith(r.name)));
+  const defectRows = rows.filter((r) => !normalRows.includes(r));
+  const worstNormal = Math.max(...normalRows.map((r) => r.score));
+  const weakestDefect = Math.min(...defectRows.map((r) => r.score));
+  check(normalRows.length >= 2 && defectRows.length >= 2 && weakestDefect > worstNormal &&
+    rows.every((r) => r.verdict === (normalRows.includes(r) ? "normal" : "anomalous")),
+    `the sample ranks every defect above every normal image (${rows.map((r) => `${r.name} ${r.score} ${r.verdict}`).join(", ")})`);
   await audit("the page with the sample's overlay and table");
   await page.locator("#score-section").screenshot({ path: join(out, "sample.png") });
   await page.screenshot({ path: join(out, "page-sample.png"), fullPage: true });

@@ -7,8 +7,7 @@ masks, `<name>_mask.png`, 255 inside). Deterministic: the same texture gives the
 
     python tools/sample/make_images.py ../shared/data/samples/brick.png
 
-Needs numpy and pillow only. The defects are synthetic (stains, scratches, a chipped brick, a
-crack): they are there to show the pipeline end to end, not to stand for real damage.
+Needs numpy and pillow only. The defects are synthetic (efflorescence, a scratch, a crack, paint): they are there to show the pipeline end to end, not to stand for real damage.
 """
 import argparse
 import json
@@ -45,9 +44,8 @@ def blob_mask(rng, radius):
     return np.asarray(m.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float32) / 255
 
 
-def line_mask(rng, width, wobble):
-    """A crack or scratch: a random walk across a good part of the image."""
-    m = Image.new("L", (SIDE, SIDE), 0)
+def line_masks(rng, widths, wobble):
+    """A crack or scratch: a random walk across a good part of the image, drawn at each width."""
     y, x = rng.uniform(70, SIDE - 70, size=2)
     angle = rng.uniform(0, np.pi)
     pts = [(x, y)]
@@ -55,25 +53,34 @@ def line_mask(rng, width, wobble):
         angle += rng.normal(0, wobble)
         x, y = x + 7 * np.cos(angle), y + 7 * np.sin(angle)
         pts.append((float(np.clip(x, 4, SIDE - 4)), float(np.clip(y, 4, SIDE - 4))))
-    ImageDraw.Draw(m).line(pts, fill=255, width=width, joint="curve")
-    return np.asarray(m, dtype=np.float32) / 255
+    masks = []
+    for width in widths:
+        m = Image.new("L", (SIDE, SIDE), 0)
+        ImageDraw.Draw(m).line(pts, fill=255, width=width, joint="curve")
+        masks.append(np.asarray(m, dtype=np.float32) / 255)
+    return masks
 
 
 def plant(img, kind, rng):
     """Return (defective image, binary mask)."""
     f = img.astype(np.float32)
-    if kind == "stain":
+    # A random backbone barely sees darkening alone: its LayerNorms remove most of a patch's
+    # brightness. So the crack, a dark defect, has chipped light edges as real ones do, and the
+    # blotch is efflorescence (white salt deposits, a common brick defect) rather than a dark stain.
+    if kind == "efflorescence":
         m = blob_mask(rng, 22)
-        out = f * (1 - 0.65 * m)
+        grain = rng.normal(0, 30, (SIDE, SIDE)).astype(np.float32)
+        out = f * (1 - 0.8 * m) + m * (190 + grain)
     elif kind == "paint":
         m = blob_mask(rng, 18)
         out = f * (1 - m) + 235 * m
     elif kind == "scratch":
-        m = line_mask(rng, 3, 0.05)
+        (m,) = line_masks(rng, [3], 0.05)
         out = f * (1 - m) + 250 * m
     elif kind == "crack":
-        m = line_mask(rng, 4, 0.5)
-        out = f * (1 - 0.85 * m)
+        inner, m = line_masks(rng, [5, 11], 0.5)
+        out = f * (1 - m) + 215 * m
+        out = out * (1 - inner) + 20 * inner
     else:
         raise ValueError(kind)
     return np.clip(out, 0, 255).astype(np.uint8), (m > 0.5).astype(np.uint8) * 255
@@ -87,18 +94,23 @@ def main():
     a = p.parse_args()
 
     tex = np.asarray(Image.open(a.texture).convert("L"))
-    h = tex.shape[0]
+    # Train on the left half of the texture, test on the right half: no test pixel was seen. The
+    # photo is in perspective (bricks shrink towards the top), so a top/bottom split would test on
+    # bricks of another size than the normal ones; left and right differ only in their tilt, which
+    # the random left-right flips cover. Two generators: the test images do not change with the
+    # number of normal ones.
+    w = tex.shape[1]
     rng = np.random.default_rng(7)
-    # Train on the top half of the texture, test on the bottom half: no test pixel was seen.
-    normal = crops(tex, a.normal, rng, avoid=lambda y, x: y + SIDE <= h // 2)
-    test = crops(tex, 6, rng, avoid=lambda y, x: y >= h // 2)
+    normal = crops(tex, a.normal, rng, avoid=lambda y, x: x + SIDE <= w // 2)
+    rng = np.random.default_rng(8)
+    test = crops(tex, 6, rng, avoid=lambda y, x: x >= w // 2)
 
     for sub in ("normal", "test", "masks"):
         os.makedirs(os.path.join(a.out, sub), exist_ok=True)
     for k, c in enumerate(normal):
         Image.fromarray(c).save(os.path.join(a.out, "normal", f"brick_{k:02d}.png"), optimize=True)
     names = []
-    for k, (c, kind) in enumerate(zip(test, ["good", "good", "stain", "scratch", "crack", "paint"])):
+    for k, (c, kind) in enumerate(zip(test, ["good", "good", "efflorescence", "scratch", "crack", "paint"])):
         name = f"{kind}_{k}.png"
         if kind == "good":
             Image.fromarray(c).save(os.path.join(a.out, "test", name), optimize=True)
