@@ -233,7 +233,8 @@ impl FitSpec {
             !gated || self.layers >= 3,
             "≥ 3 with the `gated` variant (its input pair, one gated block, its output)",
         )?;
-        check("kernel", self.kernel, self.kernel % 2 == 1, "odd")?;
+        let k = self.kernel;
+        check("kernel", k, k % 2 == 1 && k >= 3, "odd and ≥ 3")?;
         check("epochs", self.epochs, self.epochs >= 1, at_least_one)?;
         check(
             "batchSize",

@@ -111,8 +111,9 @@ fn knn_scores_match_brute_force_across_chunks() {
 
 #[test]
 fn format_one_bundles_still_load_with_their_settings() {
-    // The built-in sample's AR head and the golden kNN bank were written by format 1.
-    let ar = Bundle::read(include_bytes!("../www/sample/model.safetensors")).unwrap();
+    // The first built-in sample's AR head (its metadata, with one tensor of the weights kept) and
+    // the golden kNN bank were written by format 1.
+    let ar = Bundle::read(include_bytes!("fixtures/golden/format1_ar_bundle.safetensors")).unwrap();
     assert_eq!(ar.meta.format_version, 1);
     assert_eq!(ar.meta.method(), Method::Ar);
     assert_eq!(ar.meta.spec.hidden, 64);
