@@ -4,14 +4,14 @@
 # datasets with the random-weight ViT-S/16 from `tools/fixtures/make_fixtures.py --full`, the same
 # epochs for each, over several seeds.
 #   tools/variants.sh [DATA_ROOT] [SIZE] [EPOCHS]    (defaults: ../shared/data 224 10)
-#   SEEDS="42 43 44" VARIANTS="dilated standard gated" DATASETS="lgg_brain_mri kolektorsdd"
+#   SEEDS="42 43 44" VARIANTS="dilated standard gated" DATASETS="lgg_brain_mri kolektorsdd" BACKBONE=weights
 #   RESULTS_DIR=/tmp/dino-ar-variants;   then: python3 tools/variants_table.py RESULTS_DIR
 # With random backbone weights the numbers prove the pipeline, not the method.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 data="${1:-../shared/data}"; size="${2:-224}"; epochs="${3:-10}"
-backbone=tests/fixtures/full/hf.safetensors
+backbone="${BACKBONE:-tests/fixtures/full/hf.safetensors}"
 [ -f "$backbone" ] || { echo "missing $backbone: run tools/fixtures/make_fixtures.py --full" >&2; exit 1; }
 cargo build --bin dino-ar
 out="${RESULTS_DIR:-/tmp/dino-ar-variants}"; mkdir -p "$out"

@@ -453,6 +453,7 @@ function drawView() {
   const ctx = $("overlay").getContext("2d");
   ctx.putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
   const explain = $("explain").checked;
+  let counts = null; // patches of the grid the probed prediction sees / cannot see
   if (state.probe) {
     // Outline the probed patch; with "show what the model saw", lighten the patches its
     // prediction could use (the receptive field; outside the grid they are zero padding) and
@@ -462,20 +463,27 @@ function drawView() {
     if (explain) {
       const shade = (offsets, style) => {
         ctx.fillStyle = style;
+        let n = 0;
         for (let k = 0; k < offsets.length; k += 2) {
           const [y, x] = [row + offsets[k], col + offsets[k + 1]];
-          if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) ctx.fillRect(x * sx, y * sy, sx, sy);
+          if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) {
+            ctx.fillRect(x * sx, y * sy, sx, sy);
+            n++;
+          }
         }
+        return n;
       };
-      shade(state.model.field, "rgba(255, 255, 255, 0.45)");
-      shade(state.model.blindSpot, "rgba(0, 0, 0, 0.55)");
+      counts = {
+        seen: shade(state.model.field, "rgba(255, 255, 255, 0.45)"),
+        blind: shade(state.model.blindSpot, "rgba(0, 0, 0, 0.55)"),
+      };
     }
     ctx.strokeStyle = "#fff";
     ctx.lineWidth = Math.max(1, r.width / 300);
     ctx.strokeRect(col * sx, row * sy, sx, sy);
   }
   $("explain-caption").hidden = !explain;
-  if (explain) $("explain-caption").textContent = explainCaption();
+  if (explain) $("explain-caption").textContent = explainCaption(counts);
   drawExplanation(explain ? r : null);
   const verdict = verdictOf(r);
   $("view-verdict").textContent = verdict;
@@ -533,20 +541,23 @@ function drawExplanation(r) {
   });
 }
 
-// What "show what the model saw" says, for the model in use.
-function explainCaption() {
+// What "show what the model saw" says, for the model in use and, once a patch is pointed at, the
+// number of patches of this image its prediction sees and cannot see (`counts`).
+function explainCaption(counts) {
   const spec = state.model.info.spec;
-  const n = state.model.field.length / 2;
-  if (n === 0) {
+  if (state.model.field.length === 0) {
     return "The kNN baseline scores each patch on its own: its distance to the closest patch of the normal images.";
   }
-  const blind = state.model.blindSpot.length / 2;
-  const holes = blind > 0
-    ? ` Darkened: ${blind} patches before it, within its reach, that its masked convolutions never see (its blind spot).`
-    : " It sees every patch before it within its reach: no blind spot.";
+  const blindHead = state.model.blindSpot.length > 0;
+  const seen = counts ? `the ${counts.seen} patches before it that it can see (lightened)` : "patches before it (point at a patch or use the arrow keys to see which)";
+  const holes = !blindHead
+    ? " It sees every patch before it within its reach: no blind spot."
+    : counts
+      ? ` Darkened: ${counts.blind} patches before it, within its reach, that its masked convolutions never see (its blind spot).`
+      : " Some patches before it, within its reach, its masked convolutions never see (its blind spot, darkened).";
   return `The model (${spec.variant} head) reads the image's patches in raster order, like text: left to right, top to bottom. ` +
-    `It predicts each patch's embedding from ${n} patches before it (lightened; point at a patch or use the arrow keys), ` +
-    `never from the patch itself or anything after it. The map shows how far the real embedding is from the prediction.${holes}`;
+    `It predicts each patch's embedding from ${seen}, never from the patch itself or anything after it. ` +
+    `The map shows how far the real embedding is from the prediction.${holes}`;
 }
 
 for (const id of ["colormap", "opacity", "contour", "explain"]) $(id).oninput = drawView;

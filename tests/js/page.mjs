@@ -187,6 +187,8 @@ try {
     `(${grids.map((g) => g.colours).join(" / ")} distinct colours)`);
   await page.locator("#viewer").screenshot({ path: join(out, "page-explain.png") });
   await page.evaluate(() => document.querySelector("#explain").click());
+  check(await page.locator("#explain-grids").isHidden() && await page.locator("#explain-caption").isHidden(),
+    "without \"show what the model saw\" its grids and caption are not shown");
   const plain = await pixels();
   // The probed patch's bottom edge in canvas pixels (rows are 1-based in the text).
   const gridH = Number(await page.locator("#overlay").getAttribute("data-grid-rows"));
@@ -251,15 +253,15 @@ try {
   check(verdicts === manifest.test.length, `the sample fills the table (${verdicts} rows)`);
   // The sample demonstrates the method: every defective image scores above every normal one, and
   // the verdicts say so (its README gives the numbers).
-  const rows = await page.locator("#results tbody tr").evaluateAll((trs) => trs.map((tr) =>
+  const sampleRows = await page.locator("#results tbody tr").evaluateAll((trs) => trs.map((tr) =>
     ({ name: tr.cells[1].textContent, score: Number(tr.cells[2].textContent), verdict: tr.cells[3].textContent })));
-  const normalRows = rows.filter((r) => manifest.test.some((t) => t.mask === null && t.image.endsWith(r.name)));
-  const defectRows = rows.filter((r) => !normalRows.includes(r));
+  const normalRows = sampleRows.filter((r) => manifest.test.some((t) => t.mask === null && t.image.endsWith(r.name)));
+  const defectRows = sampleRows.filter((r) => !normalRows.includes(r));
   const worstNormal = Math.max(...normalRows.map((r) => r.score));
   const weakestDefect = Math.min(...defectRows.map((r) => r.score));
   check(normalRows.length >= 2 && defectRows.length >= 2 && weakestDefect > worstNormal &&
-    rows.every((r) => r.verdict === (normalRows.includes(r) ? "normal" : "anomalous")),
-    `the sample ranks every defect above every normal image (${rows.map((r) => `${r.name} ${r.score} ${r.verdict}`).join(", ")})`);
+    sampleRows.every((r) => r.verdict === (normalRows.includes(r) ? "normal" : "anomalous")),
+    `the sample ranks every defect above every normal image (${sampleRows.map((r) => `${r.name} ${r.score} ${r.verdict}`).join(", ")})`);
   await audit("the page with the sample's overlay and table");
   await page.locator("#score-section").screenshot({ path: join(out, "sample.png") });
   await page.screenshot({ path: join(out, "page-sample.png"), fullPage: true });
