@@ -113,7 +113,10 @@ fn knn_scores_match_brute_force_across_chunks() {
 fn format_one_bundles_still_load_with_their_settings() {
     // The first built-in sample's AR head (its metadata, with one tensor of the weights kept) and
     // the golden kNN bank were written by format 1.
-    let ar = Bundle::read(include_bytes!("fixtures/golden/format1_ar_bundle.safetensors")).unwrap();
+    let ar = Bundle::read(include_bytes!(
+        "fixtures/golden/format1_ar_bundle.safetensors"
+    ))
+    .unwrap();
     assert_eq!(ar.meta.format_version, 1);
     assert_eq!(ar.meta.method(), Method::Ar);
     assert_eq!(ar.meta.spec.hidden, 64);
@@ -133,4 +136,48 @@ fn the_whole_spec_is_stored() {
     let b = Bundle::read(&Bundle::write(&m, &[]).unwrap()).unwrap();
     assert_eq!(b.meta.spec, m.spec);
     assert_eq!(b.meta.describe(), "ar (dilated)");
+}
+
+/// Every AR variant's head, trained, written into a bundle's tensors and read back, predicts
+/// exactly what it predicted before: the plan names and shapes each layer the same way both ways.
+#[test]
+fn every_ar_variant_survives_its_bundle() {
+    use burn::tensor::TensorData;
+    use dino_ar::ar::{ArHead, Variant};
+    use dino_ar::weights::TensorFile;
+    let device = Device::flex();
+    let (n, c, h, w) = (4, 5, 6, 7);
+    let values = dino_ar::rng::Rng::new(3).uniform(-1.0, 1.0, n * c * h * w);
+    let grids: Tensor<4> = Tensor::from_data(TensorData::new(values, [n, c, h, w]), &device);
+    for &variant in Variant::ALL {
+        let spec = FitSpec {
+            variant,
+            hidden: 6,
+            layers: 4,
+            epochs: 2,
+            batch_size: 2,
+            ..FitSpec::default()
+        };
+        let head = pollster::block_on(dino_ar::train::fit(grids.clone(), &spec, |_| {
+            std::ops::ControlFlow::Continue(())
+        }))
+        .unwrap();
+        let tensors = pollster::block_on(head.export()).unwrap();
+        let mut meta = meta();
+        meta.spec = spec.clone();
+        let bytes = Bundle::write(&meta, &tensors).unwrap();
+        let bundle = Bundle::read(&bytes).unwrap();
+        let loaded = ArHead::from_file(&bundle.tensors, &spec.ar_config(c), &device).unwrap();
+        let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(
+            host(head.forward(grids.clone())),
+            host(loaded.forward(grids.clone())),
+            "{variant:?}"
+        );
+        // A bundle missing a layer names the tensor.
+        let partial: Vec<_> = tensors.into_iter().skip(2).collect();
+        let file = TensorFile::from_bytes(&Bundle::write(&meta, &partial).unwrap()).unwrap();
+        let e = ArHead::from_file(&file, &spec.ar_config(c), &device).unwrap_err();
+        assert!(e.to_string().contains(".weight"), "{variant:?}: {e}");
+    }
 }

@@ -159,7 +159,10 @@ impl MaskedConv2d {
             );
         };
         let [_, _, h, w] = x.dims();
-        let weight = self.masked_weight().narrow(2, 0, keep_rows).narrow(3, 0, keep_cols);
+        let weight = self
+            .masked_weight()
+            .narrow(2, 0, keep_rows)
+            .narrow(3, 0, keep_cols);
         // Rows above (and columns left) come first: pad the top and the left by the kernel's reach.
         let x = x.pad((d * cx, right, d * cy, 0), PadMode::Constant(0.0));
         let y = conv2d(

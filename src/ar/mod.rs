@@ -85,7 +85,10 @@ impl ArConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.kernel.is_multiple_of(2) || self.kernel < 3 {
             // A 1 × 1 mask-A kernel sees nothing at all.
-            return Err(format!("AR kernel size must be odd and ≥ 3, got {}", self.kernel));
+            return Err(format!(
+                "AR kernel size must be odd and ≥ 3, got {}",
+                self.kernel
+            ));
         }
         if self.layers == 0 || self.hidden == 0 || self.channels == 0 {
             return Err("AR head needs at least one layer and non-zero widths".into());
