@@ -573,16 +573,21 @@ $("threshold-reset").onclick = () => {
   renderTable();
 };
 
-$("overlay").onmousemove = (e) => {
+// The pointer probes a patch: hovering with a mouse, or tapping on a touch screen (where the probe
+// stays until the next tap, since a finger does not hover).
+const probeAt = (e) => {
   const v = state.view;
   if (!v) return;
   const rect = e.target.getBoundingClientRect();
   const x = ((e.clientX - rect.left) / rect.width) * v.result.gridW;
   const y = ((e.clientY - rect.top) / rect.height) * v.result.gridH;
-  state.probe = [Math.min(Math.floor(y), v.result.gridH - 1), Math.min(Math.floor(x), v.result.gridW - 1)];
+  state.probe = [Math.min(Math.max(Math.floor(y), 0), v.result.gridH - 1), Math.min(Math.max(Math.floor(x), 0), v.result.gridW - 1)];
   drawView();
 };
-$("overlay").onmouseleave = () => {
+$("overlay").onpointermove = probeAt;
+$("overlay").onpointerdown = probeAt;
+$("overlay").onpointerleave = (e) => {
+  if (e.pointerType !== "mouse") return;
   state.probe = null;
   drawView();
 };

@@ -163,6 +163,18 @@ try {
     `defect, which with that margin covers ${(100 * overlap.nearShare).toFixed(0)} % of the image)`);
   await page.hover("#overlay", { position: { x: 60, y: 60 } });
   check(/patch row \d+, column \d+: \d/.test(await text("#view-hover")), `hover shows the patch score: ${await text("#view-hover")}`);
+  // A tap on a touch screen probes too, and the probe stays when the finger lifts.
+  await page.evaluate(() => {
+    const c = document.querySelector("#overlay");
+    const r = c.getBoundingClientRect();
+    const at = { clientX: r.left + r.width * 0.9, clientY: r.top + r.height * 0.1, pointerType: "touch", bubbles: true };
+    c.dispatchEvent(new PointerEvent("pointerdown", at));
+    c.dispatchEvent(new PointerEvent("pointerleave", at));
+  });
+  const tapped = await text("#view-hover");
+  const side = Number(await page.locator("#overlay").getAttribute("data-grid-rows")); // a square grid here
+  const expected = `patch row ${Math.floor(0.1 * side) + 1}, column ${Math.floor(0.9 * side) + 1}:`;
+  check(tapped.startsWith(expected), `a tap probes the patch under the finger and keeps it: ${tapped}`);
   // "Show what the model saw": the patches the head could use for the probed one are shaded, all
   // before it in raster order, and a caption explains the reading order.
   await page.check("#explain");
