@@ -7,7 +7,7 @@
 //! Each rule lives in one module, and every front end calls it instead of restating it:
 //! fit settings and their defaults in [`spec`], the verdict in [`score::is_anomalous`], colours and
 //! contour in [`overlay`], the CSV of a scoring run in [`scores_csv`], the metrics report in
-//! [`evaluate`], the model file in [`bundle`]. The front ends are thin: the native CLI
+//! [`evaluate`], the model file in [`bundle`], volumes and intensity windows in [`volume`]. The front ends are thin: the native CLI
 //! (`src/bin/dino-ar/`: files in, files out) and, compiled to wasm only, [`web`] (the JS API the
 //! page and other pages use). The model code never knows which one drives it.
 
@@ -31,6 +31,7 @@ pub mod score;
 pub mod scores_csv;
 pub mod spec;
 pub mod train;
+pub mod volume;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;

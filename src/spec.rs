@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ar::{ArConfig, Variant};
+use crate::volume::window::Window;
 
 named_choice! {
     /// Which scorer turns embeddings into patch scores. The one spelling of "AR or kNN".
@@ -157,6 +158,11 @@ pub struct FitSpec {
     /// AR head: `none` (the squared error, the paper) or `standardise` (per grid position).
     /// Default: `"none"`.
     pub position_norm: PositionNorm,
+    /// How intensities become grey values: `as-is` (8-bit pictures), a CT preset (`ct-brain`,
+    /// `ct-liver`, `ct-soft-tissue`, `ct-bone`), `ct:CENTRE,WIDTH` (HU), `percentile` (0.5–99.5 %
+    /// per volume) or `percentile:LOW,HIGH`. Scoring uses the model's. Default: `"as-is"`.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string"))]
+    pub window: Window,
 }
 
 impl Default for FitSpec {
@@ -178,6 +184,7 @@ impl Default for FitSpec {
             holdout: 0.1,
             quantile: 0.99,
             position_norm: PositionNorm::None,
+            window: Window::AsIs,
         }
     }
 }
@@ -264,7 +271,7 @@ impl FitSpec {
             ar_or_none,
             "`none` with the kNN baseline",
         )?;
-        Ok(())
+        self.window.validate()
     }
 
     /// The AR head's shape for embeddings of `channels` dimensions.

@@ -38,6 +38,7 @@ mod cli {
     use dino_ar::readback::read_back;
     use dino_ar::scores_csv::{self, ScoreRow};
     use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
+    use dino_ar::volume::window::Window;
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
     use indicatif::{ProgressBar, ProgressStyle};
 
@@ -51,6 +52,11 @@ mod cli {
         T::Err: std::error::Error + Send + Sync + 'static,
     {
         PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
+    }
+
+    fn window(s: &str) -> Result<Window, String> {
+        s.parse()
+            .map_err(|e: dino_ar::spec::SpecError| e.to_string())
     }
 
     fn size(s: &str) -> Result<InputSize, String> {
@@ -208,6 +214,10 @@ mod cli {
         #[arg(long, default_value_t = FitSpec::default().position_norm,
               value_parser = choice::<PositionNorm>(PositionNorm::names()))]
         position_norm: PositionNorm,
+        /// Intensity window: as-is (8-bit pictures), ct-brain, ct-liver, ct-soft-tissue, ct-bone,
+        /// ct:CENTRE,WIDTH (HU), percentile (0.5-99.5 % per volume) or percentile:LOW,HIGH.
+        #[arg(long, default_value_t = FitSpec::default().window, value_parser = window)]
+        window: Window,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
         cache: Option<PathBuf>,
@@ -235,6 +245,7 @@ mod cli {
                 holdout: self.holdout,
                 quantile: self.quantile,
                 position_norm: self.position_norm,
+                window: self.window,
             }
         }
     }
