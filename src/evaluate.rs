@@ -11,7 +11,54 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{MaskedMap, MetricError, auroc, average_precision, f1_max, pro};
+use crate::score::upsample_bilinear;
 use crate::spec::FitSpec;
+
+named_choice! {
+    /// At which size the pixel metrics are computed.
+    pub enum Protocol ("evaluation protocol") {
+        /// Every pixel of every test image at its own size.
+        Full = "full", "full resolution: every pixel at the image's own size";
+        /// The paper's (and the official code's): the patch map upsampled to 240×240 and the
+        /// mask resized to 240×240 (nearest), pixel metrics over all those pixels. Equal to
+        /// `full` on BraTS's 240×240 slices; it differs where images are larger.
+        Paper = "paper", "the paper's: maps and masks at 240×240";
+    }
+}
+
+/// The side of the paper's evaluation maps.
+pub const PAPER_SIDE: usize = 240;
+
+/// A map and its mask as a protocol evaluates them: `(map, mask, width, height)`.
+pub type View = (Vec<f32>, Option<Vec<bool>>, usize, usize);
+
+impl Protocol {
+    /// The map (`map` at `width × height`, from the patch `grid` of `grid_h × grid_w`) and the
+    /// mask as this protocol evaluates them.
+    pub fn view(
+        self,
+        grid: &[f32],
+        (grid_h, grid_w): (usize, usize),
+        map: Vec<f32>,
+        (width, height): (usize, usize),
+        mask: Option<Vec<bool>>,
+    ) -> View {
+        match self {
+            Protocol::Full => (map, mask, width, height),
+            Protocol::Paper => {
+                let side = PAPER_SIDE;
+                let map = upsample_bilinear(grid, grid_h, grid_w, side, side);
+                // Nearest neighbour as torch's `interpolate(mode="nearest")`: floor(i · in / out).
+                let mask = mask.map(|m| {
+                    (0..side * side)
+                        .map(|i| m[(i / side) * height / side * width + (i % side) * width / side])
+                        .collect()
+                });
+                (map, mask, side, side)
+            }
+        }
+    }
+}
 
 /// One metric of the report: a key for scripts, a label for people, the value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +94,13 @@ pub struct EvalReport {
     pub model: Option<FitSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// At which size the pixel metrics were computed.
+    #[serde(default = "full")]
+    pub protocol: Protocol,
+}
+
+fn full() -> Protocol {
+    Protocol::Full
 }
 
 impl EvalReport {
@@ -83,6 +137,7 @@ pub struct Evaluation {
     /// (map, mask, width, height) of the images with pixel ground truth.
     maps: Vec<(Vec<f32>, Vec<bool>, usize, usize)>,
     counts: EvalCounts,
+    protocol: Option<Protocol>,
 }
 
 /// One scored test image and its ground truth.
@@ -102,6 +157,15 @@ pub struct Scored<'a> {
 impl Evaluation {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An evaluation whose report says which protocol made the maps it was given (see
+    /// [`Protocol::view`]).
+    pub fn with_protocol(protocol: Protocol) -> Self {
+        Self {
+            protocol: Some(protocol),
+            ..Self::default()
+        }
     }
 
     /// Add one scored image. Returns `false` when it is anomalous without a mask (image-level only).
@@ -189,6 +253,7 @@ impl Evaluation {
             counts,
             model: None,
             seconds: None,
+            protocol: self.protocol.unwrap_or(Protocol::Full),
         })
     }
 }
@@ -243,6 +308,22 @@ mod tests {
         assert_eq!(r.get("pro"), Some(1.0));
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<EvalReport>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn the_papers_protocol_resizes_map_and_mask_to_240() {
+        // A 2×2 patch grid, a 480×360 image whose mask marks its right half.
+        let grid = [0.0, 1.0, 0.0, 1.0];
+        let mask: Vec<bool> = (0..480 * 360).map(|i| i % 480 >= 240).collect();
+        let (map, mask, w, h) =
+            Protocol::Paper.view(&grid, (2, 2), vec![0.0; 480 * 360], (480, 360), Some(mask));
+        assert_eq!((w, h, map.len()), (240, 240, 240 * 240));
+        let mask = mask.unwrap();
+        assert!(!mask[0] && !mask[119] && mask[120] && mask[239]);
+        assert_eq!(map[0], 0.0);
+        assert_eq!(map[239], 1.0);
+        let (map, _, w, h) = Protocol::Full.view(&grid, (2, 2), vec![0.5; 6], (3, 2), None);
+        assert_eq!((map, w, h), (vec![0.5; 6], 3, 2));
     }
 
     #[test]

@@ -1,12 +1,22 @@
 //! `scores.csv`: one row per image of a scoring run, written the same way by the CLI and the page
 //! (which calls this through the wasm). An image that could not be scored keeps its row, with the
-//! reason in the verdict column.
+//! reason in the verdict column. A volume has a row per slice (`slice` set) and one for the whole
+//! volume (`worst_slice` says where its score, the highest, is).
 
 use serde::Deserialize;
 
 use crate::score::verdict;
 
-pub const HEADER: [&str; 5] = ["file", "score", "score_top1", "threshold", "verdict"];
+pub const HEADER: [&str; 8] = [
+    "file",
+    "score",
+    "score_top1",
+    "threshold",
+    "verdict",
+    "slice",
+    "worst_slice",
+    "note",
+];
 
 /// One image's line.
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -23,6 +33,15 @@ pub struct ScoreRow {
     /// Why the image could not be scored.
     #[serde(default)]
     pub error: Option<String>,
+    /// A volume's slice (from 0, in the model's plane): this row is that slice.
+    #[serde(default)]
+    pub slice: Option<usize>,
+    /// A volume's row: the slice with the highest score (the volume's score).
+    #[serde(default)]
+    pub worst_slice: Option<usize>,
+    /// What the user should know (how a file was read, a window against its modality).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 fn field(s: &str) -> String {
@@ -38,6 +57,7 @@ pub fn write(rows: &[ScoreRow]) -> String {
     let mut out = HEADER.join(",") + "\n";
     for r in rows {
         let num = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
+        let index = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
         let verdict = match (&r.error, r.score) {
             (Some(e), _) => format!("error: {e}"),
             (None, Some(s)) => verdict(s, r.threshold).to_string(),
@@ -49,6 +69,9 @@ pub fn write(rows: &[ScoreRow]) -> String {
             num(r.score_top1),
             r.threshold.to_string(),
             field(&verdict),
+            index(r.slice),
+            index(r.worst_slice),
+            field(r.note.as_deref().unwrap_or_default()),
         ];
         out += &(line.join(",") + "\n");
     }
@@ -68,6 +91,29 @@ mod tests {
                 score_top1: Some(0.25),
                 threshold: 0.5,
                 error: None,
+                slice: None,
+                worst_slice: None,
+                note: None,
+            },
+            ScoreRow {
+                file: "v.nii.gz".into(),
+                score: Some(0.75),
+                score_top1: Some(0.5),
+                threshold: 0.5,
+                error: None,
+                slice: Some(3),
+                worst_slice: None,
+                note: None,
+            },
+            ScoreRow {
+                file: "v.nii.gz".into(),
+                score: Some(0.75),
+                score_top1: Some(0.5),
+                threshold: 0.5,
+                error: None,
+                slice: None,
+                worst_slice: Some(3),
+                note: Some("a 4-D file".into()),
             },
             ScoreRow {
                 file: "c.gif".into(),
@@ -75,13 +121,18 @@ mod tests {
                 score_top1: None,
                 threshold: 0.5,
                 error: Some("not an image, \"GIF\"".into()),
+                slice: None,
+                worst_slice: None,
+                note: None,
             },
         ];
         assert_eq!(
             write(&rows),
-            "file,score,score_top1,threshold,verdict\n\
-             \"a,b.png\",0.5,0.25,0.5,normal\n\
-             c.gif,,,0.5,\"error: not an image, \"\"GIF\"\"\"\n"
+            "file,score,score_top1,threshold,verdict,slice,worst_slice,note\n\
+             \"a,b.png\",0.5,0.25,0.5,normal,,,\n\
+             v.nii.gz,0.75,0.5,0.5,anomalous,3,,\n\
+             v.nii.gz,0.75,0.5,0.5,anomalous,,3,a 4-D file\n\
+             c.gif,,,0.5,\"error: not an image, \"\"GIF\"\"\",,,\n"
         );
     }
 }

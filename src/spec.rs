@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ar::{ArConfig, Variant};
+use crate::volume::Plane;
 use crate::volume::window::Window;
 
 named_choice! {
@@ -163,6 +164,12 @@ pub struct FitSpec {
     /// per volume) or `percentile:LOW,HIGH`. Scoring uses the model's. Default: `"as-is"`.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "string"))]
     pub window: Window,
+    /// Volumes: the plane they are cut into, `axial`, `coronal` or `sagittal` (slices shown the
+    /// radiological way). Scoring uses the model's. Default: `"axial"`.
+    pub plane: Plane,
+    /// Volumes: training skips slices where fewer than 1 % of the pixels are brighter than this
+    /// grey level (0–1, after the window); 0 keeps every slice. Default: 0.0.
+    pub skip_empty: f32,
 }
 
 impl Default for FitSpec {
@@ -185,6 +192,8 @@ impl Default for FitSpec {
             quantile: 0.99,
             position_norm: PositionNorm::None,
             window: Window::AsIs,
+            plane: Plane::Axial,
+            skip_empty: 0.0,
         }
     }
 }
@@ -271,6 +280,8 @@ impl FitSpec {
             ar_or_none,
             "`none` with the kNN baseline",
         )?;
+        let e = self.skip_empty;
+        check("skipEmpty", e, (0.0..1.0).contains(&e), "in [0, 1)")?;
         self.window.validate()
     }
 

@@ -201,7 +201,7 @@ fn fit_score_eval_with_the_ar_head_and_the_knn_baseline() {
         score(&[&spot, &good], &scores);
         let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "file,score,score_top1,threshold,verdict");
+        assert_eq!(lines[0], dino_ar::scores_csv::HEADER.join(","));
         assert_eq!(lines.len(), 3, "{csv}");
         assert!(
             lines[1].contains("spot/000.png") && lines[2].contains("good/000.png"),

@@ -19,6 +19,9 @@
 pub mod nifti;
 pub mod window;
 
+use crate::preprocess::RgbImage;
+use window::{Levels, Window};
+
 /// Voxels refused above this count, before anything is allocated (1 GiB as f32).
 pub const MAX_VOXELS: usize = 1 << 28;
 
@@ -164,6 +167,48 @@ impl Volume {
             notes: Vec::new(),
         }
     }
+}
+
+/// A volume cut into the images a model sees: one plane's slices through one window.
+pub struct Slices<'a> {
+    volume: &'a Volume,
+    pub geometry: SliceGeometry,
+    pub levels: Levels,
+    /// Set when the window reads this volume against its kind (a CT window on MR).
+    pub warning: Option<String>,
+}
+
+impl Slices<'_> {
+    pub fn count(&self) -> usize {
+        self.geometry.count
+    }
+
+    /// Slice `n` as a grey picture, windowed.
+    pub fn image(&self, n: usize) -> RgbImage {
+        let g = &self.geometry;
+        self.levels
+            .image(&self.volume.slice(g, n), g.width, g.height)
+    }
+}
+
+impl Volume {
+    /// The slices of `plane` through `window`, or why the window cannot read this volume.
+    pub fn slices(&self, window: &Window, plane: Plane) -> Result<Slices<'_>, String> {
+        let (levels, warning) = window.levels(self)?;
+        Ok(Slices {
+            volume: self,
+            geometry: self.geometry(plane),
+            levels,
+            warning,
+        })
+    }
+}
+
+/// A slice that is background only: fewer than 1 % of its pixels brighter than `level` (grey,
+/// 0–1). Training can skip these (the air around a head, the table under a body).
+pub fn is_background(image: &RgbImage, level: f32) -> bool {
+    let bright = image.data.chunks_exact(3).filter(|p| p[0] > level).count();
+    (bright as f64) < 0.01 * (image.width * image.height) as f64
 }
 
 pub(crate) fn finite_range(values: &[f32]) -> Option<(f32, f32)> {

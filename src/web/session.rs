@@ -259,6 +259,13 @@ impl Session {
             .clone()
             .ok_or(SessionError::NoModel)?;
         let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
+        // Through the model's window, as it saw its training images.
+        let img = det
+            .meta
+            .spec
+            .window
+            .picture(img)
+            .map_err(SessionError::Input)?;
         Ok((det, img))
     }
 
@@ -303,6 +310,7 @@ impl Session {
         let mut sizes = Vec::with_capacity(images.len());
         for (index, (rgba, width, height)) in images.iter().enumerate() {
             let img = RgbImage::from_rgba8(rgba, *width, *height)
+                .and_then(|img| spec.window.picture(img))
                 .map_err(|message| SessionError::Image { index, message })?;
             grids.push(detector::embed(&backbone, &img, size)?);
             sizes.push((*width, *height));

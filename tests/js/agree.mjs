@@ -83,7 +83,7 @@ function f32Below(x) {
 // scores.csv → Map(basename → { score, verdict }).
 function parseCsv(text) {
   const [head, ...lines] = text.trim().split("\n");
-  if (head !== "file,score,score_top1,threshold,verdict") throw new Error(`unexpected CSV header: ${head}`);
+  if (head !== "file,score,score_top1,threshold,verdict,slice,worst_slice,note") throw new Error(`unexpected CSV header: ${head}`);
   return new Map(lines.map((l) => {
     const [file, score, , threshold, verdict] = l.split(",");
     return [basename(file), { score, threshold, verdict }];

@@ -169,7 +169,7 @@ try {
   check(JSON.stringify(result.onThreshold) === JSON.stringify([false, true, "normal", "anomalous"]), `the verdict rule: on the threshold is normal (${result.onThreshold})`);
   check(JSON.stringify(result.pixels) === JSON.stringify([75, 75, 76, 255, 252, 255, 164, 255]), `renderOverlay draws the library's rule (${result.pixels})`);
   check(result.badOverlay.includes("bytes"), `renderOverlay checks its sizes: ${result.badOverlay}`);
-  check(result.csv === "file,score,score_top1,threshold,verdict\na.png,0.5,0.25,0.5,normal\nb.gif,,,0.5,error: not an image\n", `scoresCsv: ${JSON.stringify(result.csv)}`);
+  check(result.csv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\na.png,0.5,0.25,0.5,normal,,,\nb.gif,,,0.5,error: not an image,,,\n", `scoresCsv: ${JSON.stringify(result.csv)}`);
   check(result.memory.after === result.memory.before, `wasm memory flat over 50 scorings (${result.memory.before} → ${result.memory.after} bytes)`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
 } catch (e) {

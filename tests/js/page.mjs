@@ -226,7 +226,7 @@ try {
   // CSV export.
   const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
   const csv = readFileSync(await csvDownload.path(), "utf8").trim().split("\n");
-  check(csv[0] === "file,score,score_top1,threshold,verdict", `CSV header: ${csv[0]}`);
+  check(csv[0] === "file,score,score_top1,threshold,verdict,slice,worst_slice,note", `CSV header: ${csv[0]}`);
   const rows = csv.slice(1).map((l) => l.split(","));
   check(rows.length === 2 && rows.every((r) => Number.isFinite(Number(r[1])) && ["normal", "anomalous"].includes(r[4])),
     `CSV rows: ${csv.slice(1).join(" | ")}`);

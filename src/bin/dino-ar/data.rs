@@ -1,12 +1,60 @@
-//! File-system side of the CLI: image folders, MVTec-style datasets, the feature cache.
+//! File-system side of the CLI: image and volume folders, MVTec- and BMAD-style datasets, the
+//! feature cache.
 
 use std::path::{Path, PathBuf};
 
 use dino_ar::preprocess::RgbImage;
+use dino_ar::volume::{Volume, nifti};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
 /// Where a ground-truth mask may be found: `<name>_mask.<ext>` or `<name>.<ext>`.
-const MASK_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
+const MASK_EXTENSIONS: [&str; 9] = [
+    "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "nii.gz", "nii",
+];
+
+/// What a file holds: a picture, or a volume to be cut into slices.
+pub enum Input {
+    Picture(RgbImage),
+    Volume(Volume),
+}
+
+/// Read a picture or a NIfTI volume (known by its name or its first bytes); the error names
+/// the file.
+pub fn read_input(path: &Path) -> Result<Input, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let input = if nifti::looks_like(&bytes, &name) {
+        nifti::read(&bytes).map(Input::Volume)
+    } else {
+        RgbImage::decode(&bytes).map(Input::Picture)
+    };
+    input.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The file name without its extension (`.nii.gz` counts as one).
+pub fn stem(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let lower = name.to_ascii_lowercase();
+    for ext in [".nii.gz", ".nii"] {
+        if lower.ends_with(ext) {
+            return name[..name.len() - ext.len()].to_string();
+        }
+    }
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The files of a folder of normal images; BMAD keeps them one level down, in `img/`.
+pub fn normal_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let files = files_in(dir)?;
+    let img = dir.join("img");
+    if files.is_empty() && img.is_dir() {
+        return files_in(&img);
+    }
+    Ok(files)
+}
 
 /// Every file directly in `dir`, sorted by name. Not only images: a file that is not one (a GIF,
 /// a PDF, notes) is named and skipped by the caller, never silently left out of a run.
@@ -38,40 +86,51 @@ pub struct TestImage {
     pub mask: Option<PathBuf>,
 }
 
-/// `test/good`, `test/<defect>`, `ground_truth/<defect>/<name>_mask.png` (or `<name>.png`).
-pub fn mvtec_test_set(root: &Path) -> Result<Vec<TestImage>, String> {
-    let test = root.join("test");
-    let dirs = std::fs::read_dir(&test).map_err(|e| {
+/// The test (or validation) images of a dataset, in either layout:
+/// - MVTec: `test/good`, `test/<defect>`, `ground_truth/<defect>/<name>_mask.png` (or `<name>.png`);
+/// - BMAD: `<split>/{good,Ungood}/img/<name>` with masks in `<split>/Ungood/label/<name>`, or the
+///   files directly in `<split>/{good,Ungood}/` (image-level only).
+///
+/// Masks may be pictures or NIfTI volumes (for test volumes).
+pub fn test_set(root: &Path, split: &str) -> Result<Vec<TestImage>, String> {
+    let base = root.join(split);
+    let categories = subfolders(&base).map_err(|e| {
         format!(
-            "{} has no readable test/ folder ({e}); expected MVTec layout",
+            "{} has no readable {split}/ folder ({e}); expected an MVTec layout \
+             (test/<category>, ground_truth/<category>) or a BMAD one \
+             ({split}/good/img, {split}/Ungood/img + label)",
             root.display()
         )
     })?;
-    let mut categories: Vec<String> = dirs
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    categories.sort();
+    let bmad = categories
+        .iter()
+        .any(|c| base.join(c).join("img").is_dir() || c == "Ungood");
     let mut out = Vec::new();
     for category in categories {
         let anomalous = category != "good";
-        for path in files_in(&test.join(&category))? {
-            let stem = path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let gt = root.join("ground_truth").join(&category);
-            let mask = [format!("{stem}_mask"), stem.clone()]
-                .iter()
-                .flat_map(|name| {
-                    let gt = &gt;
-                    MASK_EXTENSIONS
-                        .iter()
-                        .map(move |ext| gt.join(format!("{name}.{ext}")))
-                })
-                .find(|p| p.is_file());
+        let folder = base.join(&category);
+        let (images, masks) = if bmad && folder.join("img").is_dir() {
+            (folder.join("img"), vec![folder.join("label")])
+        } else if bmad {
+            (folder.clone(), vec![])
+        } else {
+            (
+                folder.clone(),
+                vec![root.join("ground_truth").join(&category)],
+            )
+        };
+        for path in files_in(&images)? {
+            let stem = stem(&path);
+            let mask = masks.iter().find_map(|gt| {
+                [format!("{stem}_mask"), stem.clone()]
+                    .iter()
+                    .flat_map(|name| {
+                        MASK_EXTENSIONS
+                            .iter()
+                            .map(move |ext| gt.join(format!("{name}.{ext}")))
+                    })
+                    .find(|p| p.is_file())
+            });
             out.push(TestImage {
                 path,
                 category: category.clone(),
@@ -81,14 +140,29 @@ pub fn mvtec_test_set(root: &Path) -> Result<Vec<TestImage>, String> {
         }
     }
     if out.is_empty() {
-        return Err(format!("no test images under {}", test.display()));
+        return Err(format!("no test images under {}", base.display()));
     }
     Ok(out)
+}
+
+fn subfolders(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// A binary mask at `width × height` (nearest-neighbour when the mask has another size).
 pub fn read_mask(path: &Path, width: usize, height: usize) -> Result<Vec<bool>, String> {
     let (img, _) = decode(path)?;
+    Ok(mask_of(&img, width, height))
+}
+
+/// A picture's bright pixels as a mask at `width × height` (nearest-neighbour).
+pub fn mask_of(img: &RgbImage, width: usize, height: usize) -> Vec<bool> {
     let mut out = Vec::with_capacity(width * height);
     for y in 0..height {
         let sy = (y * img.height / height).min(img.height - 1);
@@ -98,7 +172,7 @@ pub fn read_mask(path: &Path, width: usize, height: usize) -> Result<Vec<bool>, 
             out.push(p.iter().any(|&v| v > 0.5));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Embedding grids cached per (backbone, input size, image content): the backbone dominates the
@@ -107,8 +181,15 @@ pub struct FeatureCache {
     dir: Option<PathBuf>,
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+/// FNV-1a over what the backbone sees: the image's size and its (windowed) pixels, so a slice
+/// of a volume, a picture and the same picture under another window are told apart.
+fn key(image: &RgbImage) -> u64 {
+    let size = [image.width as u64, image.height as u64];
+    let bytes = size
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain(image.data.iter().flat_map(|v| v.to_le_bytes()));
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -122,22 +203,22 @@ impl FeatureCache {
         Self { dir }
     }
 
-    fn path(&self, image_bytes: &[u8]) -> Option<PathBuf> {
+    fn path(&self, image: &RgbImage) -> Option<PathBuf> {
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("{:016x}.safetensors", fnv(image_bytes))))
+            .map(|d| d.join(format!("{:016x}.safetensors", key(image))))
     }
 
     /// `(grid [D·h·w], [D, h, w])` when cached.
-    pub fn get(&self, image_bytes: &[u8]) -> Option<(Vec<f32>, Vec<usize>)> {
-        let bytes = std::fs::read(self.path(image_bytes)?).ok()?;
+    pub fn get(&self, image: &RgbImage) -> Option<(Vec<f32>, Vec<usize>)> {
+        let bytes = std::fs::read(self.path(image)?).ok()?;
         let file = TensorFile::from_bytes(&bytes).ok()?;
         let t = file.get("grid")?;
         Some((t.to_f32("grid").ok()?, t.shape.clone()))
     }
 
-    pub fn put(&self, image_bytes: &[u8], grid: &[f32], shape: &[usize]) {
-        if let Some(path) = self.path(image_bytes)
+    pub fn put(&self, image: &RgbImage, grid: &[f32], shape: &[usize]) {
+        if let Some(path) = self.path(image)
             && let Ok(bytes) = write_safetensors_f32(&[("grid", shape.to_vec(), grid)], None)
         {
             // A cache that cannot be written only costs time.

@@ -32,17 +32,18 @@ mod cli {
     use dino_ar::bundle::Bundle;
     use dino_ar::compute::DeviceChoice;
     use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
-    use dino_ar::evaluate::{Evaluation, Scored};
+    use dino_ar::evaluate::{Evaluation, Protocol, Scored};
     use dino_ar::overlay::{Colormap, OverlayStyle};
     use dino_ar::preprocess::RgbImage;
     use dino_ar::readback::read_back;
     use dino_ar::scores_csv::{self, ScoreRow};
     use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
     use dino_ar::volume::window::Window;
+    use dino_ar::volume::{Plane, SliceWriter, is_background, nifti};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    use crate::data::{self, FeatureCache};
+    use crate::data::{self, FeatureCache, Input};
     use crate::overlay::overlay_png;
 
     /// A clap parser for one of the library's named choices (its names listed in `--help`).
@@ -163,7 +164,8 @@ mod cli {
     struct FitArgs {
         #[command(flatten)]
         backbone: BackboneArgs,
-        /// Folder of normal (defect-free) images.
+        /// Folder of normal (defect-free) images or NIfTI volumes (.nii, .nii.gz; their slices);
+        /// a BMAD train/good folder with an img/ inside is read from there.
         #[arg(long)]
         normal: PathBuf,
         /// Output model bundle (.safetensors).
@@ -218,6 +220,14 @@ mod cli {
         /// ct:CENTRE,WIDTH (HU), percentile (0.5-99.5 % per volume) or percentile:LOW,HIGH.
         #[arg(long, default_value_t = FitSpec::default().window, value_parser = window)]
         window: Window,
+        /// Volumes: the plane they are cut into (slices shown the radiological way).
+        #[arg(long, default_value_t = FitSpec::default().plane,
+              value_parser = choice::<Plane>(Plane::names()))]
+        plane: Plane,
+        /// Volumes: skip slices where fewer than 1 % of the pixels are brighter than this grey
+        /// level (0-1, after the window); 0 keeps every slice.
+        #[arg(long, default_value_t = FitSpec::default().skip_empty)]
+        skip_empty: f32,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
         cache: Option<PathBuf>,
@@ -246,6 +256,8 @@ mod cli {
                 quantile: self.quantile,
                 position_norm: self.position_norm,
                 window: self.window,
+                plane: self.plane,
+                skip_empty: self.skip_empty,
             }
         }
     }
@@ -284,7 +296,8 @@ mod cli {
         /// Model bundle from `dino-ar fit`.
         #[arg(long)]
         model: PathBuf,
-        /// Images to score, or folders of them.
+        /// Images or NIfTI volumes to score, or folders of them. A volume gets a row per slice
+        /// and one for the whole (the worst slice), a NIfTI anomaly map and an overlay folder.
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Output folder for scores.csv and the overlays.
@@ -300,9 +313,18 @@ mod cli {
         backbone: BackboneArgs,
         #[arg(long)]
         model: PathBuf,
-        /// MVTec-style dataset root.
+        /// Dataset root: MVTec layout (test/<category>, ground_truth/<category>) or BMAD's
+        /// (<split>/{good,Ungood}/img, <split>/Ungood/label). Test files may be NIfTI volumes
+        /// with NIfTI masks.
         #[arg(long)]
         data: PathBuf,
+        /// BMAD: which split to evaluate on (test or valid).
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// full: pixel metrics at each image's own size; paper: maps and masks at 240x240.
+        #[arg(long, default_value_t = Protocol::Full,
+              value_parser = choice::<Protocol>(Protocol::names()))]
+        protocol: Protocol,
         /// Also write the metrics as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -497,13 +519,10 @@ mod cli {
         pb.suspend(|| eprintln!("{msg}"));
     }
 
-    /// Decode an image, or name it, count it and move on: one bad file never stops a batch.
-    fn decode_or_skip(
-        pb: &ProgressBar,
-        path: &Path,
-        skipped: &mut Vec<String>,
-    ) -> Option<(RgbImage, Vec<u8>)> {
-        data::decode(path)
+    /// Read a picture or a volume, or name it, count it and move on: one bad file never stops a
+    /// batch.
+    fn read_or_skip(pb: &ProgressBar, path: &Path, skipped: &mut Vec<String>) -> Option<Input> {
+        data::read_input(path)
             .map_err(|e| {
                 say(pb, format!("skipping {e}"));
                 skipped.push(e);
@@ -511,11 +530,19 @@ mod cli {
             .ok()
     }
 
+    /// What a file says about how it was read (a 4-D file's first volume, …), shown once.
+    fn notes(pb: &ProgressBar, path: &Path, notes: &[String]) {
+        for note in notes {
+            say(pb, format!("{}: {note}", path.display()));
+        }
+    }
+
     /// The closing line about skipped files, if any were.
     fn skipped_summary(skipped: &[String], total: usize) {
         if !skipped.is_empty() {
             eprintln!(
-                "skipped {} of {total} files (not a supported image or unreadable; named above)",
+                "skipped {} of {total} files (unreadable, not a supported image or volume, or not \
+                 for this window; named above)",
                 skipped.len()
             );
         }
@@ -534,7 +561,7 @@ mod cli {
         .model;
         let size =
             check_size(&backbone, spec.size).map_err(|e| format!("--size {}: {e}", spec.size))?;
-        let files = data::files_in(&args.normal)?;
+        let files = data::normal_files(&args.normal)?;
         if files.is_empty() {
             return Err(format!(
                 "{}: the folder is empty: no images to fit on",
@@ -547,7 +574,7 @@ mod cli {
             args.cache.clone().or_else(data::default_cache_root)
         };
         let cache = FeatureCache::new(root, &backbone.fingerprint, size);
-        let (normals, grid) = embed_all(&backbone, &files, size, &cache)?;
+        let (normals, grid) = embed_all(&backbone, &files, &spec, size, &cache)?;
         // Sized by the first progress report: fit_model owns the hold-out split and the batching.
         let pb = bar(0, "training");
         let d = backbone.config.hidden_size;
@@ -588,11 +615,13 @@ mod cli {
         Ok(())
     }
 
-    /// Embed every readable image (from the cache when possible); the others are named and
-    /// skipped. Returns the grids and the grid size.
+    /// Embed every readable picture and every slice of every readable volume, through the
+    /// spec's window (from the cache when possible); the others are named and skipped. Returns
+    /// the grids and the grid size.
     fn embed_all(
         backbone: &DinoV3,
         files: &[PathBuf],
+        spec: &FitSpec,
         size: (usize, usize),
         cache: &FeatureCache,
     ) -> Result<(Vec<NormalGrid>, (usize, usize)), String> {
@@ -600,12 +629,8 @@ mod cli {
         let mut out = Vec::with_capacity(files.len());
         let mut skipped = Vec::new();
         let mut grid_size = (0, 0);
-        for path in files {
-            pb.inc(1);
-            let Some((img, bytes)) = decode_or_skip(&pb, path, &mut skipped) else {
-                continue;
-            };
-            let normal = match cache.get(&bytes) {
+        let mut embed = |img: &RgbImage, what: &dyn Fn() -> String| -> Result<(), String> {
+            let normal = match cache.get(img) {
                 Some((grid, shape)) => {
                     grid_size = (shape[1], shape[2]);
                     NormalGrid {
@@ -615,20 +640,76 @@ mod cli {
                     }
                 }
                 None => {
-                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, &img, size))
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, img, size))
+                        .map_err(|e| format!("{}: {e}", what()))?;
                     grid_size = g;
                     let d = backbone.config.hidden_size;
-                    cache.put(&bytes, &normal.grid, &[d, g.0, g.1]);
+                    cache.put(img, &normal.grid, &[d, g.0, g.1]);
                     normal
                 }
             };
             out.push(normal);
+            Ok(())
+        };
+        for path in files {
+            pb.inc(1);
+            let Some(input) = read_or_skip(&pb, path, &mut skipped) else {
+                continue;
+            };
+            let refuse = |skipped: &mut Vec<String>, e: String| {
+                let e = format!("{}: {e}", path.display());
+                say(&pb, format!("skipping {e}"));
+                skipped.push(e);
+            };
+            match input {
+                Input::Picture(img) => match spec.window.picture(img) {
+                    Ok(img) => embed(&img, &|| path.display().to_string())?,
+                    Err(e) => refuse(&mut skipped, e),
+                },
+                Input::Volume(volume) => {
+                    notes(&pb, path, &volume.notes);
+                    let slices = match volume.slices(&spec.window, spec.plane) {
+                        Ok(slices) => slices,
+                        Err(e) => {
+                            refuse(&mut skipped, e);
+                            continue;
+                        }
+                    };
+                    if let Some(w) = &slices.warning {
+                        say(&pb, format!("{}: {w}", path.display()));
+                    }
+                    let mut used = 0;
+                    for n in 0..slices.count() {
+                        let img = slices.image(n);
+                        if spec.skip_empty > 0.0 && is_background(&img, spec.skip_empty) {
+                            continue;
+                        }
+                        embed(&img, &|| {
+                            format!("{} {} slice {n}", path.display(), spec.plane)
+                        })?;
+                        used += 1;
+                    }
+                    say(
+                        &pb,
+                        format!(
+                            "{}: {used} of {} {} slices{}",
+                            path.display(),
+                            slices.count(),
+                            spec.plane,
+                            if used < slices.count() {
+                                " (the others are background only: --skip-empty)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+            }
         }
         pb.finish_and_clear();
         skipped_summary(&skipped, files.len());
         if out.is_empty() {
-            return Err("none of the files is a readable image".into());
+            return Err("none of the files is a readable image or volume for this window".into());
         }
         Ok((out, grid_size))
     }
@@ -664,60 +745,145 @@ mod cli {
         }
         let threshold = det.meta.calibration.threshold;
         let scale = det.meta.calibration.scale();
+        let (window, plane) = (det.meta.spec.window, det.meta.spec.plane);
         let mut rows = Vec::with_capacity(files.len());
         let pb = bar(files.len(), "scoring");
         let mut skipped = Vec::new();
-        // Overlay names: `<stem>_overlay.png`, numbered when two inputs share a stem.
+        // Output names: `<stem>_overlay.png` (`<stem>_anomaly.nii.gz` and `<stem>_overlays/` for
+        // a volume), numbered when two inputs share a stem.
         let mut used = std::collections::HashSet::new();
-        for path in &files {
-            pb.inc(1);
-            let file = path.display().to_string();
-            let Some((img, _)) = decode_or_skip(&pb, path, &mut skipped) else {
-                rows.push(ScoreRow {
-                    file,
-                    score: None,
-                    score_top1: None,
-                    threshold,
-                    error: skipped.last().cloned(),
-                });
-                continue;
-            };
-            let r = pollster::block_on(det.score(&img)).map_err(|e| format!("{file}: {e}"))?;
-            rows.push(ScoreRow {
-                file,
-                score: Some(r.score.max),
-                score_top1: Some(r.score.top1),
-                threshold,
-                error: None,
-            });
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            let png = overlay_png(&img, &r.map, &scale, &style)?;
-            let mut name = format!("{stem}_overlay.png");
+        let mut unique = |stem: &str| {
+            let mut name = stem.to_string();
             for k in 2.. {
                 if used.insert(name.clone()) {
                     break;
                 }
-                name = format!("{stem}_{k}_overlay.png");
+                name = format!("{stem}_{k}");
             }
-            let out = args.out.join(name);
-            std::fs::write(&out, png)
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            let verdict = dino_ar::score::verdict(r.score.max, threshold);
-            say(
-                &pb,
-                format!("{:>10.5}  {verdict:<9}  {}", r.score.max, path.display()),
-            );
+            name
+        };
+        let row = |file: &str| ScoreRow {
+            file: file.to_string(),
+            score: None,
+            score_top1: None,
+            threshold,
+            error: None,
+            slice: None,
+            worst_slice: None,
+            note: None,
+        };
+        let write = |path: PathBuf, bytes: &[u8]| {
+            std::fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        for path in &files {
+            pb.inc(1);
+            let file = path.display().to_string();
+            let refused = |e: String| ScoreRow {
+                error: Some(e),
+                ..row(&file)
+            };
+            let Some(input) = read_or_skip(&pb, path, &mut skipped) else {
+                rows.push(refused(skipped.last().cloned().unwrap_or_default()));
+                continue;
+            };
+            let stem = unique(&data::stem(path));
+            match input {
+                Input::Picture(img) => {
+                    let img = match window.picture(img) {
+                        Ok(img) => img,
+                        Err(e) => {
+                            say(&pb, format!("skipping {file}: {e}"));
+                            skipped.push(e.clone());
+                            rows.push(refused(e));
+                            continue;
+                        }
+                    };
+                    let r =
+                        pollster::block_on(det.score(&img)).map_err(|e| format!("{file}: {e}"))?;
+                    rows.push(ScoreRow {
+                        score: Some(r.score.max),
+                        score_top1: Some(r.score.top1),
+                        ..row(&file)
+                    });
+                    let png = overlay_png(&img, &r.map, &scale, &style)?;
+                    write(args.out.join(format!("{stem}_overlay.png")), &png)?;
+                    let verdict = dino_ar::score::verdict(r.score.max, threshold);
+                    say(&pb, format!("{:>10.5}  {verdict:<9}  {file}", r.score.max));
+                }
+                Input::Volume(volume) => {
+                    notes(&pb, path, &volume.notes);
+                    let slices = match volume.slices(&window, plane) {
+                        Ok(slices) => slices,
+                        Err(e) => {
+                            say(&pb, format!("skipping {file}: {e}"));
+                            skipped.push(e.clone());
+                            rows.push(refused(e));
+                            continue;
+                        }
+                    };
+                    let mut notes = volume.notes.clone();
+                    if let Some(w) = &slices.warning {
+                        say(&pb, format!("{file}: {w}"));
+                        notes.push(w.clone());
+                    }
+                    let overlays = args.out.join(format!("{stem}_overlays"));
+                    std::fs::create_dir_all(&overlays)
+                        .map_err(|e| format!("cannot create {}: {e}", overlays.display()))?;
+                    let mut map = SliceWriter::new(slices.geometry);
+                    // (max, top 1 %, slice) of the slice with the highest score.
+                    let mut worst: Option<(f32, f32, usize)> = None;
+                    for n in 0..slices.count() {
+                        let img = slices.image(n);
+                        let r = pollster::block_on(det.score(&img))
+                            .map_err(|e| format!("{file} {plane} slice {n}: {e}"))?;
+                        map.put(n, &r.map);
+                        rows.push(ScoreRow {
+                            score: Some(r.score.max),
+                            score_top1: Some(r.score.top1),
+                            slice: Some(n),
+                            ..row(&file)
+                        });
+                        let png = overlay_png(&img, &r.map, &scale, &style)?;
+                        write(overlays.join(format!("{plane}_{n:04}.png")), &png)?;
+                        if worst.is_none_or(|w| r.score.max > w.0) {
+                            worst = Some((r.score.max, r.score.top1, n));
+                        }
+                    }
+                    let (max, top1, at) = worst.expect("a volume has at least one slice");
+                    rows.push(ScoreRow {
+                        score: Some(max),
+                        score_top1: Some(top1),
+                        worst_slice: Some(at),
+                        note: (!notes.is_empty()).then(|| notes.join("; ")),
+                        ..row(&file)
+                    });
+                    let nii = volume.with_data(map.into_data());
+                    let description = format!("dino-ar anomaly map, threshold {threshold}");
+                    write(
+                        args.out.join(format!("{stem}_anomaly.nii.gz")),
+                        &nifti::write_gz(&nii, &description),
+                    )?;
+                    let verdict = dino_ar::score::verdict(max, threshold);
+                    say(
+                        &pb,
+                        format!(
+                            "{max:>10.5}  {verdict:<9}  {file} (worst: {plane} slice {at} of {})",
+                            slices.count()
+                        ),
+                    );
+                }
+            }
         }
         pb.finish_and_clear();
         let csv_path = args.out.join("scores.csv");
-        std::fs::write(&csv_path, scores_csv::write(&rows))
-            .map_err(|e| format!("cannot write {}: {e}", csv_path.display()))?;
+        write(csv_path.clone(), scores_csv::write(&rows).as_bytes())?;
         skipped_summary(&skipped, files.len());
         if skipped.len() == files.len() {
-            return Err("none of the files is a readable image".into());
+            return Err("none of the files is a readable image or volume for this model".into());
         }
         eprintln!(
-            "scored {} images: wrote {} and the overlays",
+            "scored {} files: wrote {} and the overlays",
             files.len() - skipped.len(),
             csv_path.display()
         );
@@ -727,39 +893,127 @@ mod cli {
     fn eval(args: EvalArgs) -> Result<(), String> {
         let started = Instant::now();
         let det = detector(&args.backbone, &args.model)?;
-        let test = data::mvtec_test_set(&args.data)?;
+        let (window, plane) = (det.meta.spec.window, det.meta.spec.plane);
+        let test = data::test_set(&args.data, &args.split)?;
         let pb = bar(test.len(), "evaluating");
-        let mut evaluation = Evaluation::new();
+        let mut evaluation = Evaluation::with_protocol(args.protocol);
         let mut skipped = Vec::new();
-        for t in &test {
-            pb.inc(1);
-            let Some((img, _)) = decode_or_skip(&pb, &t.path, &mut skipped) else {
-                evaluation.skip_unreadable();
-                continue;
-            };
-            let r = pollster::block_on(det.score(&img))
-                .map_err(|e| format!("{}: {e}", t.path.display()))?;
-            let mask = t
-                .mask
-                .as_deref()
-                .map(|m| data::read_mask(m, img.width, img.height))
-                .transpose()?;
+        // Score one image (a picture or a slice) and hand it to the evaluation.
+        let add = |evaluation: &mut Evaluation,
+                   img: &RgbImage,
+                   t: &data::TestImage,
+                   anomalous: bool,
+                   mask: Option<Vec<bool>>,
+                   what: &str|
+         -> Result<(), String> {
+            let r = pollster::block_on(det.score(img)).map_err(|e| format!("{what}: {e}"))?;
+            let (map, mask, width, height) = args.protocol.view(
+                &r.grid,
+                (r.grid_h, r.grid_w),
+                r.map,
+                (img.width, img.height),
+                mask,
+            );
             let with_pixels = evaluation
                 .add(Scored {
                     category: &t.category,
-                    anomalous: t.anomalous,
+                    anomalous,
                     score: r.score.max,
-                    map: r.map,
-                    width: img.width,
-                    height: img.height,
+                    map,
+                    width,
+                    height,
                     mask,
                 })
-                .map_err(|e| format!("{}: {e}", t.path.display()))?;
+                .map_err(|e| format!("{what}: {e}"))?;
             if !with_pixels {
-                say(
-                    &pb,
-                    format!("no mask for {}: image-level metrics only", t.path.display()),
-                );
+                say(&pb, format!("no mask for {what}: image-level metrics only"));
+            }
+            Ok(())
+        };
+        for t in &test {
+            pb.inc(1);
+            let file = t.path.display().to_string();
+            let Some(input) = read_or_skip(&pb, &t.path, &mut skipped) else {
+                evaluation.skip_unreadable();
+                continue;
+            };
+            let mut refuse = |e: String| {
+                say(&pb, format!("skipping {file}: {e}"));
+                skipped.push(e);
+                evaluation.skip_unreadable();
+            };
+            match input {
+                Input::Picture(img) => {
+                    let img = match window.picture(img) {
+                        Ok(img) => img,
+                        Err(e) => {
+                            refuse(e);
+                            continue;
+                        }
+                    };
+                    let mask = t
+                        .mask
+                        .as_deref()
+                        .map(|m| data::read_mask(m, img.width, img.height))
+                        .transpose()?;
+                    add(&mut evaluation, &img, t, t.anomalous, mask, &file)?;
+                }
+                Input::Volume(volume) => {
+                    notes(&pb, &t.path, &volume.notes);
+                    let slices = match volume.slices(&window, plane) {
+                        Ok(slices) => slices,
+                        Err(e) => {
+                            refuse(e);
+                            continue;
+                        }
+                    };
+                    if let Some(w) = &slices.warning {
+                        say(&pb, format!("{file}: {w}"));
+                    }
+                    // A volume's mask is a volume of the same anatomy, cut the same way.
+                    let mask = match &t.mask {
+                        None => None,
+                        Some(m) => match data::read_input(m)? {
+                            Input::Volume(mask) => {
+                                let g = mask.geometry(plane);
+                                let s = slices.geometry;
+                                if (g.count, g.height, g.width) != (s.count, s.height, s.width) {
+                                    return Err(format!(
+                                        "{}: the mask's {plane} slices are {}×{}×{}, the \
+                                         volume's ({file}) {}×{}×{}",
+                                        m.display(),
+                                        g.count,
+                                        g.height,
+                                        g.width,
+                                        s.count,
+                                        s.height,
+                                        s.width
+                                    ));
+                                }
+                                Some((mask, g))
+                            }
+                            Input::Picture(_) => {
+                                return Err(format!(
+                                    "{}: the mask of a volume must be a volume (NIfTI)",
+                                    m.display()
+                                ));
+                            }
+                        },
+                    };
+                    for n in 0..slices.count() {
+                        let img = slices.image(n);
+                        let mask_n = mask.as_ref().map(|(m, g)| {
+                            m.slice(g, n).iter().map(|&v| v > 0.5).collect::<Vec<_>>()
+                        });
+                        // With a mask, a slice is anomalous where the mask marks something.
+                        let anomalous = match &mask_n {
+                            Some(m) => m.iter().any(|&v| v),
+                            None => t.anomalous,
+                        };
+                        let what = format!("{file} {plane} slice {n}");
+                        add(&mut evaluation, &img, t, anomalous, mask_n, &what)?;
+                    }
+                }
             }
         }
         pb.finish_and_clear();
