@@ -28,6 +28,9 @@ pub struct BundleMeta {
     /// kNN: patches in the memory bank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bank_size: Option<usize>,
+    /// AR head fit with a validation set: the epoch kept (best validation pixel AP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<crate::train::Chosen>,
     pub created_by: String,
 }
 
@@ -143,6 +146,7 @@ mod v1 {
                 embedding_dim: m.embedding_dim,
                 train_images: m.train_images,
                 bank_size: bank,
+                validation: None,
                 created_by: m.created_by,
             }
         }

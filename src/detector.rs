@@ -20,7 +20,7 @@ use crate::score::{
     patch_scores, upsample_bilinear,
 };
 use crate::spec::{FitSpec, InputSize, Method, PositionNorm, SpecError};
-use crate::train::{Progress, TrainError, fit};
+use crate::train::{Progress, TrainError, Validation, fit_validated};
 
 /// Everything that can stop scoring or fitting; each message names what was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -337,6 +337,19 @@ pub async fn fit_model(
     spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, DetectorError> {
+    fit_model_validated(grids, image_sizes, backbone, spec, None, progress).await
+}
+
+/// [`fit_model`] with a validation set that picks the AR head's epoch (see
+/// [`crate::train::fit_validated`]); the bundle records the choice.
+pub async fn fit_model_validated(
+    grids: Tensor<4>,
+    image_sizes: &[(usize, usize)],
+    backbone: &DinoV3,
+    spec: &FitSpec,
+    validation: Option<&Validation>,
+    progress: impl FnMut(Progress) -> ControlFlow<()>,
+) -> Result<Vec<u8>, DetectorError> {
     spec.validate()?;
     let n = grids.dims()[0];
     if image_sizes.len() != n {
@@ -362,9 +375,11 @@ pub async fn fit_model(
     let train = grids
         .clone()
         .select(0, Tensor::<1, Int>::from_data(rows, &device));
+    let mut chosen = None;
     let (scorer, bank_size) = match spec.method {
         Method::Ar => {
-            let head = fit(train.clone(), spec, progress).await?;
+            let (head, choice) = fit_validated(train.clone(), spec, validation, progress).await?;
+            chosen = choice;
             let position = match spec.position_norm {
                 PositionNorm::None => None,
                 PositionNorm::Standardise => Some(Box::new(position_stats(&head, &train).await?)),
@@ -393,6 +408,7 @@ pub async fn fit_model(
         embedding_dim: d,
         train_images: train_idx.len(),
         bank_size,
+        validation: chosen,
         created_by: format!("dino-ar {}", env!("CARGO_PKG_VERSION")),
     };
     let tensors = scorer.export().await?;

@@ -10,11 +10,13 @@ use std::ops::ControlFlow;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ar::ArHead;
+use crate::metrics::average_precision;
 use crate::readback::{ReadBackError, read_back};
 pub use crate::rng::Rng;
+use crate::score::{patch_scores, upsample_bilinear};
 use crate::spec::{FitSpec, SpecError};
 use crate::weights::WeightsError;
 
@@ -37,6 +39,45 @@ pub enum TrainError {
     Cancelled,
     #[error(transparent)]
     ReadBack(#[from] ReadBackError),
+    #[error("validation: {0}")]
+    Validation(String),
+}
+
+/// Validation images with pixel ground truth that pick the epoch to keep, as the official code
+/// keeps the checkpoint with the best validation AUPR (pixel average precision).
+pub struct Validation {
+    /// `[M, C, h, w]`, embedded like the training grids, on the same device.
+    pub grids: Tensor<4>,
+    /// Per image: its mask at `width × height` (all false for a normal image).
+    pub masks: Vec<(Vec<bool>, usize, usize)>,
+}
+
+/// The epoch a validation set chose, with its pixel AP (stored in the bundle).
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    pub epoch: usize,
+    pub validation_pixel_ap: f64,
+    /// Validation images it was chosen on.
+    pub images: usize,
+}
+
+impl Validation {
+    /// Pixel AP of `head`'s squared error maps (upsampled to each mask's size) over every
+    /// validation pixel.
+    pub async fn pixel_ap(&self, head: &ArHead) -> Result<f64, TrainError> {
+        let mut scores = Vec::new();
+        let mut labels = Vec::new();
+        for (i, (mask, width, height)) in self.masks.iter().enumerate() {
+            let grid = self.grids.clone().narrow(0, i, 1);
+            let [_, _, gh, gw] = grid.dims();
+            let s = patch_scores(head.forward(grid.clone()), grid);
+            let s = read_back(s, "validation patch scores").await?;
+            scores.extend(upsample_bilinear(&s, gh, gw, *height, *width));
+            labels.extend_from_slice(mask);
+        }
+        average_precision(&scores, &labels).map_err(|e| TrainError::Validation(e.to_string()))
+    }
 }
 
 /// Reported after every optimisation step.
@@ -73,9 +114,28 @@ pub fn feature_noise(x: &Tensor<4>, scale: f64) -> Tensor<4> {
 pub async fn fit(
     grids: Tensor<4>,
     spec: &FitSpec,
-    mut progress: impl FnMut(Progress) -> ControlFlow<()>,
+    progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<ArHead, TrainError> {
+    Ok(fit_validated(grids, spec, None, progress).await?.0)
+}
+
+/// [`fit`], keeping the epoch whose head scores best on `validation` (pixel AP) instead of the
+/// last one when a validation set is given; returns the head and, then, the epoch chosen.
+pub async fn fit_validated(
+    grids: Tensor<4>,
+    spec: &FitSpec,
+    validation: Option<&Validation>,
+    mut progress: impl FnMut(Progress) -> ControlFlow<()>,
+) -> Result<(ArHead, Option<Chosen>), TrainError> {
     spec.validate()?;
+    if let Some(v) = validation
+        && (v.masks.is_empty() || !v.masks.iter().any(|m| m.0.iter().any(|&b| b)))
+    {
+        return Err(TrainError::Validation(
+            "the validation images need at least one anomalous pixel in their masks".into(),
+        ));
+    }
+    let mut best: Option<(Chosen, ArHead)> = None;
     let [n, c, _, _] = grids.dims();
     if n == 0 {
         return Err(TrainError::NoImages);
@@ -130,6 +190,21 @@ pub async fn fit(
                 return Err(TrainError::Cancelled);
             }
         }
+        if let Some(v) = validation {
+            let candidate = head.valid();
+            let ap = v.pixel_ap(&candidate).await?;
+            if best.as_ref().is_none_or(|b| ap > b.0.validation_pixel_ap) {
+                let chosen = Chosen {
+                    epoch,
+                    validation_pixel_ap: ap,
+                    images: v.masks.len(),
+                };
+                best = Some((chosen, candidate));
+            }
+        }
     }
-    Ok(head.valid())
+    Ok(match best {
+        Some((chosen, head)) => (head, Some(chosen)),
+        None => (head.valid(), None),
+    })
 }

@@ -22,6 +22,7 @@ fn meta() -> BundleMeta {
         embedding_dim: 8,
         train_images: 27,
         bank_size: None,
+        validation: None,
         created_by: "test".into(),
     }
 }

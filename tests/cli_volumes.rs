@@ -402,6 +402,22 @@ fn bmad_layouts_evaluate() {
             &root.join(format!("valid/Ungood/{i}.png")),
             &slice(&mut rng, Some((9, 9))).0,
         );
+        // A validation split with masks, for `fit --valid`.
+        for dir in [
+            "valid_px/good/img",
+            "valid_px/Ungood/img",
+            "valid_px/Ungood/label",
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        png(
+            &root.join(format!("valid_px/good/img/{i}.png")),
+            &slice(&mut rng, None).0,
+        );
+        let (px, mask) = slice(&mut rng, Some((30, 12)));
+        png(&root.join(format!("valid_px/Ungood/img/{i}.png")), &px);
+        let m: Vec<u8> = mask.iter().map(|&b| if b { 255 } else { 0 }).collect();
+        png(&root.join(format!("valid_px/Ungood/label/{i}.png")), &m);
     }
     let out = temp("bmad-out");
     let model = out.join("m.safetensors");
@@ -427,6 +443,49 @@ fn bmad_layouts_evaluate() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("no mask for") && err.contains("valid/Ungood/0.png"),
+        "{err}"
+    );
+
+    // `fit --valid`: the epoch with the best validation pixel AP is kept and recorded.
+    let chosen = out.join("chosen.safetensors");
+    let valid = root.join("valid_px");
+    let err = fit(
+        &root.join("train/good"),
+        &chosen,
+        &["--valid", valid.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("validation: 4 images") && err.contains("kept epoch"),
+        "{err}"
+    );
+    let bundle = dino_ar::bundle::Bundle::read(&std::fs::read(&chosen).unwrap()).unwrap();
+    let v = bundle
+        .meta
+        .validation
+        .expect("the bundle records the choice");
+    assert!(
+        (1..=3).contains(&v.epoch) && (0.0..=1.0).contains(&v.validation_pixel_ap),
+        "{v:?}"
+    );
+    assert_eq!(v.images, 4);
+    let o = run(&[
+        "fit",
+        "--backbone",
+        &backbone,
+        "--normal",
+        root.join("train/good").to_str().unwrap(),
+        "--out",
+        out.join("k.safetensors").to_str().unwrap(),
+        "--method",
+        "knn",
+        "--valid",
+        valid.to_str().unwrap(),
+        "--size",
+        "64",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("kNN baseline has no epochs"),
         "{err}"
     );
 }

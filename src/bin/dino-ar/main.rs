@@ -31,13 +31,14 @@ mod cli {
     use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
     use dino_ar::compute::DeviceChoice;
-    use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model};
+    use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model_validated};
     use dino_ar::evaluate::{Evaluation, Protocol, Scored};
     use dino_ar::overlay::{Colormap, OverlayStyle};
     use dino_ar::preprocess::RgbImage;
     use dino_ar::readback::read_back;
     use dino_ar::scores_csv::{self, ScoreRow};
     use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
+    use dino_ar::train::Validation;
     use dino_ar::volume::window::Window;
     use dino_ar::volume::{Plane, SliceWriter, is_background, nifti};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
@@ -228,6 +229,12 @@ mod cli {
         /// level (0-1, after the window); 0 keeps every slice.
         #[arg(long, default_value_t = FitSpec::default().skip_empty)]
         skip_empty: f32,
+        /// AR head: a validation split with pixel masks (e.g. Brain/valid, holding good/img,
+        /// Ungood/img and Ungood/label; or an MVTec test/ folder): after each epoch the head is
+        /// scored on it and the epoch with the best pixel AP is kept, as the paper's code does.
+        /// The bundle records it.
+        #[arg(long)]
+        valid: Option<PathBuf>,
         /// Feature cache folder (default ~/.cache/dino-ar/features).
         #[arg(long)]
         cache: Option<PathBuf>,
@@ -552,6 +559,11 @@ mod cli {
         let started = Instant::now();
         let spec = args.spec();
         spec.validate().map_err(|e| e.to_string())?;
+        if args.valid.is_some() && spec.method != Method::Ar {
+            return Err(
+                "--valid picks the AR head's best epoch; the kNN baseline has no epochs".into(),
+            );
+        }
         let device = args.backbone.device.open()?;
         let backbone = backbone(
             &args.backbone.backbone,
@@ -580,26 +592,38 @@ mod cli {
         let d = backbone.config.hidden_size;
         let (grids, sizes) =
             NormalGrid::stack(&normals, (d, grid.0, grid.1), &device).map_err(|e| e.to_string())?;
-        let bytes = pollster::block_on(fit_model(grids, &sizes, &backbone, &spec, |p| {
-            pb.set_length((p.epochs * p.steps) as u64);
-            pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
-            pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
-            if p.step == p.steps {
-                say(
-                    &pb,
-                    format!(
-                        "epoch {}/{}: last batch loss {:.5}",
-                        p.epoch, p.epochs, p.loss
-                    ),
-                );
-            }
-            ControlFlow::Continue(())
-        }))
-        .map_err(|e| e.to_string())?;
+        let validation = args
+            .valid
+            .as_deref()
+            .map(|dir| validation_set(&backbone, dir, &spec, size))
+            .transpose()?;
+        let fitting =
+            fit_model_validated(grids, &sizes, &backbone, &spec, validation.as_ref(), |p| {
+                pb.set_length((p.epochs * p.steps) as u64);
+                pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
+                pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
+                if p.step == p.steps {
+                    say(
+                        &pb,
+                        format!(
+                            "epoch {}/{}: last batch loss {:.5}",
+                            p.epoch, p.epochs, p.loss
+                        ),
+                    );
+                }
+                ControlFlow::Continue(())
+            });
+        let bytes = pollster::block_on(fitting).map_err(|e| e.to_string())?;
         pb.finish();
         std::fs::write(&args.out, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         let bundle = Bundle::read(&bytes).map_err(|e| e.to_string())?;
+        if let Some(v) = &bundle.meta.validation {
+            eprintln!(
+                "kept epoch {} of {}: pixel AP {:.4} on {} validation images",
+                v.epoch, spec.epochs, v.validation_pixel_ap, v.images
+            );
+        }
         let c = &bundle.meta.calibration;
         eprintln!(
             "{}: {} fit on {} images ({} held out), threshold {:.5} (q{}), {:.1} MB, {:.1} s",
@@ -890,6 +914,157 @@ mod cli {
         Ok(())
     }
 
+    /// The validation split of `fit --valid`: each image (or slice) embedded like the training
+    /// images, with its mask (all normal for a normal image).
+    fn validation_set(
+        backbone: &DinoV3,
+        dir: &Path,
+        spec: &FitSpec,
+        size: (usize, usize),
+    ) -> Result<Validation, String> {
+        let (root, split) = match (dir.parent(), dir.file_name()) {
+            (Some(root), Some(split)) => (root, split.to_string_lossy()),
+            _ => return Err(format!("--valid {}: not a split folder", dir.display())),
+        };
+        let set = data::test_set(root, &split).map_err(|e| format!("--valid: {e}"))?;
+        let pb = bar(set.len(), "validation");
+        let mut grids = Vec::new();
+        let mut masks = Vec::new();
+        for t in &set {
+            pb.inc(1);
+            each_test_image(
+                t,
+                &spec.window,
+                spec.plane,
+                &pb,
+                |img, anomalous, mask, what| {
+                    let mask = match (mask, anomalous) {
+                        (Some(m), _) => m,
+                        (None, false) => vec![false; img.width * img.height],
+                        (None, true) => {
+                            say(&pb, format!("no mask for {what}: left out of validation"));
+                            return Ok(());
+                        }
+                    };
+                    let grid = dino_ar::detector::embed(backbone, img, size)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    grids.push(grid);
+                    masks.push((mask, img.width, img.height));
+                    Ok(())
+                },
+            )?;
+        }
+        pb.finish_and_clear();
+        if grids.is_empty() {
+            return Err(format!(
+                "--valid {}: no usable validation images",
+                dir.display()
+            ));
+        }
+        eprintln!(
+            "validation: {} images from {} (the epoch with the best pixel AP is kept)",
+            grids.len(),
+            dir.display()
+        );
+        Ok(Validation {
+            grids: burn::tensor::Tensor::cat(grids, 0),
+            masks,
+        })
+    }
+
+    /// Every image a test file holds — the picture, or each slice of a volume with its mask
+    /// slice — through the model's window: `visit(image, anomalous, mask, what)`. A file that
+    /// cannot be read or windowed is named and returned as the reason (nothing is visited).
+    fn each_test_image(
+        t: &data::TestImage,
+        window: &Window,
+        plane: Plane,
+        pb: &ProgressBar,
+        mut visit: impl FnMut(&RgbImage, bool, Option<Vec<bool>>, &str) -> Result<(), String>,
+    ) -> Result<Option<String>, String> {
+        let file = t.path.display().to_string();
+        let mut skipped = Vec::new();
+        let Some(input) = read_or_skip(pb, &t.path, &mut skipped) else {
+            return Ok(skipped.pop());
+        };
+        let refuse = |e: String| {
+            say(pb, format!("skipping {file}: {e}"));
+            Ok(Some(format!("{file}: {e}")))
+        };
+        match input {
+            Input::Picture(img) => {
+                let img = match window.picture(img) {
+                    Ok(img) => img,
+                    Err(e) => return refuse(e),
+                };
+                let mask = t
+                    .mask
+                    .as_deref()
+                    .map(|m| data::read_mask(m, img.width, img.height))
+                    .transpose()?;
+                visit(&img, t.anomalous, mask, &file)?;
+            }
+            Input::Volume(volume) => {
+                notes(pb, &t.path, &volume.notes);
+                let slices = match volume.slices(window, plane) {
+                    Ok(slices) => slices,
+                    Err(e) => return refuse(e),
+                };
+                if let Some(w) = &slices.warning {
+                    say(pb, format!("{file}: {w}"));
+                }
+                // A volume's mask is a volume of the same anatomy, cut the same way.
+                let mask = match &t.mask {
+                    None => None,
+                    Some(m) => match data::read_input(m)? {
+                        Input::Volume(mask) => {
+                            let g = mask.geometry(plane);
+                            let s = slices.geometry;
+                            if (g.count, g.height, g.width) != (s.count, s.height, s.width) {
+                                return Err(format!(
+                                    "{}: the mask's {plane} slices are {}×{}×{}, the volume's \
+                                     ({file}) {}×{}×{}",
+                                    m.display(),
+                                    g.count,
+                                    g.height,
+                                    g.width,
+                                    s.count,
+                                    s.height,
+                                    s.width
+                                ));
+                            }
+                            Some((mask, g))
+                        }
+                        Input::Picture(_) => {
+                            return Err(format!(
+                                "{}: the mask of a volume must be a volume (NIfTI)",
+                                m.display()
+                            ));
+                        }
+                    },
+                };
+                for n in 0..slices.count() {
+                    let img = slices.image(n);
+                    let mask_n = mask
+                        .as_ref()
+                        .map(|(m, g)| m.slice(g, n).iter().map(|&v| v > 0.5).collect::<Vec<_>>());
+                    // With a mask, a slice is anomalous where the mask marks something.
+                    let anomalous = match &mask_n {
+                        Some(m) => m.iter().any(|&v| v),
+                        None => t.anomalous,
+                    };
+                    visit(
+                        &img,
+                        anomalous,
+                        mask_n,
+                        &format!("{file} {plane} slice {n}"),
+                    )?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn eval(args: EvalArgs) -> Result<(), String> {
         let started = Instant::now();
         let det = detector(&args.backbone, &args.model)?;
@@ -932,88 +1107,12 @@ mod cli {
         };
         for t in &test {
             pb.inc(1);
-            let file = t.path.display().to_string();
-            let Some(input) = read_or_skip(&pb, &t.path, &mut skipped) else {
-                evaluation.skip_unreadable();
-                continue;
-            };
-            let mut refuse = |e: String| {
-                say(&pb, format!("skipping {file}: {e}"));
+            let refused = each_test_image(t, &window, plane, &pb, |img, anomalous, mask, what| {
+                add(&mut evaluation, img, t, anomalous, mask, what)
+            })?;
+            if let Some(e) = refused {
                 skipped.push(e);
                 evaluation.skip_unreadable();
-            };
-            match input {
-                Input::Picture(img) => {
-                    let img = match window.picture(img) {
-                        Ok(img) => img,
-                        Err(e) => {
-                            refuse(e);
-                            continue;
-                        }
-                    };
-                    let mask = t
-                        .mask
-                        .as_deref()
-                        .map(|m| data::read_mask(m, img.width, img.height))
-                        .transpose()?;
-                    add(&mut evaluation, &img, t, t.anomalous, mask, &file)?;
-                }
-                Input::Volume(volume) => {
-                    notes(&pb, &t.path, &volume.notes);
-                    let slices = match volume.slices(&window, plane) {
-                        Ok(slices) => slices,
-                        Err(e) => {
-                            refuse(e);
-                            continue;
-                        }
-                    };
-                    if let Some(w) = &slices.warning {
-                        say(&pb, format!("{file}: {w}"));
-                    }
-                    // A volume's mask is a volume of the same anatomy, cut the same way.
-                    let mask = match &t.mask {
-                        None => None,
-                        Some(m) => match data::read_input(m)? {
-                            Input::Volume(mask) => {
-                                let g = mask.geometry(plane);
-                                let s = slices.geometry;
-                                if (g.count, g.height, g.width) != (s.count, s.height, s.width) {
-                                    return Err(format!(
-                                        "{}: the mask's {plane} slices are {}×{}×{}, the \
-                                         volume's ({file}) {}×{}×{}",
-                                        m.display(),
-                                        g.count,
-                                        g.height,
-                                        g.width,
-                                        s.count,
-                                        s.height,
-                                        s.width
-                                    ));
-                                }
-                                Some((mask, g))
-                            }
-                            Input::Picture(_) => {
-                                return Err(format!(
-                                    "{}: the mask of a volume must be a volume (NIfTI)",
-                                    m.display()
-                                ));
-                            }
-                        },
-                    };
-                    for n in 0..slices.count() {
-                        let img = slices.image(n);
-                        let mask_n = mask.as_ref().map(|(m, g)| {
-                            m.slice(g, n).iter().map(|&v| v > 0.5).collect::<Vec<_>>()
-                        });
-                        // With a mask, a slice is anomalous where the mask marks something.
-                        let anomalous = match &mask_n {
-                            Some(m) => m.iter().any(|&v| v),
-                            None => t.anomalous,
-                        };
-                        let what = format!("{file} {plane} slice {n}");
-                        add(&mut evaluation, &img, t, anomalous, mask_n, &what)?;
-                    }
-                }
             }
         }
         pb.finish_and_clear();
