@@ -21,6 +21,7 @@ use crate::score::{
 };
 use crate::spec::{FitSpec, InputSize, Method, PositionNorm, SpecError};
 use crate::train::{Progress, TrainError, Validation, fit_validated};
+use crate::volume::{SliceWriter, Volume};
 
 /// Everything that can stop scoring or fitting; each message names what was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +42,12 @@ pub enum DetectorError {
     /// The work does not fit the device (a buffer over the GPU's limit); says what to lower.
     #[error("{0}")]
     Device(String),
+    /// The model's window cannot read this input (a CT window on a picture, …).
+    #[error("{0}")]
+    Window(String),
+    /// What the caller did with a result failed (writing an overlay, …).
+    #[error("{0}")]
+    Output(String),
     #[error("need at least 2 normal images (one or more are held out for calibration), got {0}")]
     TooFewImages(usize),
     #[error("{grids} embedding grids but {sizes} image sizes")]
@@ -219,6 +226,66 @@ impl Detector {
             score,
             threshold,
             anomalous: is_anomalous(score.max, threshold),
+        })
+    }
+}
+
+/// A volume's result: each slice's (in the model's plane), and the volume's — its worst slice.
+#[derive(Debug, Clone)]
+pub struct VolumeMap {
+    /// Per slice: scores and patch grid (`map` is emptied: the maps are in `map` below).
+    pub slices: Vec<AnomalyMap>,
+    /// The slice with the highest score; the volume's score and verdict are that slice's.
+    pub worst: usize,
+    /// The anomaly map on the volume's own voxel grid (for [`crate::volume::nifti::write_gz`]
+    /// with the volume's affine, through [`Volume::with_data`]).
+    pub map: Vec<f32>,
+    /// The window read this volume against its kind (a CT window on MR).
+    pub warning: Option<String>,
+}
+
+impl VolumeMap {
+    pub fn worst(&self) -> &AnomalyMap {
+        &self.slices[self.worst]
+    }
+}
+
+impl Detector {
+    /// Score every slice of `volume` through the model's window and plane. `on_slice(n, image,
+    /// result)` sees each slice's windowed image and full result as it is done (for overlays,
+    /// progress, rows); an error it returns stops the run.
+    pub async fn score_volume(
+        &self,
+        volume: &Volume,
+        mut on_slice: impl FnMut(usize, &RgbImage, &AnomalyMap) -> Result<(), String>,
+    ) -> Result<VolumeMap, DetectorError> {
+        let spec = &self.meta.spec;
+        let slices = volume
+            .slices(&spec.window, spec.plane)
+            .map_err(DetectorError::Window)?;
+        let mut map = SliceWriter::new(slices.geometry);
+        let mut results = Vec::with_capacity(slices.count());
+        let mut worst = 0;
+        for n in 0..slices.count() {
+            let image = slices.image(n);
+            let mut r = self.score(&image).await?;
+            on_slice(n, &image, &r).map_err(DetectorError::Output)?;
+            map.put(n, &r.map);
+            r.map = Vec::new();
+            if r.score.max
+                > results
+                    .get(worst)
+                    .map_or(f32::MIN, |w: &AnomalyMap| w.score.max)
+            {
+                worst = n;
+            }
+            results.push(r);
+        }
+        Ok(VolumeMap {
+            slices: results,
+            worst,
+            map: map.into_data(),
+            warning: slices.warning,
         })
     }
 }

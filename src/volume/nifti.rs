@@ -44,17 +44,20 @@ pub fn read(bytes: &[u8]) -> Result<Volume, String> {
 
 /// Fill `buf` or say how far the file got.
 fn fill(r: &mut impl Read, buf: &mut [u8], at: u64, what: &str, file: &str) -> Result<(), String> {
-    let mut got = 0;
-    while got < buf.len() {
+    let (mut got, need) = (0, buf.len());
+    while got < need {
+        let truncated = |got: usize| {
+            format!(
+                "truncated: the {file} ends after {} bytes, in the {what} (which needs {} bytes \
+                 from byte {at})",
+                at + got as u64,
+                need
+            )
+        };
         match r.read(&mut buf[got..]) {
-            Ok(0) => {
-                return Err(format!(
-                    "truncated: the {file} ends after {} bytes, in the {what} (which needs {} \
-                     bytes from byte {at})",
-                    at + got as u64,
-                    buf.len()
-                ));
-            }
+            Ok(0) => return Err(truncated(got)),
+            // A gzip stream cut short ends this way.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(truncated(got)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("cannot read the {what}: {e}")),

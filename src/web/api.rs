@@ -8,10 +8,42 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
-    explanation_object, fit_images, fit_options, from_js, get, grid_object, js_err, score_object,
-    to_js,
+    explanation_object, fit_images, fit_options, from_js, get, grid_object, js_err, rgba_object,
+    score_object, to_js, volume_object,
 };
 use super::session::{Session, SessionError};
+use crate::volume::{Volume, nifti};
+
+/// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
+/// cuts it into slices through its model's window and plane.
+#[wasm_bindgen(js_name = Volume)]
+pub struct JsVolume {
+    volume: Rc<Volume>,
+}
+
+#[wasm_bindgen(js_class = Volume)]
+impl JsVolume {
+    /// Read NIfTI-1 or NIfTI-2 bytes (gzip-compressed or not); the error names the problem
+    /// (truncated, not NIfTI, a header claiming too many voxels, …).
+    pub fn read(bytes: &[u8]) -> Result<JsVolume, JsValue> {
+        let volume = nifti::read(bytes).map_err(js_err)?;
+        Ok(JsVolume {
+            volume: Rc::new(volume),
+        })
+    }
+
+    /// Voxels along the stored axes `[i, j, k]`.
+    #[wasm_bindgen(getter)]
+    pub fn dims(&self) -> Vec<u32> {
+        self.volume.dims.iter().map(|&d| d as u32).collect()
+    }
+
+    /// What the reader said about the file (a 4-D file's first volume, no orientation, …).
+    #[wasm_bindgen(getter)]
+    pub fn notes(&self) -> Vec<String> {
+        self.volume.notes.clone()
+    }
+}
 
 /// Holds the device and the loaded models. One per page (or per worker).
 #[wasm_bindgen(js_name = Detector)]
@@ -172,6 +204,55 @@ impl JsDetector {
                 .await
                 .map_err(js_err)?;
             Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// How the loaded model cuts `volume`: `{ count, width, height, plane, window, warning?,
+    /// notes }`; an error when the model's window cannot read it (an "as is" model on a CT scan).
+    #[wasm_bindgen(js_name = volumeSlices, unchecked_return_type = "SliceInfo")]
+    pub fn volume_slices(&self, volume: &JsVolume) -> Result<JsValue, JsValue> {
+        to_js(&self.session.volume_slices(&volume.volume).map_err(js_err)?)
+    }
+
+    /// Slice `n` as the model sees it (its window and plane): `{ rgba, width, height }`, grey.
+    #[wasm_bindgen(js_name = sliceImage, unchecked_return_type = "SliceImage")]
+    pub fn slice_image(&self, volume: &JsVolume, n: usize) -> Result<JsValue, JsValue> {
+        let img = self
+            .session
+            .slice_image(&volume.volume, n)
+            .map_err(js_err)?;
+        Ok(rgba_object(&img))
+    }
+
+    /// Score every slice of `volume`: `{ slices: ScoreResult[], worstSlice, score, scoreTop1,
+    /// threshold, anomalous, warning?, anomalyMap }` — the volume's score and verdict are its
+    /// worst slice's; `anomalyMap` is a `.nii.gz` (Uint8Array) on the volume's grid with its
+    /// affine, which opens aligned over the scan in 3D Slicer or ITK-SNAP. `onSlice` is called
+    /// with `{ slice, slices }` after each slice.
+    #[wasm_bindgen(js_name = scoreVolume, unchecked_return_type = "Promise<VolumeResult>")]
+    pub fn score_volume(
+        &self,
+        volume: &JsVolume,
+        #[wasm_bindgen(
+            unchecked_optional_param_type = "(progress: { slice: number, slices: number }) => void"
+        )]
+        on_slice: Option<Function>,
+    ) -> Promise {
+        let s = self.session.clone();
+        let volume = volume.volume.clone();
+        future_to_promise(async move {
+            let (v, nii) = s
+                .score_volume(&volume, |slice, slices| {
+                    if let Some(f) = &on_slice {
+                        let p = js_sys::Object::new();
+                        let _ = js_sys::Reflect::set(&p, &"slice".into(), &(slice as u32).into());
+                        let _ = js_sys::Reflect::set(&p, &"slices".into(), &(slices as u32).into());
+                        let _ = f.call1(&JsValue::NULL, &p);
+                    }
+                })
+                .await
+                .map_err(js_err)?;
+            Ok(volume_object(&v, &nii))
         })
     }
 

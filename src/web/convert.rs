@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 
-use crate::detector::AnomalyMap;
+use crate::detector::{AnomalyMap, VolumeMap};
+use crate::preprocess::RgbImage;
 use crate::spec::{FitSpec, SpecError, named};
 
 pub fn js_err(msg: impl std::fmt::Display) -> JsValue {
@@ -191,5 +192,70 @@ pub fn score_object(r: &AnomalyMap, with_map: bool) -> JsValue {
     set(&out, "scoreTop1", r.score.top1);
     set(&out, "threshold", r.threshold);
     set(&out, "anomalous", r.anomalous);
+    out.into()
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const VOLUME_TYPES: &str = r#"
+/** A slice as the model sees it: grey RGBA bytes, row-major. */
+export interface SliceImage {
+    rgba: Uint8ClampedArray;
+    width: number;
+    height: number;
+}
+
+/** `scoreVolume`'s result: every slice's, and the volume's (its worst slice's). */
+export interface VolumeResult {
+    slices: ScoreResult[];
+    worstSlice: number;
+    score: number;
+    scoreTop1: number;
+    threshold: number;
+    anomalous: boolean;
+    warning?: string;
+    /** The anomaly map as a `.nii.gz` on the volume's voxel grid, with its affine. */
+    anomalyMap: Uint8Array;
+}
+"#;
+
+/// A windowed slice (grey, values in [0, 1]) as RGBA bytes for a canvas.
+pub fn rgba_object(img: &RgbImage) -> JsValue {
+    let rgba: Vec<u8> = img
+        .data
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            [q(p[0]), q(p[1]), q(p[2]), 255]
+        })
+        .collect();
+    let out = Object::new();
+    set(
+        &out,
+        "rgba",
+        js_sys::Uint8ClampedArray::from(rgba.as_slice()),
+    );
+    set(&out, "width", img.width as u32);
+    set(&out, "height", img.height as u32);
+    out.into()
+}
+
+/// `scoreVolume`'s result object.
+pub fn volume_object(v: &VolumeMap, anomaly_map: &[u8]) -> JsValue {
+    let out = Object::new();
+    let slices = Array::new();
+    for r in &v.slices {
+        slices.push(&score_object(r, false));
+    }
+    let worst = v.worst();
+    set(&out, "slices", slices);
+    set(&out, "worstSlice", v.worst as u32);
+    set(&out, "score", worst.score.max);
+    set(&out, "scoreTop1", worst.score.top1);
+    set(&out, "threshold", worst.threshold);
+    set(&out, "anomalous", worst.anomalous);
+    if let Some(w) = &v.warning {
+        set(&out, "warning", w.as_str());
+    }
+    set(&out, "anomalyMap", Uint8Array::from(anomaly_map));
     out.into()
 }

@@ -12,11 +12,14 @@ use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
 use crate::compute::auto_declines;
-use crate::detector::{self, AnomalyMap, Detector, DetectorError, Explanation, check_size};
+use crate::detector::{
+    self, AnomalyMap, Detector, DetectorError, Explanation, VolumeMap, check_size,
+};
 use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
 use crate::spec::FitSpec;
 use crate::train::Progress;
+use crate::volume::{Plane, Volume, nifti};
 use crate::weights::WeightsError;
 
 /// Everything a call can fail with; the message is what the JS `Error` says.
@@ -83,6 +86,24 @@ pub struct ModelInfo {
     /// Every setting the model was fit with.
     #[tsify(type = "Required<FitSpec>")]
     pub spec: FitSpec,
+}
+
+/// How the loaded model cuts a volume: its slices through the model's window and plane.
+#[derive(Debug, Clone, Serialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceInfo {
+    pub count: usize,
+    pub width: usize,
+    pub height: usize,
+    pub plane: Plane,
+    /// The model's window, e.g. `ct-brain` or `percentile`.
+    pub window: String,
+    /// Set when the window reads this volume against its kind (a CT window on MR).
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// What the reader said about the file (a 4-D file's first volume, no orientation, …).
+    pub notes: Vec<String>,
 }
 
 /// What `fit` reports: each normal image embedded (`phase: "embed"`), then every training step
@@ -277,6 +298,74 @@ impl Session {
     ) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_image(rgba, width, height)?;
         Ok(det.score(&img).await?)
+    }
+
+    fn detector(&self) -> Result<Rc<Detector>, SessionError> {
+        self.check_device()?;
+        self.detector.borrow().clone().ok_or(SessionError::NoModel)
+    }
+
+    /// How the loaded model cuts `volume`, or why its window cannot read it.
+    pub fn volume_slices(&self, volume: &Volume) -> Result<SliceInfo, SessionError> {
+        let det = self.detector()?;
+        let spec = &det.meta.spec;
+        let slices = volume
+            .slices(&spec.window, spec.plane)
+            .map_err(SessionError::Input)?;
+        let g = slices.geometry;
+        Ok(SliceInfo {
+            count: g.count,
+            width: g.width,
+            height: g.height,
+            plane: spec.plane,
+            window: spec.window.to_string(),
+            warning: slices.warning,
+            notes: volume.notes.clone(),
+        })
+    }
+
+    /// Slice `n` through the model's window and plane, as the model sees it.
+    pub fn slice_image(&self, volume: &Volume, n: usize) -> Result<RgbImage, SessionError> {
+        let det = self.detector()?;
+        let spec = &det.meta.spec;
+        let slices = volume
+            .slices(&spec.window, spec.plane)
+            .map_err(SessionError::Input)?;
+        if n >= slices.count() {
+            return Err(SessionError::Input(format!(
+                "slice {n} does not exist: the volume has {} {} slices (0 to {})",
+                slices.count(),
+                spec.plane,
+                slices.count() - 1
+            )));
+        }
+        Ok(slices.image(n))
+    }
+
+    /// Every slice scored (`on_slice(n, count)` after each), the worst one, and the anomaly map
+    /// as a `.nii.gz` on the volume's grid with its affine.
+    pub async fn score_volume(
+        &self,
+        volume: &Volume,
+        mut on_slice: impl FnMut(usize, usize),
+    ) -> Result<(VolumeMap, Vec<u8>), SessionError> {
+        let det = self.detector()?;
+        let count = volume.geometry(det.meta.spec.plane).count;
+        let mut v = det
+            .score_volume(volume, |n, _, _| {
+                on_slice(n + 1, count);
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                DetectorError::Window(w) => SessionError::Input(w),
+                other => other.into(),
+            })?;
+        let threshold = det.meta.calibration.threshold;
+        let description = format!("dino-ar anomaly map, threshold {threshold}");
+        let map = std::mem::take(&mut v.map);
+        let nii = nifti::write_gz(&volume.with_data(map), &description);
+        Ok((v, nii))
     }
 
     /// The embedding grid and the AR head's prediction of it, PCA-coloured (`None` for kNN).

@@ -15,8 +15,10 @@ try {
   await page.goto(`${server.origin}/`);
   const weights = readFileSync(join(root, "tests/fixtures/tiny/hf.safetensors")).toString("base64");
   const config = readFileSync(join(root, "tests/fixtures/tiny/config.json"), "utf8");
-  const result = await page.evaluate(async ({ weights, config }) => {
-    const { default: init, Detector, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone } = await import("/pkg/dino_ar.js");
+  const volumes = Object.fromEntries(["uint8.nii", "float32.nii", "lps.nii.gz"].map((f) =>
+    [f, readFileSync(join(root, "tests/fixtures/volumes", f)).toString("base64")]));
+  const result = await page.evaluate(async ({ weights, config, volumes }) => {
+    const { default: init, Detector, Volume, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -81,6 +83,27 @@ try {
     const gatedScore = await gatedDet.score(texture(9, true).rgba, 32, 32);
     out.gated = { variant: gatedInfo.spec.variant, layers: gatedInfo.spec.layers, score: gatedScore.score, cells: gatedScore.grid.length };
     out.fieldBad = await err(() => receptiveField({ kernel: 4 }));
+    // Volumes: read once, cut by the model's window and plane, every slice scored, the map back
+    // as NIfTI on the volume's grid.
+    const nii = (f) => Uint8Array.from(atob(volumes[f]), (c) => c.charCodeAt(0));
+    out.volumeTruncated = await err(() => Volume.read(nii("lps.nii.gz").subarray(0, 300)));
+    out.volumeNotNifti = await err(() => Volume.read(new Uint8Array(400)));
+    const vol = Volume.read(nii("uint8.nii"));
+    out.volumeDims = Array.from(vol.dims);
+    out.volumeSlices = det.volumeSlices(vol);
+    const s0 = det.sliceImage(vol, 0);
+    out.sliceImage = { length: s0.rgba.length, width: s0.width, height: s0.height, topLeft: Array.from(s0.rgba.subarray(0, 4)) };
+    out.sliceMissing = await err(() => det.sliceImage(vol, 5));
+    const sliceProgress = [];
+    const vr = await det.scoreVolume(vol, (p) => sliceProgress.push(`${p.slice}/${p.slices}`));
+    const best = Math.max(...vr.slices.map((x) => x.score));
+    out.volumeResult = { slices: vr.slices.length, progress: sliceProgress.join(" "), worst: vr.worstSlice,
+      worstIsBest: vr.slices[vr.worstSlice].score === best && vr.score === best,
+      verdict: vr.anomalous === isAnomalous(vr.score, vr.threshold), mapDims: Array.from(Volume.read(vr.anomalyMap).dims) };
+    out.volumeFloat = await err(() => det.volumeSlices(Volume.read(nii("float32.nii"))));
+    out.volumeCsv = scoresCsv([{ file: "v.nii", score: 1, scoreTop1: 0.5, threshold: 0.5, slice: 2 },
+      { file: "v.nii", score: 1, scoreTop1: 0.5, threshold: 0.5, worstSlice: 2, note: "a 4-D file" }]);
+    vol.free();
     // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
     const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
     out.randomFingerprint = randomInfo.fingerprint;
@@ -123,8 +146,23 @@ try {
       diff: Math.max(...g.grid.map((v, i) => Math.abs(v - r.grid[i]))) };
     gpu.free();
     return out;
-  }, { weights, config });
+  }, { weights, config, volumes });
   const check = (ok, what) => { if (!ok) { failed = true; console.error(`FAIL ${what}`); } else console.log(`ok   ${what}`); };
+  check(result.volumeTruncated.startsWith("true:") && result.volumeTruncated.includes("truncated"), `a truncated volume is named: ${result.volumeTruncated}`);
+  check(result.volumeNotNifti.includes("not a NIfTI file"), `bytes that are no NIfTI: ${result.volumeNotNifti}`);
+  const vs = result.volumeSlices;
+  check(JSON.stringify(result.volumeDims) === "[7,6,5]" && vs.count === 5 && vs.width === 7 && vs.height === 6 && vs.plane === "axial" && vs.window === "as-is",
+    `a volume is cut by the model's plane and window: ${JSON.stringify([result.volumeDims, vs])}`);
+  // uint8.nii holds i + 7j + 42k (RAS): the first axial slice's top left is i = 6, j = 5 (anterior, patient's right).
+  check(result.sliceImage.length === 7 * 6 * 4 && JSON.stringify(result.sliceImage.topLeft) === "[41,41,41,255]",
+    `a slice as the model sees it, shown the radiological way: ${JSON.stringify(result.sliceImage)}`);
+  check(result.sliceMissing.includes("slice 5 does not exist"), `a slice that is not there: ${result.sliceMissing}`);
+  const vr = result.volumeResult;
+  check(vr.slices === 5 && vr.progress === "1/5 2/5 3/5 4/5 5/5" && vr.worstIsBest && vr.verdict && JSON.stringify(vr.mapDims) === "[7,6,5]",
+    `every slice scored, the volume's score is its worst slice's, the map is a NIfTI on its grid: ${JSON.stringify(vr)}`);
+  check(result.volumeFloat.includes("not 8-bit") && result.volumeFloat.includes("ct-brain"), `an "as is" model refuses a float volume: ${result.volumeFloat}`);
+  check(result.volumeCsv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\nv.nii,1,0.5,0.5,anomalous,2,,\nv.nii,1,0.5,0.5,anomalous,,2,a 4-D file\n",
+    `scoresCsv with slice rows: ${JSON.stringify(result.volumeCsv)}`);
   check(result.backend === "cpu", `backend is cpu (${result.backend})`);
   const gs = result.gpuScore;
   check(gs.readbacks === 1 && gs.dispatches > 0 && gs.diff < 1e-4,

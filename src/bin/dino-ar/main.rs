@@ -40,7 +40,7 @@ mod cli {
     use dino_ar::spec::{FitSpec, InputSize, Method, PositionNorm};
     use dino_ar::train::Validation;
     use dino_ar::volume::window::Window;
-    use dino_ar::volume::{Plane, SliceWriter, is_background, nifti};
+    use dino_ar::volume::{Plane, is_background, nifti};
     use dino_ar::weights::{TensorFile, write_safetensors_f32};
     use indicatif::{ProgressBar, ProgressStyle};
 
@@ -837,63 +837,55 @@ mod cli {
                 }
                 Input::Volume(volume) => {
                     notes(&pb, path, &volume.notes);
-                    let slices = match volume.slices(&window, plane) {
-                        Ok(slices) => slices,
-                        Err(e) => {
-                            say(&pb, format!("skipping {file}: {e}"));
-                            skipped.push(e.clone());
-                            rows.push(refused(e));
-                            continue;
-                        }
-                    };
-                    let mut notes = volume.notes.clone();
-                    if let Some(w) = &slices.warning {
-                        say(&pb, format!("{file}: {w}"));
-                        notes.push(w.clone());
-                    }
                     let overlays = args.out.join(format!("{stem}_overlays"));
                     std::fs::create_dir_all(&overlays)
                         .map_err(|e| format!("cannot create {}: {e}", overlays.display()))?;
-                    let mut map = SliceWriter::new(slices.geometry);
-                    // (max, top 1 %, slice) of the slice with the highest score.
-                    let mut worst: Option<(f32, f32, usize)> = None;
-                    for n in 0..slices.count() {
-                        let img = slices.image(n);
-                        let r = pollster::block_on(det.score(&img))
-                            .map_err(|e| format!("{file} {plane} slice {n}: {e}"))?;
-                        map.put(n, &r.map);
+                    let scored = det.score_volume(&volume, |n, img, r| {
                         rows.push(ScoreRow {
                             score: Some(r.score.max),
                             score_top1: Some(r.score.top1),
                             slice: Some(n),
                             ..row(&file)
                         });
-                        let png = overlay_png(&img, &r.map, &scale, &style)?;
-                        write(overlays.join(format!("{plane}_{n:04}.png")), &png)?;
-                        if worst.is_none_or(|w| r.score.max > w.0) {
-                            worst = Some((r.score.max, r.score.top1, n));
+                        let png = overlay_png(img, &r.map, &scale, &style)?;
+                        write(overlays.join(format!("{plane}_{n:04}.png")), &png)
+                    });
+                    let v = match pollster::block_on(scored) {
+                        Ok(v) => v,
+                        Err(dino_ar::detector::DetectorError::Window(e)) => {
+                            say(&pb, format!("skipping {file}: {e}"));
+                            skipped.push(e.clone());
+                            rows.push(refused(e));
+                            continue;
                         }
+                        Err(e) => return Err(format!("{file}: {e}")),
+                    };
+                    let mut notes = volume.notes.clone();
+                    if let Some(w) = &v.warning {
+                        say(&pb, format!("{file}: {w}"));
+                        notes.push(w.clone());
                     }
-                    let (max, top1, at) = worst.expect("a volume has at least one slice");
+                    let worst = v.worst().clone();
                     rows.push(ScoreRow {
-                        score: Some(max),
-                        score_top1: Some(top1),
-                        worst_slice: Some(at),
+                        score: Some(worst.score.max),
+                        score_top1: Some(worst.score.top1),
+                        worst_slice: Some(v.worst),
                         note: (!notes.is_empty()).then(|| notes.join("; ")),
                         ..row(&file)
                     });
-                    let nii = volume.with_data(map.into_data());
                     let description = format!("dino-ar anomaly map, threshold {threshold}");
                     write(
                         args.out.join(format!("{stem}_anomaly.nii.gz")),
-                        &nifti::write_gz(&nii, &description),
+                        &nifti::write_gz(&volume.with_data(v.map), &description),
                     )?;
-                    let verdict = dino_ar::score::verdict(max, threshold);
+                    let verdict = dino_ar::score::verdict(worst.score.max, threshold);
                     say(
                         &pb,
                         format!(
-                            "{max:>10.5}  {verdict:<9}  {file} (worst: {plane} slice {at} of {})",
-                            slices.count()
+                            "{:>10.5}  {verdict:<9}  {file} (worst: {plane} slice {} of {})",
+                            worst.score.max,
+                            v.worst,
+                            v.slices.len()
                         ),
                     );
                 }
