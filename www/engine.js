@@ -80,13 +80,21 @@ export class Engine {
     return this.call("fit", { images, options }, onProgress);
   }
 
-  score(name, blob) {
-    return this.call("score", { name, blob });
+  // A picture's result, or a volume's (`volume` set: every slice's and the worst's; progress
+  // reports { slice, slices }).
+  score(name, blob, onProgress) {
+    return this.call("score", { name, blob }, onProgress);
   }
 
-  // { explanation: { gridH, gridW, actual, predicted } | null } (null for a kNN model).
-  explain(name, blob) {
-    return this.call("explain", { name, blob });
+  // Slice `n` of a volume as the model sees it: { rgba, width, height }.
+  slice(name, blob, n) {
+    return this.call("slice", { name, blob, n });
+  }
+
+  // { explanation: { gridH, gridW, actual, predicted } | null } (null for a kNN model); `slice`
+  // for a volume.
+  explain(name, blob, slice) {
+    return this.call("explain", { name, blob, slice });
   }
 
   // Stop whatever runs now: a fresh worker, with the backbone and model loaded again.

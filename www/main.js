@@ -11,7 +11,10 @@ const engine = new Engine();
 const state = {
   backbone: null, // { name, size, source, info }
   model: null, // { name, info, bundle: Blob }
-  results: [], // { name, file, score, top1, grid, gridH, gridW, width, height, error }
+  // { name, file, score, top1, grid, gridH, gridW, width, height, error }; a volume also has
+  // `volume` (how the model cuts it), `slices` (each slice's result), `worst`, `slice` (the one
+  // shown: its grid and size are the row's grid and size) and `anomalyMap` (.nii.gz bytes).
+  results: [],
   current: -1,
   sort: { key: null, dir: 1 },
   view: null, // { base: ImageData, map: Float32Array, result }
@@ -20,6 +23,8 @@ const state = {
 };
 
 const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
+const VOLUME_NAME = /\.nii(\.gz)?$/i;
+const stemOf = (name) => name.replace(/\.nii\.gz$/i, "").replace(/\.[^./]*$/, "");
 const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`;
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
 
@@ -346,9 +351,17 @@ async function scoreFiles(files) {
       progress("score-progress", k, files.length);
       let entry;
       try {
-        const r = await engine.score(file.name, file);
+        const status = $("score-status").textContent;
+        const r = await engine.score(file.name, file, (p) => {
+          $("score-status").textContent = `${status}: slice ${p.slice} of ${p.slices}`;
+        });
         entry = { name: rowName(file), file, score: r.score, top1: r.scoreTop1, grid: r.grid,
           gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height };
+        if (r.volume) {
+          Object.assign(entry, { volume: r.volume, slices: r.slices, worst: r.worstSlice, anomalyMap: r.anomalyMap });
+          if (r.warning) entry.volume.warning = r.warning;
+          setSlice(entry, r.worstSlice);
+        }
       } catch (e) {
         if (stopScoring) break;
         failed++;
@@ -412,11 +425,27 @@ $("batch-clear").onclick = clearResults;
 
 // ---- viewer --------------------------------------------------------------------------------
 
-async function show(index) {
+// Show slice `n` of a volume's row: its grid and size become the row's (the table keeps the
+// volume's own score, its worst slice's).
+function setSlice(r, n) {
+  const s = r.slices[n];
+  Object.assign(r, { slice: n, grid: s.grid, gridH: s.gridH, gridW: s.gridW, width: s.width, height: s.height });
+  r.explanation = null;
+}
+
+// What the viewer draws the map over: the picture, or the volume's slice as the model saw it.
+async function baseBitmap(r) {
+  if (!r.slices) return await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
+  const img = await engine.slice(r.file.name, r.file, r.slice);
+  return await createImageBitmap(new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height));
+}
+
+async function show(index, slice) {
   const r = state.results[index];
   if (!r || r.error) return;
   state.current = index;
-  const bitmap = await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
+  if (r.slices && slice !== undefined && slice !== r.slice) setSlice(r, slice);
+  const bitmap = await baseBitmap(r);
   const canvas = $("overlay");
   [canvas.width, canvas.height] = [r.width, r.height];
   canvas.dataset.gridRows = r.gridH; // the patch grid's rows, for whoever reads the canvas
@@ -429,10 +458,33 @@ async function show(index) {
   state.view = { base: ctx.getImageData(0, 0, r.width, r.height), map: dino.upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width), result: r };
   state.probe = null;
   $("viewer").hidden = false;
-  $("view-name").textContent = r.name;
+  $("view-name").textContent = r.slices ? `${r.name} — ${r.volume.plane} slice ${r.slice} of ${r.slices.length}` : r.name;
+  $("slice-control").hidden = !r.slices;
+  $("export-nifti").hidden = !r.slices;
+  $("view-volume").hidden = !r.slices;
+  if (r.slices) {
+    $("slice").max = r.slices.length - 1;
+    $("slice").value = r.slice;
+    $("slice-value").textContent = `${r.slice} of ${r.slices.length}`;
+    const notes = [r.volume.warning, ...r.volume.notes].filter(Boolean).join("; ");
+    $("view-volume").textContent = `Volume: ${r.volume.plane} slices through the model's window (${r.volume.window}); ` +
+      `its score is its worst slice's (slice ${r.worst}: ${fmt(r.score)}, ${verdictOf(r)})` + (notes ? `. ${notes}` : "");
+  }
   drawView();
   renderTable();
 }
+
+$("slice").oninput = () =>
+  guard(async () => {
+    if (state.current >= 0) await show(state.current, Number($("slice").value));
+  });
+
+// The anomaly map of the volume on its own voxel grid, with its affine: it opens aligned over the
+// scan in 3D Slicer or ITK-SNAP.
+$("export-nifti").onclick = () => {
+  const r = state.view?.result;
+  if (r?.anomalyMap) download(new Blob([r.anomalyMap], { type: "application/gzip" }), `${stemOf(r.name)}_anomaly.nii.gz`);
+};
 
 function overlayOptions() {
   const i = state.model.info;
@@ -485,11 +537,13 @@ function drawView() {
   $("explain-caption").hidden = !explain;
   if (explain) $("explain-caption").textContent = explainCaption(counts);
   drawExplanation(explain ? r : null);
-  const verdict = verdictOf(r);
+  // A volume's viewer judges the slice shown; the table judges the volume (its worst slice).
+  const shown = r.slices ? { score: r.slices[r.slice].score, top1: r.slices[r.slice].scoreTop1 } : r;
+  const verdict = verdictOf(shown);
   $("view-verdict").textContent = verdict;
   $("view-verdict").className = `verdict v-${verdict}`;
-  $("view-score").textContent = fmt(r.score);
-  $("view-top1").textContent = fmt(r.top1);
+  $("view-score").textContent = fmt(shown.score);
+  $("view-top1").textContent = fmt(shown.top1);
   $("view-threshold").textContent = `${fmt(threshold())} (calibrated ${fmt(state.model.info.threshold)})`;
   if (state.probe) {
     const [row, col] = state.probe;
@@ -509,7 +563,7 @@ function drawExplanation(r) {
   }
   if (!r.explanation) {
     box.hidden = true; // not another image's grids while this one's are computed
-    r.explanation = engine.explain(r.name, r.file).then((x) => x.explanation, (e) => {
+    r.explanation = engine.explain(r.file.name, r.file, r.slice).then((x) => x.explanation, (e) => {
       showError(e.message);
       return null;
     });
@@ -605,7 +659,8 @@ $("overlay").onkeydown = (e) => {
 // The overlay at the image's own size, without the probe's outline.
 $("export-png").onclick = () => {
   const v = state.view;
-  const name = v.result.name.replace(/\.[^.]*$/, "");
+  const r = v.result;
+  const name = stemOf(r.name) + (r.slices ? `_${r.volume.plane}_${String(r.slice).padStart(4, "0")}` : "");
   const canvas = new OffscreenCanvas(v.base.width, v.base.height);
   canvas.getContext("2d").putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
   canvas.convertToBlob({ type: "image/png" }).then((blob) => download(blob, `${name}_overlay.png`));
@@ -628,13 +683,18 @@ const THUMB = 72;
 function thumbnail(r) {
   const c = el("canvas", undefined, { width: THUMB, height: Math.max(1, Math.round((THUMB * r.height) / r.width)) });
   c.setAttribute("aria-hidden", "true");
-  createImageBitmap(r.file, { resizeWidth: c.width, resizeHeight: c.height, resizeQuality: "medium" })
+  // A volume's thumbnail is its worst slice.
+  const source = r.slices
+    ? engine.slice(r.file.name, r.file, r.worst).then((img) => new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height))
+    : Promise.resolve(r.file);
+  const [grid, gridH, gridW] = r.slices ? [r.slices[r.worst].grid, r.slices[r.worst].gridH, r.slices[r.worst].gridW] : [r.grid, r.gridH, r.gridW];
+  source.then((src) => createImageBitmap(src, { resizeWidth: c.width, resizeHeight: c.height, resizeQuality: "medium" }))
     .then((bmp) => {
       const ctx = c.getContext("2d");
       ctx.drawImage(bmp, 0, 0);
       bmp.close();
       const base = ctx.getImageData(0, 0, c.width, c.height);
-      const map = dino.upsampleMap(r.grid, r.gridH, r.gridW, c.height, c.width);
+      const map = dino.upsampleMap(grid, gridH, gridW, c.height, c.width);
       ctx.putImageData(renderOverlay(base, map, { ...overlayOptions(), contour: false }), 0, 0);
     })
     .catch(() => {});
@@ -648,16 +708,33 @@ function renderTable() {
     const tr = el("tr");
     if (index === state.current) tr.className = "current";
     r.thumb ??= r.error ? null : thumbnail(r);
-    const name = r.error ? el("span", r.name) : el("button", r.name, { type: "button", onclick: () => show(index) });
+    const name = r.error ? el("span", r.name) : el("button", r.name, { type: "button", onclick: () => show(index, r.worst) });
+    const cell = el("td");
+    cell.append(name);
     const verdict = verdictOf(r);
     tr.append(
       el("td").appendChild(r.thumb ?? el("span", "—")).parentNode,
-      el("td").appendChild(name).parentNode,
+      cell,
       el("td", r.error ? "" : fmt(r.score)),
       el("td", r.error ? `could not be scored: ${r.error}` : verdict, { className: `v-${verdict}` }),
     );
-    return tr;
-  }));
+    if (!r.slices) return [tr];
+    // A volume lists its slices on demand, each a way into the viewer at that slice.
+    const toggle = el("button", r.expanded ? "hide slices" : `${r.slices.length} slices`, {
+      type: "button", className: "slices-toggle",
+      onclick: () => { r.expanded = !r.expanded; renderTable(); },
+    });
+    toggle.setAttribute("aria-expanded", String(!!r.expanded));
+    cell.append(el("span", ` worst: ${r.volume.plane} slice ${r.worst} `, { className: "hint" }), toggle);
+    if (!r.expanded) return [tr];
+    return [tr, ...r.slices.map((s, n) => {
+      const v = verdictOf({ score: s.score });
+      const row = el("tr", undefined, { className: "slice-row" + (index === state.current && n === r.slice ? " current" : "") });
+      row.append(el("td"), el("td").appendChild(el("button", `${r.volume.plane} slice ${n}`, { type: "button", onclick: () => show(index, n) })).parentNode,
+        el("td", fmt(s.score)), el("td", v, { className: `v-${v}` }));
+      return row;
+    })];
+  }).flat());
   for (const th of $("results").tHead.rows[0].cells) {
     const key = th.querySelector("button")?.dataset.sort;
     if (key) th.setAttribute("aria-sort", state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
@@ -674,9 +751,13 @@ for (const b of $("results").tHead.querySelectorAll("button[data-sort]")) {
 
 // The same file as `dino-ar score` writes (the library writes both), at the threshold in use.
 $("export-csv").onclick = () => {
-  const rows = sorted().map(({ r }) => (r.error
-    ? { file: r.name, threshold: threshold(), error: r.error }
-    : { file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold() }));
+  const rows = sorted().flatMap(({ r }) => (r.error
+    ? [{ file: r.name, threshold: threshold(), error: r.error }]
+    : r.slices
+      ? [...r.slices.map((s, n) => ({ file: r.name, score: s.score, scoreTop1: s.scoreTop1, threshold: threshold(), slice: n })),
+        { file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold(), worstSlice: r.worst,
+          ...(r.volume.warning || r.volume.notes.length ? { note: [r.volume.warning, ...r.volume.notes].filter(Boolean).join("; ") } : {}) }]
+      : [{ file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold() }]));
   download(new Blob([dino.scoresCsv(rows)], { type: "text/csv" }), "dino-ar-scores.csv");
 };
 

@@ -1,7 +1,7 @@
 // The worker that owns the Detector: every decode, backbone pass, training step and scoring runs
 // here, so the page never freezes. Requests are { id, op, ...args }; replies are
 // { id, result } or { id, error }, with { id, progress } in between.
-import init, { Detector, fitSpec } from "./pkg/dino_ar.js";
+import init, { Detector, Volume, fitSpec } from "./pkg/dino_ar.js";
 
 let detector = null;
 // The page compiles the module once and hands it over with `start`.
@@ -46,6 +46,30 @@ async function decode(blob, name, maxSide = 0) {
   return { rgba, width, height };
 }
 
+// A NIfTI volume is known by its name (the page's file picker offers .nii and .nii.gz).
+const isVolume = (name) => /\.nii(\.gz)?$/i.test(name);
+
+// The volumes scored last, read once each: the page asks for their slices while it shows them.
+const volumes = new Map(); // name → { size, volume }
+const KEEP_VOLUMES = 3;
+async function volumeOf(name, blob) {
+  const kept = volumes.get(name);
+  if (kept && kept.size === blob.size) return kept.volume;
+  let volume;
+  try {
+    volume = Volume.read(new Uint8Array(await blob.arrayBuffer()));
+  } catch (e) {
+    throw new Error(`${name}: ${e.message}`);
+  }
+  volumes.set(name, { size: blob.size, volume });
+  for (const [old, v] of volumes) {
+    if (volumes.size <= KEEP_VOLUMES) break;
+    v.volume.free();
+    volumes.delete(old);
+  }
+  return volume;
+}
+
 function need() {
   if (!detector) throw new Error("the engine is not started");
   return detector;
@@ -85,8 +109,20 @@ const ops = {
     return { bundle, transfer: [bundle.buffer] };
   },
 
-  async score({ name, blob }) {
+  async score({ name, blob }, progress) {
     const det = need();
+    if (isVolume(name)) {
+      const volume = await volumeOf(name, blob);
+      let info, r;
+      try {
+        info = det.volumeSlices(volume);
+        r = await det.scoreVolume(volume, (p) => progress(p));
+      } catch (e) {
+        throw new Error(`${name}: ${e.message}`);
+      }
+      const transfer = [r.anomalyMap.buffer, ...r.slices.map((s) => s.grid.buffer)];
+      return { ...r, volume: info, width: info.width, height: info.height, backend: det.backend, transfer };
+    }
     const img = await decode(blob, name);
     let r;
     try {
@@ -98,11 +134,22 @@ const ops = {
     return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
   },
 
-  async explain({ name, blob }) {
-    const img = await decode(blob, name);
+  // Slice `n` of a scored volume as the model sees it (grey RGBA), for the page to draw.
+  async slice({ name, blob, n }) {
+    const volume = await volumeOf(name, blob);
+    const img = need().sliceImage(volume, n);
+    return { ...img, transfer: [img.rgba.buffer] };
+  },
+
+  async explain({ name, blob, slice }) {
     let e;
     try {
-      e = await need().explain(img.rgba, img.width, img.height);
+      if (isVolume(name)) {
+        e = await need().explainSlice(await volumeOf(name, blob), slice);
+      } else {
+        const img = await decode(blob, name);
+        e = await need().explain(img.rgba, img.width, img.height);
+      }
     } catch (err) {
       throw new Error(`${name}: ${err.message}`);
     }

@@ -224,6 +224,17 @@ impl JsDetector {
         Ok(rgba_object(&img))
     }
 
+    /// `explain` for slice `n` of `volume` (through the model's window and plane).
+    #[wasm_bindgen(js_name = explainSlice, unchecked_return_type = "Promise<Explanation | null>")]
+    pub fn explain_slice(&self, volume: &JsVolume, n: usize) -> Promise {
+        let s = self.session.clone();
+        let volume = volume.volume.clone();
+        future_to_promise(async move {
+            let e = s.explain_slice(&volume, n).await.map_err(js_err)?;
+            Ok(e.as_ref().map_or(JsValue::NULL, explanation_object))
+        })
+    }
+
     /// Score every slice of `volume`: `{ slices: ScoreResult[], worstSlice, score, scoreTop1,
     /// threshold, anomalous, warning?, anomalyMap }` — the volume's score and verdict are its
     /// worst slice's; `anomalyMap` is a `.nii.gz` (Uint8Array) on the volume's grid with its

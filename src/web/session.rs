@@ -342,6 +342,17 @@ impl Session {
         Ok(slices.image(n))
     }
 
+    /// What the AR head saw and expected for slice `n` (as [`Session::explain`] for a picture).
+    pub async fn explain_slice(
+        &self,
+        volume: &Volume,
+        n: usize,
+    ) -> Result<Option<Explanation>, SessionError> {
+        let img = self.slice_image(volume, n)?;
+        let det = self.detector()?;
+        Ok(det.explain(&img).await?)
+    }
+
     /// Every slice scored (`on_slice(n, count)` after each), the worst one, and the anomaly map
     /// as a `.nii.gz` on the volume's grid with its affine.
     pub async fn score_volume(

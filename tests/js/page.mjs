@@ -4,7 +4,7 @@
 // CSV, reload (the weights are still there), run the built-in sample, and check from the network
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { launch, root, serve } from "./harness.mjs";
@@ -250,6 +250,34 @@ try {
   await page.waitForFunction(() => document.querySelector("#view-name").textContent === "image_grey16.png", null, { timeout: MINUTE });
   const grey = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
   check(grey.join("x") === "90x120", `a grey 16-bit PNG is decoded and scored at its size (${grey.join("x")})`);
+
+  // A NIfTI volume: every slice scored, its row expandable to its slices, a slice slider in the
+  // viewer, the anomaly map exported as NIfTI and the rows in the CSV; a cut one is named.
+  const cut = join(otherFolder, "cut.nii.gz");
+  writeFileSync(cut, readFileSync(join(root, "tests/fixtures/volumes/lps.nii.gz")).subarray(0, 300));
+  await page.setInputFiles("#score-files", [join(root, "tests/fixtures/volumes/uint8.nii"), cut]);
+  await page.waitForFunction(() => document.querySelector("#results").textContent.includes("cut.nii.gz: truncated"), null, { timeout: 2 * MINUTE });
+  check((await text("#results")).includes("worst: axial slice"), `a volume's row names its worst slice: ${await text("#results")}`);
+  await page.click("#results button:text-is('uint8.nii')");
+  await page.waitForFunction(() => document.querySelector("#view-name").textContent.startsWith("uint8.nii — axial slice"), null, { timeout: MINUTE });
+  const slice = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height,
+    document.querySelector("#slice-control").hidden, document.querySelector("#view-volume").textContent]);
+  check(slice[0] === 7 && slice[1] === 6 && !slice[2] && slice[3].includes("worst slice"),
+    `the viewer shows a 7×6 slice with its slider and the volume's verdict: ${JSON.stringify(slice)}`);
+  await page.locator("#slice").fill("0");
+  await page.waitForFunction(() => document.querySelector("#view-name").textContent.endsWith("axial slice 0 of 5"), null, { timeout: MINUTE });
+  await page.click("#results button.slices-toggle");
+  check(await page.locator("#results tr.slice-row").count() === 5, "the volume's row expands to its 5 slices");
+  await page.click("#results tr.slice-row button:text-is('axial slice 3')");
+  await page.waitForFunction(() => document.querySelector("#view-name").textContent.endsWith("axial slice 3 of 5"), null, { timeout: MINUTE });
+  const [niiDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-nifti")]);
+  const nii = readFileSync(await niiDownload.path());
+  check(niiDownload.suggestedFilename() === "uint8_anomaly.nii.gz" && nii[0] === 0x1f && nii[1] === 0x8b,
+    `the anomaly map exported as NIfTI (${niiDownload.suggestedFilename()}, ${nii.length} bytes)`);
+  const [volCsv] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+  const volRows = readFileSync(await volCsv.path(), "utf8").trim().split("\n").filter((l) => l.startsWith("uint8.nii,"));
+  check(volRows.length === 6 && volRows.filter((l) => /,\d+,,$/.test(l)).length === 5 && /,,\d+,$/.test(volRows[5]),
+    `the CSV has a row per slice and one for the volume: ${volRows.join(" | ")}`);
 
   // 4. Reload: the weights (and the model trained on them) are still there.
   await page.reload();
