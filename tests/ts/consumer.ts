@@ -3,6 +3,7 @@
 // mistakes a user makes do not compile: if one of them compiled, tsc would fail on it.
 import init, {
   Detector,
+  Volume,
   blindSpot,
   choices,
   fitDefaults,
@@ -24,6 +25,9 @@ import init, {
   type FitProgress,
   type ModelInfo,
   type ScoreResult,
+  type SliceImage,
+  type SliceInfo,
+  type VolumeResult,
 } from "../../pkg/dino_ar.js";
 
 export async function everything(weights: Uint8Array, config: string | undefined, normals: FitImage[], image: ImageData) {
@@ -69,6 +73,18 @@ export async function everything(weights: Uint8Array, config: string | undefined
     threshold: model.threshold, displayLow: model.displayLow, displayHigh: model.displayHigh, opacity: style.opacity,
   });
   const csv: string = scoresCsv([{ file: "a.png", score: r.score, scoreTop1: r.scoreTop1, threshold: r.threshold }]);
+  // Volumes: NIfTI bytes read once, cut by the model's window and plane, every slice scored.
+  const volume = Volume.read(new Uint8Array(348));
+  const dims: Uint32Array = volume.dims;
+  const cut: SliceInfo = det.volumeSlices(volume);
+  const slice: SliceImage = det.sliceImage(volume, cut.count - 1);
+  const scored: VolumeResult = await det.scoreVolume(volume, (p) => console.log(`${p.slice}/${p.slices}`));
+  const worst: ScoreResult = scored.slices[scored.worstSlice];
+  const mapFile: Uint8Array = scored.anomalyMap;
+  const sliceSeen: Explanation | null = await det.explainSlice(volume, scored.worstSlice);
+  const volumeCsv: string = scoresCsv([{ file: "v.nii.gz", score: worst.score, threshold: scored.threshold, slice: 3 },
+    { file: "v.nii.gz", score: scored.score, threshold: scored.threshold, worstSlice: scored.worstSlice, note: cut.warning }]);
+  volume.free();
   const defaults = fitDefaults();
   const checked = fitSpec({ epochs: defaults.epochs * 2 });
   const menus: string[] = choices().method.map((c) => c.label);
@@ -86,5 +102,9 @@ export async function everything(weights: Uint8Array, config: string | undefined
   // @ts-expect-error progress reports of the embed phase have no loss
   await det.fit(normals, {}, (p) => p.phase === "embed" && p.loss);
 
-  return { where, width, seen, picture, field, randomWeights, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top };
+  // @ts-expect-error a plane is a name, not a number
+  const plane: number = cut.plane;
+
+  return { where, width, seen, picture, field, randomWeights, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top,
+    dims, slice, mapFile, sliceSeen, volumeCsv, plane };
 }
