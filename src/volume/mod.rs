@@ -16,6 +16,7 @@
 //!
 //! so two files of the same anatomy stored in different orders give the same images.
 
+pub mod dicom;
 pub mod nifti;
 pub mod window;
 
