@@ -108,6 +108,9 @@ enum Value<'a> {
     Skipped,
 }
 
+/// A data element: its tag, its VR (two spaces in implicit syntaxes) and its value.
+type Element<'a> = ((u16, u16), [u8; 2], Value<'a>);
+
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
@@ -150,7 +153,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next element: tag, VR (explicit syntaxes) and value; `None` at the end.
-    fn element(&mut self) -> Result<Option<((u16, u16), [u8; 2], Value<'a>)>, String> {
+    fn element(&mut self) -> Result<Option<Element<'a>>, String> {
         if self.pos >= self.data.len() {
             return Ok(None);
         }
