@@ -489,3 +489,55 @@ fn bmad_layouts_evaluate() {
         "{err}"
     );
 }
+
+#[test]
+fn dicom_series_fit_and_score_as_volumes() {
+    let dicom = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom");
+    let out = temp("dicom");
+    let model = out.join("ct.safetensors");
+    // The five files of the fixture series are one volume (sorted by position, not by name).
+    let err = fit(
+        &dicom.join("series"),
+        &model,
+        &["--window", "ct-soft-tissue"],
+    );
+    assert!(
+        err.contains("series ") && err.contains("axial slices"),
+        "{err}"
+    );
+    let backbone = backbone();
+    let scores = out.join("scores");
+    let o = run(&[
+        "score",
+        "--backbone",
+        &backbone,
+        "--model",
+        model.to_str().unwrap(),
+        dicom.join("series").to_str().unwrap(),
+        dicom.join("MR_small.dcm").to_str().unwrap(),
+        dicom.join("MR_small_jp2klossless.dcm").to_str().unwrap(),
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    ok(&o);
+    let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
+    let volume_rows: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.contains(",,") && !l.contains("error"))
+        .collect();
+    assert!(
+        csv.contains("JPEG 2000"),
+        "the JPEG 2000 file is named in its row: {csv}"
+    );
+    assert!(
+        csv.contains("MR volume under the model's CT window"),
+        "an MR file under a CT window is warned about: {csv}"
+    );
+    assert!(volume_rows.len() >= 2, "{csv}");
+    let map = nifti::read(&std::fs::read(scores.join("series_anomaly.nii.gz")).unwrap()).unwrap();
+    assert_eq!(
+        map.dims,
+        [10, 12, 5],
+        "the series' map on its voxel grid (columns, rows, slices)"
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use dino_ar::preprocess::RgbImage;
-use dino_ar::volume::{Volume, nifti};
+use dino_ar::volume::{Volume, dicom, nifti};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
 /// Where a ground-truth mask may be found: `<name>_mask.<ext>` or `<name>.<ext>`.
@@ -18,17 +18,122 @@ pub enum Input {
     Volume(Volume),
 }
 
-/// Read a picture or a NIfTI volume (known by its name or its first bytes); the error names
-/// the file.
+/// Read a picture, a NIfTI volume or a DICOM file (a one-slice volume, or a multi-frame one),
+/// known by its name or its first bytes; the error names the file.
 pub fn read_input(path: &Path) -> Result<Input, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let input = if nifti::looks_like(&bytes, &name) {
+    let input = if is_dicom(&bytes, &name) {
+        dicom::read(&bytes)
+            .and_then(|img| dicom::volume(vec![(name.to_string(), img)]))
+            .map(Input::Volume)
+    } else if nifti::looks_like(&bytes, &name) {
         nifti::read(&bytes).map(Input::Volume)
     } else {
         RgbImage::decode(&bytes).map(Input::Picture)
     };
     input.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn is_dicom(bytes: &[u8], name: &str) -> bool {
+    dicom::looks_like(bytes) || name.to_ascii_lowercase().ends_with(".dcm")
+}
+
+/// What a run reads: one file, or the DICOM files of one series (one volume).
+pub enum Source {
+    File(PathBuf),
+    Series {
+        /// `<folder>/series <UID>`: how rows and messages name it.
+        path: PathBuf,
+        files: Vec<PathBuf>,
+    },
+}
+
+impl Source {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::File(p) | Source::Series { path: p, .. } => p,
+        }
+    }
+
+    /// Output names: the file's stem, or the series' folder.
+    pub fn stem(&self) -> String {
+        match self {
+            Source::File(p) => stem(p),
+            Source::Series { path, .. } => path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "series".into()),
+        }
+    }
+
+    /// The picture or volume it holds; a series is refused whole when one of its files is
+    /// unreadable (a missing slice would misplace the others), naming that file.
+    pub fn read(&self) -> Result<Input, String> {
+        match self {
+            Source::File(p) => read_input(p),
+            Source::Series { path, files } => {
+                let mut images = Vec::with_capacity(files.len());
+                for f in files {
+                    let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    let img = dicom::read(&bytes)
+                        .map_err(|e| format!("{}: {e} (so its series is not read)", f.display()))?;
+                    images.push((f.display().to_string(), img));
+                }
+                dicom::volume(images)
+                    .map(Input::Volume)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Files → what a run reads: DICOM files of one series (same SeriesInstanceUID, same folder)
+/// become one source, in the place of its first file; every other file stays itself.
+pub fn sources(files: Vec<PathBuf>) -> Vec<Source> {
+    let mut out: Vec<Source> = Vec::new();
+    let mut series: std::collections::HashMap<(PathBuf, String), usize> = Default::default();
+    for f in files {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let uid = std::fs::read(&f)
+            .ok()
+            .filter(|b| is_dicom(b, &name))
+            .and_then(|b| dicom::read(&b).ok())
+            .and_then(|img| img.series);
+        let Some(uid) = uid else {
+            out.push(Source::File(f));
+            continue;
+        };
+        let folder = f.parent().map(Path::to_path_buf).unwrap_or_default();
+        match series.get(&(folder.clone(), uid.clone())) {
+            Some(&k) => {
+                if let Source::Series { files, .. } = &mut out[k] {
+                    files.push(f);
+                }
+            }
+            None => {
+                series.insert((folder.clone(), uid.clone()), out.len());
+                out.push(Source::Series {
+                    path: folder.join(format!("series {uid}")),
+                    files: vec![f],
+                });
+            }
+        }
+    }
+    // A series of one file reads as that file.
+    out.into_iter()
+        .map(|s| match s {
+            Source::Series { files, .. } if files.len() == 1 => {
+                Source::File(files.into_iter().next().unwrap())
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// The file name without its extension (`.nii.gz` counts as one).

@@ -529,7 +529,17 @@ mod cli {
     /// Read a picture or a volume, or name it, count it and move on: one bad file never stops a
     /// batch.
     fn read_or_skip(pb: &ProgressBar, path: &Path, skipped: &mut Vec<String>) -> Option<Input> {
-        data::read_input(path)
+        read_source_or_skip(pb, &data::Source::File(path.to_path_buf()), skipped)
+    }
+
+    /// [`read_or_skip`] for a file or a DICOM series.
+    fn read_source_or_skip(
+        pb: &ProgressBar,
+        source: &data::Source,
+        skipped: &mut Vec<String>,
+    ) -> Option<Input> {
+        source
+            .read()
             .map_err(|e| {
                 say(pb, format!("skipping {e}"));
                 skipped.push(e);
@@ -586,7 +596,7 @@ mod cli {
             args.cache.clone().or_else(data::default_cache_root)
         };
         let cache = FeatureCache::new(root, &backbone.fingerprint, size);
-        let (normals, grid) = embed_all(&backbone, &files, &spec, size, &cache)?;
+        let (normals, grid) = embed_all(&backbone, data::sources(files), &spec, size, &cache)?;
         // Sized by the first progress report: fit_model owns the hold-out split and the batching.
         let pb = bar(0, "training");
         let d = backbone.config.hidden_size;
@@ -644,7 +654,7 @@ mod cli {
     /// the grids and the grid size.
     fn embed_all(
         backbone: &DinoV3,
-        files: &[PathBuf],
+        files: Vec<data::Source>,
         spec: &FitSpec,
         size: (usize, usize),
         cache: &FeatureCache,
@@ -675,9 +685,10 @@ mod cli {
             out.push(normal);
             Ok(())
         };
-        for path in files {
+        for source in &files {
             pb.inc(1);
-            let Some(input) = read_or_skip(&pb, path, &mut skipped) else {
+            let path = source.path();
+            let Some(input) = read_source_or_skip(&pb, source, &mut skipped) else {
                 continue;
             };
             let refuse = |skipped: &mut Vec<String>, e: String| {
@@ -767,6 +778,8 @@ mod cli {
         if files.is_empty() {
             return Err("no files to score in the given folders".into());
         }
+        // The DICOM files of one series are one volume.
+        let files = data::sources(files);
         let threshold = det.meta.calibration.threshold;
         let scale = det.meta.calibration.scale();
         let (window, plane) = (det.meta.spec.window, det.meta.spec.plane);
@@ -800,18 +813,19 @@ mod cli {
             std::fs::write(&path, bytes)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         };
-        for path in &files {
+        for source in &files {
             pb.inc(1);
+            let path = source.path();
             let file = path.display().to_string();
             let refused = |e: String| ScoreRow {
                 error: Some(e),
                 ..row(&file)
             };
-            let Some(input) = read_or_skip(&pb, path, &mut skipped) else {
+            let Some(input) = read_source_or_skip(&pb, source, &mut skipped) else {
                 rows.push(refused(skipped.last().cloned().unwrap_or_default()));
                 continue;
             };
-            let stem = unique(&data::stem(path));
+            let stem = unique(&source.stem());
             match input {
                 Input::Picture(img) => {
                     let img = match window.picture(img) {
