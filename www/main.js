@@ -23,8 +23,7 @@ const state = {
 };
 
 const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
-const VOLUME_NAME = /\.nii(\.gz)?$/i;
-const stemOf = (name) => name.replace(/\.nii\.gz$/i, "").replace(/\.[^./]*$/, "");
+const stemOf = (name) => name.replace(/\.nii\.gz$/i, "").replace(/\.[^./]*$/, "").replace(/[\/ ]+/g, "_");
 const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`;
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
 
@@ -335,8 +334,30 @@ $("fit-cancel").onclick = () => guard(() => engine.restart("training cancelled")
 
 let stopScoring = false;
 
+// The DICOM files of a pick, one series per folder: one volume each ({ name, series }), in the
+// place of the folder's first file.
+function groupDicom(files) {
+  const out = [];
+  const series = new Map();
+  for (const f of files) {
+    if (!/\.dcm$/i.test(f.name)) {
+      out.push(f);
+      continue;
+    }
+    const folder = (f.webkitRelativePath || "").split("/").slice(0, -1).join("/");
+    if (!series.has(folder)) {
+      const item = { name: folder || "DICOM series", series: [] };
+      series.set(folder, item);
+      out.push(item);
+    }
+    series.get(folder).series.push(f);
+  }
+  // A "series" of one file is that file.
+  return out.map((x) => (x.series?.length === 1 ? x.series[0] : x));
+}
+
 async function scoreFiles(files) {
-  files = [...files];
+  files = groupDicom([...files]);
   if (!$("fit-cancel").hidden) throw new Error("a model is being trained: score the images once it is done");
   if (!state.model) throw new Error("load or train a model first");
   stopScoring = false;

@@ -46,22 +46,28 @@ async function decode(blob, name, maxSide = 0) {
   return { rgba, width, height };
 }
 
-// A NIfTI volume is known by its name (the page's file picker offers .nii and .nii.gz).
-const isVolume = (name) => /\.nii(\.gz)?$/i.test(name);
+// A volume: a NIfTI or DICOM file (known by its name: the page's picker offers .nii, .nii.gz and
+// .dcm), or a DICOM series the page grouped ({ series: File[] }).
+const isVolume = (name, source) => /\.(nii|nii\.gz|dcm)$/i.test(name) || Array.isArray(source?.series);
 
 // The volumes scored last, read once each: the page asks for their slices while it shows them.
 const volumes = new Map(); // name → { size, volume }
 const KEEP_VOLUMES = 3;
-async function volumeOf(name, blob) {
+const sizeOf = (source) => (source.series ? source.series.reduce((n, f) => n + f.size, 0) : source.size);
+async function volumeOf(name, source) {
   const kept = volumes.get(name);
-  if (kept && kept.size === blob.size) return kept.volume;
+  if (kept && kept.size === sizeOf(source)) return kept.volume;
+  const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
   let volume;
   try {
-    volume = Volume.read(new Uint8Array(await blob.arrayBuffer()));
+    const dicom = source.series ?? (/\.dcm$/i.test(name) ? [source] : null);
+    volume = dicom
+      ? Volume.readDicom(await Promise.all(dicom.map(bytes)), dicom.map((f) => f.name ?? name))
+      : Volume.read(await bytes(source));
   } catch (e) {
     throw new Error(`${name}: ${e.message}`);
   }
-  volumes.set(name, { size: blob.size, volume });
+  volumes.set(name, { size: sizeOf(source), volume });
   for (const [old, v] of volumes) {
     if (volumes.size <= KEEP_VOLUMES) break;
     v.volume.free();
@@ -111,7 +117,7 @@ const ops = {
 
   async score({ name, blob }, progress) {
     const det = need();
-    if (isVolume(name)) {
+    if (isVolume(name, blob)) {
       const volume = await volumeOf(name, blob);
       let info, r;
       try {
@@ -144,7 +150,7 @@ const ops = {
   async explain({ name, blob, slice }) {
     let e;
     try {
-      if (isVolume(name)) {
+      if (isVolume(name, blob)) {
         e = await need().explainSlice(await volumeOf(name, blob), slice);
       } else {
         const img = await decode(blob, name);

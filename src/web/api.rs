@@ -12,7 +12,7 @@ use super::convert::{
     score_object, to_js, volume_object,
 };
 use super::session::{Session, SessionError};
-use crate::volume::{Volume, nifti};
+use crate::volume::{Volume, dicom, nifti};
 
 /// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
 /// cuts it into slices through its model's window and plane.
@@ -27,6 +27,25 @@ impl JsVolume {
     /// (truncated, not NIfTI, a header claiming too many voxels, …).
     pub fn read(bytes: &[u8]) -> Result<JsVolume, JsValue> {
         let volume = nifti::read(bytes).map_err(js_err)?;
+        Ok(JsVolume {
+            volume: Rc::new(volume),
+        })
+    }
+
+    /// Read DICOM files as one volume: the files of one series (one slice each, in any order:
+    /// they are sorted by position), or one multi-frame file. `names` name the files in errors.
+    #[wasm_bindgen(js_name = readDicom)]
+    pub fn read_dicom(files: Vec<Uint8Array>, names: Vec<String>) -> Result<JsVolume, JsValue> {
+        let mut images = Vec::with_capacity(files.len());
+        for (k, f) in files.iter().enumerate() {
+            let name = names
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| format!("file {}", k + 1));
+            let img = dicom::read(&f.to_vec()).map_err(|e| js_err(format!("{name}: {e}")))?;
+            images.push((name, img));
+        }
+        let volume = dicom::volume(images).map_err(js_err)?;
         Ok(JsVolume {
             volume: Rc::new(volume),
         })

@@ -75,6 +75,8 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const csv: string = scoresCsv([{ file: "a.png", score: r.score, scoreTop1: r.scoreTop1, threshold: r.threshold }]);
   // Volumes: NIfTI bytes read once, cut by the model's window and plane, every slice scored.
   const volume = Volume.read(new Uint8Array(348));
+  const series: Volume = Volume.readDicom([new Uint8Array(132), new Uint8Array(132)], ["a.dcm", "b.dcm"]);
+  series.free();
   const dims: Uint32Array = volume.dims;
   const cut: SliceInfo = det.volumeSlices(volume);
   const slice: SliceImage = det.sliceImage(volume, cut.count - 1);
