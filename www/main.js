@@ -23,6 +23,7 @@ const state = {
 };
 
 const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
+const VOLUME_NAME = /\.(nii|nii\.gz|dcm)$/i;
 const stemOf = (name) => name.replace(/\.nii\.gz$/i, "").replace(/\.[^./]*$/, "").replace(/[\/ ]+/g, "_");
 const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`;
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
@@ -276,12 +277,16 @@ $("model-download").onclick = () => download(state.model.bundle, state.model.nam
 // Training.
 let normals = [];
 function setNormals(files) {
-  normals = [...files].filter((f) => IMAGE_NAME.test(f.name));
+  const usable = (f) => IMAGE_NAME.test(f.name) || VOLUME_NAME.test(f.name);
+  normals = [...files].filter(usable);
   // Files that are not images are named, not silently dropped.
-  const skipped = [...files].filter((f) => !IMAGE_NAME.test(f.name)).map((f) => f.name);
+  const skipped = [...files].filter((f) => !usable(f)).map((f) => f.name);
   const named = skipped.slice(0, 5).join(", ") + (skipped.length > 5 ? ` and ${skipped.length - 5} more` : "");
-  $("normal-count").textContent = (normals.length ? `${normals.length} normal images chosen` : "no normal images chosen") +
-    (skipped.length ? `; skipped ${skipped.length} that are not images (PNG, JPEG, WebP, BMP): ${named}` : "");
+  const volumes = normals.filter((f) => VOLUME_NAME.test(f.name)).length;
+  $("normal-count").textContent = (normals.length
+    ? `${normals.length - volumes} normal images` + (volumes ? ` and ${volumes} volume files (their slices)` : "") + " chosen"
+    : "no normal images chosen") +
+    (skipped.length ? `; skipped ${skipped.length} that are not images (PNG, JPEG, WebP, BMP) or volumes (NIfTI, DICOM): ${named}` : "");
   updateControls();
 }
 $("normal-files").onchange = (e) => setNormals(e.target.files);
@@ -301,12 +306,14 @@ async function train(files, options, name) {
   const status = $("fit-status");
   status.textContent = "reading the images…";
   try {
-    const images = files.map((f) => ({ name: f.name, blob: f }));
+    // A DICOM series goes as one item; the library cuts volumes into their slices.
+    const images = groupDicom(files).map((f) => (f.series ? f : { name: f.name, blob: f }));
     const result = await engine.fit(images, options, (p) => {
       if (p.phase === "decode") {
         status.textContent = `reading image ${p.image} of ${p.images}`;
       } else if (p.phase === "embed") {
-        status.textContent = `embedding image ${p.image} of ${p.images} with the backbone`;
+        status.textContent = `embedding image ${p.image} of ${p.images} with the backbone` +
+          (p.images > files.length ? " (volumes count each slice)" : "");
         progress("fit-progress", p.image, p.images * 2);
       } else {
         const done = (p.epoch - 1) * p.steps + p.step;

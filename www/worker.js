@@ -107,8 +107,13 @@ const ops = {
     const spec = fitSpec(options);
     const maxSide = FIT_DECODE_FACTOR * Math.max(...spec.size);
     const decoded = [];
-    for (const [k, { name, blob }] of images.entries()) {
-      decoded.push(await decode(blob, name, maxSide));
+    const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
+    for (const [k, { name, blob, series }] of images.entries()) {
+      // Volumes go to the library as files: it cuts them through the fit's window and plane.
+      if (series) decoded.push({ dicom: await Promise.all(series.map(bytes)), names: series.map((f) => f.name) });
+      else if (/\.dcm$/i.test(name)) decoded.push({ dicom: [await bytes(blob)], names: [name] });
+      else if (/\.nii(\.gz)?$/i.test(name)) decoded.push({ nifti: await bytes(blob), name });
+      else decoded.push(await decode(blob, name, maxSide));
       progress({ phase: "decode", image: k + 1, images: images.length });
     }
     const bundle = await det.fit(decoded, options, (p) => progress(p));

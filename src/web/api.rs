@@ -185,7 +185,9 @@ impl JsDetector {
         })
     }
 
-    /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`).
+    /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`). An
+    /// item may also be a normal volume, `{ nifti: bytes }` or `{ dicom: [bytes…] }` (one
+    /// series): its slices, through the options' `window` and `plane`, are normal images.
     /// `options` is a fit specification (every key optional; `fitDefaults()` lists them with
     /// their defaults; an unknown key is an error) plus `signal`, an AbortSignal. `onProgress` is
     /// called after each image is embedded with `{ phase: "embed", image, images }` and after
@@ -203,14 +205,14 @@ impl JsDetector {
             // The options first: a bad one is named before any image is copied.
             let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (spec, signal) = fit_options(&options).map_err(js_err)?;
-            let images = fit_images(&images).map_err(js_err)?;
+            let (images, volumes) = fit_images(&images).map_err(js_err)?;
             let aborted =
                 |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
             if signal.as_ref().is_some_and(aborted) {
                 return Err(js_err(SessionError::Cancelled));
             }
             let bytes = s
-                .fit(&images, &spec, |p| {
+                .fit_with_volumes(&images, &volumes, &spec, |p| {
                     if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
                         // A throwing callback must not abort the training.
                         let _ = f.call1(&JsValue::NULL, &v);

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use crate::detector::{AnomalyMap, VolumeMap};
 use crate::preprocess::RgbImage;
 use crate::spec::{FitSpec, SpecError, named};
+use crate::volume::{Volume, dicom, nifti};
 
 pub fn js_err(msg: impl std::fmt::Display) -> JsValue {
     JsError::new(&msg.to_string()).into()
@@ -69,34 +70,103 @@ pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
 
 #[wasm_bindgen(typescript_custom_section)]
 const FIT_IMAGE: &str = r#"
-/** One normal image for `fit`: RGBA bytes (a canvas's `ImageData.data`), row-major. */
-export interface FitImage {
-    rgba: Uint8Array | Uint8ClampedArray;
-    width: number;
-    height: number;
-}
+/**
+ * One normal image for `fit`: RGBA bytes (a canvas's `ImageData.data`), row-major; or a normal
+ * volume, whose slices (through the fit's window and plane) are all normal images: a NIfTI file's
+ * bytes, or the files of one DICOM series.
+ */
+export type FitImage =
+    | { rgba: Uint8Array | Uint8ClampedArray; width: number; height: number }
+    | { nifti: Uint8Array; name?: string }
+    | { dicom: Uint8Array[]; names?: string[] };
 "#;
 
-/// `[{ rgba, width, height }]` (TypeScript: `FitImage[]`) → owned buffers.
-pub fn fit_images(js: &JsValue) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
+/// A normal volume for `fit`, read when its turn comes (one volume in memory at a time).
+pub enum VolumeFile {
+    Nifti(String, Vec<u8>),
+    Dicom(String, Vec<String>, Vec<Vec<u8>>),
+}
+
+impl VolumeFile {
+    pub fn name(&self) -> &str {
+        match self {
+            VolumeFile::Nifti(name, _) | VolumeFile::Dicom(name, _, _) => name,
+        }
+    }
+
+    pub fn read(&self) -> Result<Volume, String> {
+        match self {
+            VolumeFile::Nifti(_, bytes) => nifti::read(bytes),
+            VolumeFile::Dicom(_, names, files) => {
+                let mut images = Vec::with_capacity(files.len());
+                for (name, bytes) in names.iter().zip(files) {
+                    images.push((
+                        name.clone(),
+                        dicom::read(bytes).map_err(|e| format!("{name}: {e}"))?,
+                    ));
+                }
+                dicom::volume(images)
+            }
+        }
+    }
+}
+
+/// `FitImage[]` → the pictures' owned buffers and the volumes' files.
+#[allow(clippy::type_complexity)]
+pub fn fit_images(js: &JsValue) -> Result<(Vec<(Vec<u8>, usize, usize)>, Vec<VolumeFile>), String> {
     let array: &Array = js
         .dyn_ref()
-        .ok_or("fit expects an array of { rgba, width, height }")?;
-    array
-        .iter()
-        .enumerate()
-        .map(|(k, item)| {
-            let rgba = get(&item, "rgba").ok_or(format!("image {k}: missing `rgba`"))?;
-            let rgba = Uint8Array::new(&rgba).to_vec();
-            let dim = |key: &str| {
-                get(&item, key)
-                    .and_then(|v| v.as_f64())
-                    .filter(|v| *v >= 0.0 && v.fract() == 0.0)
-                    .ok_or(format!("image {k}: `{key}` must be a whole number"))
-            };
-            Ok((rgba, dim("width")? as usize, dim("height")? as usize))
-        })
-        .collect()
+        .ok_or("fit expects an array of { rgba, width, height } (or { nifti } / { dicom })")?;
+    let mut volumes = Vec::new();
+    let mut pictures = Vec::new();
+    for (k, item) in array.iter().enumerate() {
+        if let Some(bytes) = get(&item, "nifti") {
+            let name = get(&item, "name")
+                .and_then(|n| n.as_string())
+                .unwrap_or_else(|| format!("volume {k}"));
+            volumes.push(VolumeFile::Nifti(name, Uint8Array::new(&bytes).to_vec()));
+            continue;
+        }
+        if let Some(files) = get(&item, "dicom") {
+            let files: &Array = files
+                .dyn_ref()
+                .ok_or(format!("image {k}: `dicom` must be an array of file bytes"))?;
+            let names: Vec<String> = get(&item, "names")
+                .and_then(|n| n.dyn_into::<Array>().ok())
+                .map(|a| a.iter().filter_map(|n| n.as_string()).collect())
+                .unwrap_or_default();
+            let names = (0..files.length() as usize)
+                .map(|i| {
+                    names
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("file {}", i + 1))
+                })
+                .collect::<Vec<_>>();
+            let name = format!(
+                "DICOM series ({} files, {})",
+                names.len(),
+                names.first().cloned().unwrap_or_default()
+            );
+            let bytes = files.iter().map(|f| Uint8Array::new(&f).to_vec()).collect();
+            volumes.push(VolumeFile::Dicom(name, names, bytes));
+            continue;
+        }
+        pictures.push(picture(k, &item)?);
+    }
+    Ok((pictures, volumes))
+}
+
+fn picture(k: usize, item: &JsValue) -> Result<(Vec<u8>, usize, usize), String> {
+    let rgba = get(item, "rgba").ok_or(format!("image {k}: missing `rgba`"))?;
+    let rgba = Uint8Array::new(&rgba).to_vec();
+    let dim = |key: &str| {
+        get(item, key)
+            .and_then(|v| v.as_f64())
+            .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+            .ok_or(format!("image {k}: `{key}` must be a whole number"))
+    };
+    Ok((rgba, dim("width")? as usize, dim("height")? as usize))
 }
 
 #[wasm_bindgen(typescript_custom_section)]

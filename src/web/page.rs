@@ -13,6 +13,8 @@ use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
 use crate::spec::{FitSpec, Method, PositionNorm};
+use crate::volume::Plane;
+use crate::volume::window::Window;
 
 /// The fit settings' defaults, `{ method, variant, hidden, …, size: [h, w], holdout, quantile }`:
 /// what `fit` uses for a key that is left out, and what the page's form starts from.
@@ -36,8 +38,8 @@ pub fn fit_spec(
 /// One named choice of a setting.
 #[derive(Serialize, tsify::Tsify)]
 pub struct Choice {
-    value: &'static str,
-    label: &'static str,
+    value: String,
+    label: String,
 }
 
 /// The named choices of each setting that has them.
@@ -48,9 +50,13 @@ pub struct Choices {
     colormap: Vec<Choice>,
     #[serde(rename = "positionNorm")]
     position_norm: Vec<Choice>,
+    /// The intensity windows offered (a typed `ct:C,W` or `percentile:L,H` is accepted too).
+    window: Vec<Choice>,
+    plane: Vec<Choice>,
 }
 
-/// The named choices of the fit and overlay settings, `{ method, variant, colormap }`, each a list
+/// The named choices of the fit and overlay settings, `{ method, variant, colormap, positionNorm,
+/// window, plane }`, each a list
 /// of `{ value, label }`: the page's menus are filled from them.
 #[wasm_bindgen(unchecked_return_type = "Choices")]
 pub fn choices() -> Result<JsValue, JsValue> {
@@ -61,8 +67,8 @@ pub fn choices() -> Result<JsValue, JsValue> {
     ) -> Vec<Choice> {
         all.iter()
             .map(|&c| Choice {
-                value: name(c),
-                label: label(c),
+                value: name(c).into(),
+                label: label(c).into(),
             })
             .collect()
     }
@@ -71,6 +77,11 @@ pub fn choices() -> Result<JsValue, JsValue> {
         variant: list(Variant::ALL, Variant::name, Variant::label),
         colormap: list(Colormap::ALL, Colormap::name, Colormap::label),
         position_norm: list(PositionNorm::ALL, PositionNorm::name, PositionNorm::label),
+        window: Window::menu()
+            .into_iter()
+            .map(|(value, label)| Choice { value, label })
+            .collect(),
+        plane: list(Plane::ALL, Plane::name, Plane::label),
     })
 }
 

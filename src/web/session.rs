@@ -8,6 +8,7 @@ use std::rc::Rc;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
+use super::convert::VolumeFile;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
@@ -19,7 +20,7 @@ use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
 use crate::spec::FitSpec;
 use crate::train::Progress;
-use crate::volume::{Plane, Volume, nifti};
+use crate::volume::{Plane, Volume, is_background, nifti};
 use crate::weights::WeightsError;
 
 /// Everything a call can fail with; the message is what the JS `Error` says.
@@ -396,31 +397,76 @@ impl Session {
         &self,
         images: &[(Vec<u8>, usize, usize)],
         spec: &FitSpec,
+        progress: impl FnMut(FitProgress),
+    ) -> Result<Vec<u8>, SessionError> {
+        self.fit_with_volumes(images, &[], spec, progress).await
+    }
+
+    /// [`Session::fit`] on pictures and normal volumes (every slice through the spec's window
+    /// and plane, background-only ones skipped when `skipEmpty` says so). Progress counts the
+    /// pictures and then every slice; volumes are read one at a time.
+    pub async fn fit_with_volumes(
+        &self,
+        images: &[(Vec<u8>, usize, usize)],
+        volumes: &[VolumeFile],
+        spec: &FitSpec,
         mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, SessionError> {
         spec.validate().map_err(DetectorError::from)?;
         let backbone = self.backbone()?;
         let size = check_size(&backbone, spec.size)?;
-        if images.is_empty() {
+        if images.is_empty() && volumes.is_empty() {
             return Err(SessionError::NoImages);
         }
         self.cancel.set(false);
         // Grids stay on the device: nothing is read back between the backbone and the head.
         let mut grids = Vec::with_capacity(images.len());
         let mut sizes = Vec::with_capacity(images.len());
+        // Volumes add their slices to the total as they are read.
+        let mut total = images.len();
+        let mut done = 0;
         for (index, (rgba, width, height)) in images.iter().enumerate() {
             let img = RgbImage::from_rgba8(rgba, *width, *height)
                 .and_then(|img| spec.window.picture(img))
                 .map_err(|message| SessionError::Image { index, message })?;
             grids.push(detector::embed(&backbone, &img, size)?);
             sizes.push((*width, *height));
+            done += 1;
             progress(FitProgress::Embedded {
-                image: index + 1,
-                images: images.len(),
+                image: done,
+                images: total,
             });
             if self.cancel.get() {
                 return Err(SessionError::Cancelled);
             }
+        }
+        for file in volumes {
+            let named =
+                |message: String| SessionError::Input(format!("{}: {message}", file.name()));
+            let volume = file.read().map_err(named)?;
+            let slices = volume.slices(&spec.window, spec.plane).map_err(named)?;
+            total += slices.count();
+            for n in 0..slices.count() {
+                let img = slices.image(n);
+                done += 1;
+                if !(spec.skip_empty > 0.0 && is_background(&img, spec.skip_empty)) {
+                    grids.push(detector::embed(&backbone, &img, size)?);
+                    sizes.push((img.width, img.height));
+                }
+                progress(FitProgress::Embedded {
+                    image: done,
+                    images: total,
+                });
+                if self.cancel.get() {
+                    return Err(SessionError::Cancelled);
+                }
+            }
+        }
+        if grids.is_empty() {
+            return Err(SessionError::Input(
+                "every slice of the volumes is background only (skipEmpty): nothing to fit on"
+                    .into(),
+            ));
         }
         let cancel = &self.cancel;
         let [_, d, gh, gw] = grids[0].dims();

@@ -104,6 +104,16 @@ try {
     out.volumeCsv = scoresCsv([{ file: "v.nii", score: 1, scoreTop1: 0.5, threshold: 0.5, slice: 2 },
       { file: "v.nii", score: 1, scoreTop1: 0.5, threshold: 0.5, worstSlice: 2, note: "a 4-D file" }]);
     vol.free();
+    // Normal volumes in `fit`: their slices, through the options' window and plane.
+    const fitted = await det.fit([{ nifti: nii("uint8.nii"), name: "a.nii" }, texture(3, false), { nifti: nii("lps.nii.gz"), name: "b.nii.gz" }],
+      { epochs: 1, size: 32, holdout: 0.2, window: "percentile", plane: "coronal" });
+    const check2 = await Detector.create("cpu");
+    await check2.loadBackbone(bytes, config);
+    const fittedInfo = await check2.loadModel(fitted);
+    check2.free();
+    out.volumeFit = { trainImages: fittedInfo.trainImages, window: fittedInfo.spec.window, plane: fittedInfo.spec.plane };
+    out.volumeFitAsIs = await err(() => det.fit([{ nifti: nii("float32.nii"), name: "f.nii" }], { epochs: 1, size: 32 }));
+    out.volumeFitBroken = await err(() => det.fit([{ nifti: nii("lps.nii.gz").subarray(0, 300), name: "cut.nii.gz" }], { epochs: 1, size: 32 }));
     // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
     const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
     out.randomFingerprint = randomInfo.fingerprint;
@@ -160,6 +170,11 @@ try {
   const vr = result.volumeResult;
   check(vr.slices === 5 && vr.progress === "1/5 2/5 3/5 4/5 5/5" && vr.worstIsBest && vr.verdict && JSON.stringify(vr.mapDims) === "[7,6,5]",
     `every slice scored, the volume's score is its worst slice's, the map is a NIfTI on its grid: ${JSON.stringify(vr)}`);
+  // 1 picture + 6 coronal slices of each 7×6×5 volume = 13 images, 3 held out (0.2 of 13, rounded).
+  check(JSON.stringify(result.volumeFit) === '{"trainImages":10,"window":"percentile","plane":"coronal"}',
+    `fit takes normal volumes (their slices, by the options' window and plane): ${JSON.stringify(result.volumeFit)}`);
+  check(result.volumeFitAsIs.includes("f.nii: the model reads 8-bit images"), `an "as is" fit refuses a float volume, naming it: ${result.volumeFitAsIs}`);
+  check(result.volumeFitBroken.includes("cut.nii.gz: truncated"), `a broken volume in fit is named: ${result.volumeFitBroken}`);
   check(result.volumeFloat.includes("not 8-bit") && result.volumeFloat.includes("ct-brain"), `an "as is" model refuses a float volume: ${result.volumeFloat}`);
   check(result.volumeCsv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\nv.nii,1,0.5,0.5,anomalous,2,,\nv.nii,1,0.5,0.5,anomalous,,2,a 4-D file\n",
     `scoresCsv with slice rows: ${JSON.stringify(result.volumeCsv)}`);

@@ -292,6 +292,23 @@ try {
   const rle = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
   check(rle.join("x") === "100x100", `a DICOM file (RLE, colour) is scored as a one-slice volume (${rle.join("x")})`);
 
+  // Training on normal volumes (their slices) with a percentile window: a float volume, which the
+  // 8-bit model refused, is then scored.
+  const vols = join(root, "tests/fixtures/volumes");
+  await page.setInputFiles("#normal-files", [join(vols, "uint8.nii"), join(vols, "lps.nii.gz"), join(vols, "oblique.nii.gz")]);
+  check((await text("#normal-count")).startsWith("0 normal images and 3 volume files"), `normal volumes chosen: ${await text("#normal-count")}`);
+  await page.evaluate(() => { document.querySelector("details.options").open = true; });
+  await page.selectOption("[data-fit=window]", "percentile");
+  await page.fill("[data-fit=epochs]", "2");
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 5 * MINUTE });
+  await page.setInputFiles("#score-files", join(vols, "float32.nii"));
+  await page.waitForFunction(() => document.querySelector("#results").textContent.includes("float32.nii"), null, { timeout: 2 * MINUTE });
+  check((await page.locator("#results button:text-is('float32.nii')").count()) === 1,
+    "a model trained on volumes with a percentile window scores a float volume");
+  await page.selectOption("[data-fit=window]", "as-is");
+  await page.evaluate(() => { document.querySelector("details.options").open = false; });
+
   // 4. Reload: the weights (and the model trained on them) are still there.
   await page.reload();
   await ready();
