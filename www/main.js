@@ -307,7 +307,7 @@ async function train(files, options, name) {
   status.textContent = "reading the images…";
   try {
     // A DICOM series goes as one item; the library cuts volumes into their slices.
-    const images = groupDicom(files).map((f) => (f.series ? f : { name: f.name, blob: f }));
+    const images = (await groupDicom(files)).map((f) => (f.series ? f : { name: f.name, blob: f }));
     const result = await engine.fit(images, options, (p) => {
       if (p.phase === "decode") {
         status.textContent = `reading image ${p.image} of ${p.images}`;
@@ -341,30 +341,35 @@ $("fit-cancel").onclick = () => guard(() => engine.restart("training cancelled")
 
 let stopScoring = false;
 
-// The DICOM files of a pick, one series per folder: one volume each ({ name, series }), in the
-// place of the folder's first file.
-function groupDicom(files) {
+// The DICOM files of a pick grouped by series (the library reads each file's SeriesInstanceUID,
+// not its pixels): one volume each ({ name, series }), in the place of its first file. A file
+// whose series cannot be read stays alone (its row will say why).
+async function groupDicom(files) {
+  const dcm = files.filter((f) => /\.dcm$/i.test(f.name));
+  const uids = dcm.length ? dino.dicomSeries(await Promise.all(dcm.map(async (f) => new Uint8Array(await f.arrayBuffer())))) : [];
+  const uidOf = new Map(dcm.map((f, k) => [f, uids[k]]));
   const out = [];
   const series = new Map();
   for (const f of files) {
-    if (!/\.dcm$/i.test(f.name)) {
+    const uid = uidOf.get(f);
+    if (!uid) {
       out.push(f);
       continue;
     }
-    const folder = (f.webkitRelativePath || "").split("/").slice(0, -1).join("/");
-    if (!series.has(folder)) {
-      const item = { name: folder || "DICOM series", series: [] };
-      series.set(folder, item);
+    if (!series.has(uid)) {
+      const folder = (f.webkitRelativePath || "").split("/").slice(0, -1).join("/");
+      const item = { name: `${folder || "DICOM"} series …${uid.slice(-6)}`, series: [] };
+      series.set(uid, item);
       out.push(item);
     }
-    series.get(folder).series.push(f);
+    series.get(uid).series.push(f);
   }
   // A "series" of one file is that file.
   return out.map((x) => (x.series?.length === 1 ? x.series[0] : x));
 }
 
 async function scoreFiles(files) {
-  files = groupDicom([...files]);
+  files = await groupDicom([...files]);
   if (!$("fit-cancel").hidden) throw new Error("a model is being trained: score the images once it is done");
   if (!state.model) throw new Error("load or train a model first");
   stopScoring = false;

@@ -339,6 +339,21 @@ impl<'a> Attributes<'a> {
 
 /// Read one DICOM file.
 pub fn read(bytes: &[u8]) -> Result<DicomImage, String> {
+    parse(bytes, image)
+}
+
+/// The SeriesInstanceUID of a DICOM file, without decoding its pixels (to group files into
+/// series before reading them).
+pub fn series_uid(bytes: &[u8]) -> Result<Option<String>, String> {
+    parse(bytes, |a, _| Ok(a.series))
+}
+
+/// Parse the file's attributes (up to and including the pixel data, not decoded) and hand them
+/// to `then` with the transfer syntax.
+fn parse<T>(
+    bytes: &[u8],
+    then: impl FnOnce(Attributes<'_>, &Syntax) -> Result<T, String>,
+) -> Result<T, String> {
     let mut attrs = Attributes {
         samples: 1,
         frames: 1,
@@ -398,10 +413,10 @@ pub fn read(bytes: &[u8]) -> Result<DicomImage, String> {
             break;
         }
     }
-    image(attrs, &syntax)
+    then(attrs, &syntax)
 }
 
-fn image(a: Attributes, syntax: &Syntax) -> Result<DicomImage, String> {
+fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
     let missing = |what: &str| format!("no {what}: not an image (or not one this reader knows)");
     let rows = a.rows.ok_or_else(|| missing("Rows (0028,0010)"))?;
     let columns = a.columns.ok_or_else(|| missing("Columns (0028,0011)"))?;

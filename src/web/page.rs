@@ -230,3 +230,18 @@ pub fn scores_csv(
     let rows: Vec<ScoreRow> = from_js(rows, "CSV rows").map_err(js_err)?;
     Ok(scores_csv::write(&rows))
 }
+
+/// The SeriesInstanceUID of each DICOM file (`""` for one that is unreadable or has none), read
+/// without decoding pixels: the page groups a pick's files into series (one volume each).
+#[wasm_bindgen(js_name = dicomSeries)]
+pub fn dicom_series(files: Vec<js_sys::Uint8Array>) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| {
+            crate::volume::dicom::series_uid(&f.to_vec())
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        })
+        .collect()
+}

@@ -279,14 +279,14 @@ try {
   check(volRows.length === 6 && volRows.filter((l) => /,\d+,,$/.test(l)).length === 5 && /,,\d+,$/.test(volRows[5]),
     `the CSV has a row per slice and one for the volume: ${volRows.join(" | ")}`);
 
-  // DICOM: the files of a series picked together are one volume (this model reads 8-bit images
-  // as they are, so the CT series in HU is refused, saying why); an 8-bit DICOM file is scored.
+  // DICOM: the files of a series picked together are one volume, told apart from another file of
+  // the same pick by their SeriesInstanceUID (this model reads 8-bit images as they are, so the CT
+  // series in HU is refused, saying why; the 8-bit RLE file is scored).
   const dicom = join(root, "tests/fixtures/dicom");
-  await page.setInputFiles("#score-files", ["a", "b", "c", "d", "e"].map((n) => join(dicom, "series", `${n}.dcm`)));
-  await page.waitForFunction(() => document.querySelector("#results").textContent.includes("DICOM series: the model reads 8-bit images"), null, { timeout: 2 * MINUTE });
+  await page.setInputFiles("#score-files", [...["a", "b", "c", "d", "e"].map((n) => join(dicom, "series", `${n}.dcm`)), join(dicom, "SC_rgb_rle.dcm")]);
+  await page.waitForFunction(() => /DICOM series …[\d.]+: the model reads 8-bit images/.test(document.querySelector("#results").textContent)
+    && document.querySelector("#results").textContent.includes("SC_rgb_rle.dcm"), null, { timeout: 2 * MINUTE });
   check(true, "a DICOM series is read as one volume, and a model whose window cannot read it says why");
-  await page.setInputFiles("#score-files", join(dicom, "SC_rgb_rle.dcm"));
-  await page.waitForFunction(() => document.querySelector("#results").textContent.includes("SC_rgb_rle.dcm"), null, { timeout: 2 * MINUTE });
   await page.click("#results button:text-is('SC_rgb_rle.dcm')");
   await page.waitForFunction(() => document.querySelector("#view-name").textContent.startsWith("SC_rgb_rle.dcm — axial slice 0 of 1"), null, { timeout: MINUTE });
   const rle = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);

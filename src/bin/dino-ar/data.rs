@@ -103,8 +103,7 @@ pub fn sources(files: Vec<PathBuf>) -> Vec<Source> {
         let uid = std::fs::read(&f)
             .ok()
             .filter(|b| is_dicom(b, &name))
-            .and_then(|b| dicom::read(&b).ok())
-            .and_then(|img| img.series);
+            .and_then(|b| dicom::series_uid(&b).ok().flatten());
         let Some(uid) = uid else {
             out.push(Source::File(f));
             continue;
