@@ -35,3 +35,4 @@ pub mod volume;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;
+pub mod zip;

@@ -494,6 +494,7 @@ async function show(index, slice) {
   $("view-name").textContent = r.slices ? `${r.name} — ${r.volume.plane} slice ${r.slice} of ${r.slices.length}` : r.name;
   $("slice-control").hidden = !r.slices;
   $("export-nifti").hidden = !r.slices;
+  $("export-overlays").hidden = !r.slices;
   $("view-volume").hidden = !r.slices;
   if (r.slices) {
     $("slice").max = r.slices.length - 1;
@@ -510,6 +511,28 @@ async function show(index, slice) {
 $("slice").oninput = () =>
   guard(async () => {
     if (state.current >= 0) await show(state.current, Number($("slice").value));
+  });
+
+// Every slice's overlay as a PNG (as `dino-ar score` writes them), in one ZIP.
+$("export-overlays").onclick = () =>
+  guard(async () => {
+    const r = state.view?.result;
+    if (!r?.slices) return;
+    const names = [];
+    const files = [];
+    for (const [n, s] of r.slices.entries()) {
+      $("score-status").textContent = `drawing the overlay of slice ${n + 1} of ${r.slices.length}`;
+      const img = await engine.slice(r.file.name, r.file, n);
+      const base = new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height);
+      const map = dino.upsampleMap(s.grid, s.gridH, s.gridW, img.height, img.width);
+      const canvas = new OffscreenCanvas(img.width, img.height);
+      canvas.getContext("2d").putImageData(renderOverlay(base, map, overlayOptions()), 0, 0);
+      const png = await canvas.convertToBlob({ type: "image/png" });
+      names.push(`${r.volume.plane}_${String(n).padStart(4, "0")}.png`);
+      files.push(new Uint8Array(await png.arrayBuffer()));
+    }
+    $("score-status").textContent = "";
+    download(new Blob([dino.zipFiles(names, files)], { type: "application/zip" }), `${stemOf(r.name)}_overlays.zip`);
   });
 
 // The anomaly map of the volume on its own voxel grid, with its affine: it opens aligned over the

@@ -245,3 +245,21 @@ pub fn dicom_series(files: Vec<js_sys::Uint8Array>) -> Vec<String> {
         })
         .collect()
 }
+
+/// A ZIP archive (stored, not compressed: PNGs are compressed already) of `files` under `names`,
+/// e.g. every slice's overlay of a volume in one download.
+#[wasm_bindgen(js_name = zipFiles)]
+pub fn zip_files(names: Vec<String>, files: Vec<js_sys::Uint8Array>) -> Result<Vec<u8>, JsValue> {
+    if names.len() != files.len() {
+        return Err(js_err(format!(
+            "{} names for {} files",
+            names.len(),
+            files.len()
+        )));
+    }
+    let files: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .zip(files.iter().map(|f| f.to_vec()))
+        .collect();
+    crate::zip::store(&files).map_err(js_err)
+}

@@ -5,6 +5,7 @@
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { launch, root, serve } from "./harness.mjs";
@@ -274,6 +275,11 @@ try {
   const nii = readFileSync(await niiDownload.path());
   check(niiDownload.suggestedFilename() === "uint8_anomaly.nii.gz" && nii[0] === 0x1f && nii[1] === 0x8b,
     `the anomaly map exported as NIfTI (${niiDownload.suggestedFilename()}, ${nii.length} bytes)`);
+  const [zipDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-overlays")]);
+  const listed = execFileSync("python3", ["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(' '.join(z.namelist()))",
+    await zipDownload.path()], { encoding: "utf8" }).trim();
+  check(zipDownload.suggestedFilename() === "uint8_overlays.zip" && listed === "axial_0000.png axial_0001.png axial_0002.png axial_0003.png axial_0004.png",
+    `every slice's overlay in one ZIP (${zipDownload.suggestedFilename()}: ${listed})`);
   const [volCsv] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
   const volRows = readFileSync(await volCsv.path(), "utf8").trim().split("\n").filter((l) => l.startsWith("uint8.nii,"));
   check(volRows.length === 6 && volRows.filter((l) => /,\d+,,$/.test(l)).length === 5 && /,,\d+,$/.test(volRows[5]),
