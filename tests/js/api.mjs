@@ -88,6 +88,10 @@ try {
     const nii = (f) => Uint8Array.from(atob(volumes[f]), (c) => c.charCodeAt(0));
     out.volumeTruncated = await err(() => Volume.read(nii("lps.nii.gz").subarray(0, 300)));
     out.volumeNotNifti = await err(() => Volume.read(new Uint8Array(400)));
+    // A header that claims 10⁹ voxels is refused before anything is allocated.
+    const huge = nii("uint8.nii").slice();
+    new DataView(huge.buffer).setInt16(42, 1000, true); new DataView(huge.buffer).setInt16(44, 1000, true); new DataView(huge.buffer).setInt16(46, 1000, true);
+    out.volumeHuge = await err(() => Volume.read(huge));
     const vol = Volume.read(nii("uint8.nii"));
     out.volumeDims = Array.from(vol.dims);
     out.volumeSlices = det.volumeSlices(vol);
@@ -160,6 +164,7 @@ try {
   const check = (ok, what) => { if (!ok) { failed = true; console.error(`FAIL ${what}`); } else console.log(`ok   ${what}`); };
   check(result.volumeTruncated.startsWith("true:") && result.volumeTruncated.includes("truncated"), `a truncated volume is named: ${result.volumeTruncated}`);
   check(result.volumeNotNifti.includes("not a NIfTI file"), `bytes that are no NIfTI: ${result.volumeNotNifti}`);
+  check(result.volumeHuge.includes("1000000000 voxels"), `a header claiming 10⁹ voxels: ${result.volumeHuge}`);
   const vs = result.volumeSlices;
   check(JSON.stringify(result.volumeDims) === "[7,6,5]" && vs.count === 5 && vs.width === 7 && vs.height === 6 && vs.plane === "axial" && vs.window === "as-is",
     `a volume is cut by the model's plane and window: ${JSON.stringify([result.volumeDims, vs])}`);
