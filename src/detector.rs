@@ -404,7 +404,55 @@ pub async fn fit_model(
     spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, DetectorError> {
-    fit_model_validated(grids, image_sizes, backbone, spec, None, progress).await
+    fit_model_validated(grids, image_sizes, None, backbone, spec, None, progress).await
+}
+
+/// The calibration hold-out (first) and the training images (second), `holdout` of `n` images
+/// drawn by `seed`. With `sources` (image k came from file `sources[k]`, e.g. the slices of one
+/// volume) a file's images stay on one side: neighbouring slices of a volume held out while their
+/// neighbours train would make the threshold optimistic. Without, every image is its own file.
+pub fn holdout_split(
+    n: usize,
+    sources: Option<&[usize]>,
+    holdout: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let held = ((n as f64 * holdout).round() as usize).clamp(1, n - 1);
+    let own: Vec<usize> = (0..n).collect();
+    let sources = sources.unwrap_or(&own);
+    // The files in first-seen order, shuffled as the images used to be.
+    let mut files: Vec<usize> = Vec::new();
+    for &s in sources {
+        if !files.contains(&s) {
+            files.push(s);
+        }
+    }
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    Rng::new(seed ^ 0x5eed).shuffle(&mut order);
+    let mut calib = Vec::new();
+    for &f in &order {
+        if calib.len() >= held {
+            break;
+        }
+        let members: Vec<usize> = (0..n).filter(|&k| sources[k] == files[f]).collect();
+        // Always leave something to train on.
+        if calib.len() + members.len() >= n {
+            continue;
+        }
+        calib.extend(members);
+    }
+    if calib.is_empty() {
+        // One file only: its images are split as single images.
+        calib = order_images(n, seed)[..held].to_vec();
+    }
+    let train = (0..n).filter(|k| !calib.contains(k)).collect();
+    (calib, train)
+}
+
+fn order_images(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(seed ^ 0x5eed).shuffle(&mut order);
+    order
 }
 
 /// [`fit_model`] with a validation set that picks the AR head's epoch (see
@@ -412,6 +460,7 @@ pub async fn fit_model(
 pub async fn fit_model_validated(
     grids: Tensor<4>,
     image_sizes: &[(usize, usize)],
+    sources: Option<&[usize]>,
     backbone: &DinoV3,
     spec: &FitSpec,
     validation: Option<&Validation>,
@@ -429,10 +478,14 @@ pub async fn fit_model_validated(
         return Err(DetectorError::TooFewImages(n));
     }
     let d = backbone.config.hidden_size;
-    let held = ((n as f64 * spec.holdout).round() as usize).clamp(1, n - 1);
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(spec.seed ^ 0x5eed).shuffle(&mut order);
-    let (calib_idx, train_idx) = order.split_at(held);
+    if sources.is_some_and(|s| s.len() != n) {
+        return Err(DetectorError::SizeCount {
+            grids: n,
+            sizes: sources.map_or(0, <[usize]>::len),
+        });
+    }
+    let (calib_idx, train_idx) = holdout_split(n, sources, spec.holdout, spec.seed);
+    let (calib_idx, train_idx) = (&calib_idx[..], &train_idx[..]);
 
     let device: Device = grids.device();
     let rows = TensorData::new(
@@ -460,7 +513,7 @@ pub async fn fit_model_validated(
         }
     };
 
-    let mut maps = Vec::with_capacity(held);
+    let mut maps = Vec::with_capacity(calib_idx.len());
     for &i in calib_idx {
         let (width, height) = image_sizes[i];
         let (_, map) = map_of(&scorer, grids.clone().narrow(0, i, 1), width, height).await?;
@@ -487,4 +540,32 @@ pub fn check_size(backbone: &DinoV3, size: InputSize) -> Result<(usize, usize), 
     let (h, w) = size.hw();
     backbone.config.grid(h, w).map_err(SpecError::Size)?;
     Ok((h, w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holdout_split;
+
+    #[test]
+    fn single_images_split_as_before_and_a_volumes_slices_stay_together() {
+        // Every image its own file: the same split as a plain shuffle of the images.
+        let (calib, train) = holdout_split(10, None, 0.2, 42);
+        assert_eq!(calib, super::order_images(10, 42)[..2].to_vec());
+        assert_eq!(calib.len() + train.len(), 10);
+        // Three volumes of 4 slices and two pictures: whole volumes are held out.
+        let sources = [0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3, 3, 4];
+        for seed in 0..20 {
+            let (calib, train) = holdout_split(sources.len(), Some(&sources), 0.25, seed);
+            assert!(!calib.is_empty() && !train.is_empty());
+            for c in &calib {
+                assert!(
+                    train.iter().all(|t| sources[*t] != sources[*c]),
+                    "seed {seed}: {calib:?}"
+                );
+            }
+        }
+        // One volume only: its slices are split one by one (nothing else could calibrate).
+        let (calib, train) = holdout_split(5, Some(&[7; 5]), 0.4, 1);
+        assert_eq!((calib.len(), train.len()), (2, 3));
+    }
 }

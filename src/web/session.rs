@@ -422,6 +422,8 @@ impl Session {
         // Grids stay on the device: nothing is read back between the backbone and the head.
         let mut grids = Vec::with_capacity(images.len());
         let mut sizes = Vec::with_capacity(images.len());
+        // Which input each grid came from: a volume's slices stay together in the hold-out split.
+        let mut sources = Vec::with_capacity(images.len());
         // Volumes add their slices to the total as they are read.
         let mut total = images.len();
         let mut done = 0;
@@ -431,6 +433,7 @@ impl Session {
                 .map_err(|message| SessionError::Image { index, message })?;
             grids.push(detector::embed(&backbone, &img, size)?);
             sizes.push((*width, *height));
+            sources.push(index);
             done += 1;
             progress(FitProgress::Embedded {
                 image: done,
@@ -440,7 +443,7 @@ impl Session {
                 return Err(SessionError::Cancelled);
             }
         }
-        for file in volumes {
+        for (v, file) in volumes.iter().enumerate() {
             let named =
                 |message: String| SessionError::Input(format!("{}: {message}", file.name()));
             let volume = file.read().map_err(named)?;
@@ -452,6 +455,7 @@ impl Session {
                 if !(spec.skip_empty > 0.0 && is_background(&img, spec.skip_empty)) {
                     grids.push(detector::embed(&backbone, &img, size)?);
                     sizes.push((img.width, img.height));
+                    sources.push(images.len() + v);
                 }
                 progress(FitProgress::Embedded {
                     image: done,
@@ -471,14 +475,23 @@ impl Session {
         let cancel = &self.cancel;
         let [_, d, gh, gw] = grids[0].dims();
         detector::check_training_grids(&backbone.device(), grids.len(), (d, gh, gw))?;
-        let fitted = detector::fit_model(Tensor::cat(grids, 0), &sizes, &backbone, spec, |p| {
-            progress(FitProgress::Trained(p));
-            if cancel.get() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        let grids = Tensor::cat(grids, 0);
+        let fitted = detector::fit_model_validated(
+            grids,
+            &sizes,
+            Some(&sources),
+            &backbone,
+            spec,
+            None,
+            |p| {
+                progress(FitProgress::Trained(p));
+                if cancel.get() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
         .await;
         match fitted {
             Err(DetectorError::Train(crate::train::TrainError::Cancelled)) => {

@@ -175,8 +175,9 @@ try {
   const vr = result.volumeResult;
   check(vr.slices === 5 && vr.progress === "1/5 2/5 3/5 4/5 5/5" && vr.worstIsBest && vr.verdict && JSON.stringify(vr.mapDims) === "[7,6,5]",
     `every slice scored, the volume's score is its worst slice's, the map is a NIfTI on its grid: ${JSON.stringify(vr)}`);
-  // 1 picture + 6 coronal slices of each 7×6×5 volume = 13 images, 3 held out (0.2 of 13, rounded).
-  check(JSON.stringify(result.volumeFit) === '{"trainImages":10,"window":"percentile","plane":"coronal"}',
+  // 1 picture + 6 coronal slices of each 7×6×5 volume = 13 images; the hold-out (0.2 of 13,
+  // rounded: 3) takes whole inputs, here one volume's 6 slices: 7 train.
+  check(JSON.stringify(result.volumeFit) === '{"trainImages":7,"window":"percentile","plane":"coronal"}',
     `fit takes normal volumes (their slices, by the options' window and plane): ${JSON.stringify(result.volumeFit)}`);
   check(result.volumeFitAsIs.includes("f.nii: the model reads 8-bit images"), `an "as is" fit refuses a float volume, naming it: ${result.volumeFitAsIs}`);
   check(result.volumeFitBroken.includes("cut.nii.gz: truncated"), `a broken volume in fit is named: ${result.volumeFitBroken}`);

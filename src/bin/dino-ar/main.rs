@@ -596,7 +596,8 @@ mod cli {
             args.cache.clone().or_else(data::default_cache_root)
         };
         let cache = FeatureCache::new(root, &backbone.fingerprint, size);
-        let (normals, grid) = embed_all(&backbone, data::sources(files), &spec, size, &cache)?;
+        let (normals, sources, grid) =
+            embed_all(&backbone, data::sources(files), &spec, size, &cache)?;
         // Sized by the first progress report: fit_model owns the hold-out split and the batching.
         let pb = bar(0, "training");
         let d = backbone.config.hidden_size;
@@ -607,8 +608,14 @@ mod cli {
             .as_deref()
             .map(|dir| validation_set(&backbone, dir, &spec, size))
             .transpose()?;
-        let fitting =
-            fit_model_validated(grids, &sizes, &backbone, &spec, validation.as_ref(), |p| {
+        let fitting = fit_model_validated(
+            grids,
+            &sizes,
+            Some(&sources),
+            &backbone,
+            &spec,
+            validation.as_ref(),
+            |p| {
                 pb.set_length((p.epochs * p.steps) as u64);
                 pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
                 pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
@@ -622,7 +629,8 @@ mod cli {
                     );
                 }
                 ControlFlow::Continue(())
-            });
+            },
+        );
         let bytes = pollster::block_on(fitting).map_err(|e| e.to_string())?;
         pb.finish();
         std::fs::write(&args.out, &bytes)
@@ -649,6 +657,9 @@ mod cli {
         Ok(())
     }
 
+    /// The normal images' grids, the input each came from, and the grid size.
+    type Embedded = (Vec<NormalGrid>, Vec<usize>, (usize, usize));
+
     /// Embed every readable picture and every slice of every readable volume, through the
     /// spec's window (from the cache when possible); the others are named and skipped. Returns
     /// the grids and the grid size.
@@ -658,34 +669,39 @@ mod cli {
         spec: &FitSpec,
         size: (usize, usize),
         cache: &FeatureCache,
-    ) -> Result<(Vec<NormalGrid>, (usize, usize)), String> {
+    ) -> Result<Embedded, String> {
         let pb = bar(files.len(), "embedding");
         let mut out = Vec::with_capacity(files.len());
         let mut skipped = Vec::new();
         let mut grid_size = (0, 0);
-        let mut embed = |img: &RgbImage, what: &dyn Fn() -> String| -> Result<(), String> {
-            let normal = match cache.get(img) {
-                Some((grid, shape)) => {
-                    grid_size = (shape[1], shape[2]);
-                    NormalGrid {
-                        grid,
-                        width: img.width,
-                        height: img.height,
+        // Which file each grid came from: a volume's slices stay together in the hold-out split.
+        let mut sources = Vec::with_capacity(files.len());
+        let mut embed =
+            |img: &RgbImage, source: usize, what: &dyn Fn() -> String| -> Result<(), String> {
+                let normal = match cache.get(img) {
+                    Some((grid, shape)) => {
+                        grid_size = (shape[1], shape[2]);
+                        NormalGrid {
+                            grid,
+                            width: img.width,
+                            height: img.height,
+                        }
                     }
-                }
-                None => {
-                    let (normal, g) = pollster::block_on(NormalGrid::embed(backbone, img, size))
-                        .map_err(|e| format!("{}: {e}", what()))?;
-                    grid_size = g;
-                    let d = backbone.config.hidden_size;
-                    cache.put(img, &normal.grid, &[d, g.0, g.1]);
-                    normal
-                }
+                    None => {
+                        let (normal, g) =
+                            pollster::block_on(NormalGrid::embed(backbone, img, size))
+                                .map_err(|e| format!("{}: {e}", what()))?;
+                        grid_size = g;
+                        let d = backbone.config.hidden_size;
+                        cache.put(img, &normal.grid, &[d, g.0, g.1]);
+                        normal
+                    }
+                };
+                out.push(normal);
+                sources.push(source);
+                Ok(())
             };
-            out.push(normal);
-            Ok(())
-        };
-        for source in &files {
+        for (index, source) in files.iter().enumerate() {
             pb.inc(1);
             let path = source.path();
             let Some(input) = read_source_or_skip(&pb, source, &mut skipped) else {
@@ -698,7 +714,7 @@ mod cli {
             };
             match input {
                 Input::Picture(img) => match spec.window.picture(img) {
-                    Ok(img) => embed(&img, &|| path.display().to_string())?,
+                    Ok(img) => embed(&img, index, &|| path.display().to_string())?,
                     Err(e) => refuse(&mut skipped, e),
                 },
                 Input::Volume(volume) => {
@@ -719,7 +735,7 @@ mod cli {
                         if spec.skip_empty > 0.0 && is_background(&img, spec.skip_empty) {
                             continue;
                         }
-                        embed(&img, &|| {
+                        embed(&img, index, &|| {
                             format!("{} {} slice {n}", path.display(), spec.plane)
                         })?;
                         used += 1;
@@ -746,7 +762,7 @@ mod cli {
         if out.is_empty() {
             return Err("none of the files is a readable image or volume for this window".into());
         }
-        Ok((out, grid_size))
+        Ok((out, sources, grid_size))
     }
 
     fn detector(args: &BackboneArgs, model: &Path) -> Result<Detector, String> {
