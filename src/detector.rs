@@ -429,24 +429,24 @@ pub fn holdout_split(
     }
     let mut order: Vec<usize> = (0..files.len()).collect();
     Rng::new(seed ^ 0x5eed).shuffle(&mut order);
-    let mut calib = Vec::new();
-    for &f in &order {
-        if calib.len() >= held {
-            break;
-        }
-        let members: Vec<usize> = (0..n).filter(|&k| sources[k] == files[f]).collect();
-        // Always leave something to train on.
-        if calib.len() + members.len() >= n {
-            continue;
-        }
-        calib.extend(members);
+    // The images file by file in that order; the first files (whole) are held out. Training
+    // takes the rest in this order too (the memory bank's order, the batches' seed order).
+    let groups: Vec<Vec<usize>> = order
+        .iter()
+        .map(|&f| (0..n).filter(|&k| sources[k] == files[f]).collect())
+        .collect();
+    let mut cut = 0;
+    let mut calib_len = 0;
+    while cut < groups.len() && calib_len < held && calib_len + groups[cut].len() < n {
+        calib_len += groups[cut].len();
+        cut += 1;
     }
-    if calib.is_empty() {
+    if cut == 0 {
         // One file only: its images are split as single images.
-        calib = order_images(n, seed)[..held].to_vec();
+        let order = order_images(n, seed);
+        return (order[..held].to_vec(), order[held..].to_vec());
     }
-    let train = (0..n).filter(|k| !calib.contains(k)).collect();
-    (calib, train)
+    (groups[..cut].concat(), groups[cut..].concat())
 }
 
 fn order_images(n: usize, seed: u64) -> Vec<usize> {
@@ -550,8 +550,8 @@ mod tests {
     fn single_images_split_as_before_and_a_volumes_slices_stay_together() {
         // Every image its own file: the same split as a plain shuffle of the images.
         let (calib, train) = holdout_split(10, None, 0.2, 42);
-        assert_eq!(calib, super::order_images(10, 42)[..2].to_vec());
-        assert_eq!(calib.len() + train.len(), 10);
+        let order = super::order_images(10, 42);
+        assert_eq!((&calib[..], &train[..]), (&order[..2], &order[2..]));
         // Three volumes of 4 slices and two pictures: whole volumes are held out.
         let sources = [0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3, 3, 4];
         for seed in 0..20 {
