@@ -204,6 +204,22 @@ fn eval(model: &Path, data: &Path, json: &Path, extra: &[&str]) -> serde_json::V
     serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 
+/// `dino-ar score` of `inputs` with `model` into `out`; its scores.csv.
+fn score(model: &Path, inputs: &[&Path], out: &Path) -> String {
+    let backbone = backbone();
+    let mut args = vec![
+        "score",
+        "--backbone",
+        &backbone,
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--out", out.to_str().unwrap()]);
+    ok(&run(&args));
+    std::fs::read_to_string(out.join("scores.csv")).unwrap()
+}
+
 #[test]
 fn volumes_fit_score_and_eval_as_their_slices_do() {
     let root = temp("data");
@@ -253,19 +269,8 @@ fn volumes_fit_score_and_eval_as_their_slices_do() {
 
     // Score: a row per slice, one for the volume, a NIfTI map on the input's grid, overlays.
     let scores = out.join("scores");
-    let backbone = backbone();
     let spot = vol.join("test/spot/s.nii");
-    ok(&run(&[
-        "score",
-        "--backbone",
-        &backbone,
-        "--model",
-        m_vol.to_str().unwrap(),
-        spot.to_str().unwrap(),
-        "--out",
-        scores.to_str().unwrap(),
-    ]));
-    let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
+    let csv = score(&m_vol, &[&spot], &scores);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
@@ -333,19 +338,7 @@ fn windows_refuse_what_they_cannot_read() {
     let backbone = backbone();
     let scores = out.join("scores");
     let picture = pngs.join("test/good/g_0.png");
-    let o = run(&[
-        "score",
-        "--backbone",
-        &backbone,
-        "--model",
-        ct.to_str().unwrap(),
-        picture.to_str().unwrap(),
-        vol.join("test/good/g.nii").to_str().unwrap(),
-        "--out",
-        scores.to_str().unwrap(),
-    ]);
-    ok(&o);
-    let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
+    let csv = score(&ct, &[&picture, &vol.join("test/good/g.nii")], &scores);
     assert!(csv.contains("Hounsfield"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 1 + SLICES + 1, "{csv}");
 
@@ -508,22 +501,13 @@ fn dicom_series_fit_and_score_as_volumes() {
         err.contains("series ") && err.contains("axial slices"),
         "{err}"
     );
-    let backbone = backbone();
     let scores = out.join("scores");
-    let o = run(&[
-        "score",
-        "--backbone",
-        &backbone,
-        "--model",
-        model.to_str().unwrap(),
-        dicom.join("series").to_str().unwrap(),
-        dicom.join("MR_small.dcm").to_str().unwrap(),
-        dicom.join("MR_small_jp2klossless.dcm").to_str().unwrap(),
-        "--out",
-        scores.to_str().unwrap(),
-    ]);
-    ok(&o);
-    let csv = std::fs::read_to_string(scores.join("scores.csv")).unwrap();
+    let inputs = [
+        dicom.join("series"),
+        dicom.join("MR_small.dcm"),
+        dicom.join("MR_small_jp2klossless.dcm"),
+    ];
+    let csv = score(&model, &inputs.each_ref().map(|p| p.as_path()), &scores);
     let volume_rows: Vec<&str> = csv
         .lines()
         .filter(|l| l.contains(",,") && !l.contains("error"))

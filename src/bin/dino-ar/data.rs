@@ -39,6 +39,16 @@ fn is_dicom(bytes: &[u8], name: &str) -> bool {
     dicom::looks_like(bytes) || name.to_ascii_lowercase().ends_with(".dcm")
 }
 
+/// [`is_dicom`] from the file's first 132 bytes (the preamble and the `DICM` marker).
+fn starts_as_dicom(path: &Path, name: &str) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(132);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(132).read_to_end(&mut head))
+        .is_ok()
+        && is_dicom(&head, name)
+}
+
 /// What a run reads: one file, or the DICOM files of one series (one volume).
 pub enum Source {
     File(PathBuf),
@@ -100,9 +110,11 @@ pub fn sources(files: Vec<PathBuf>) -> Vec<Source> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let uid = std::fs::read(&f)
-            .ok()
-            .filter(|b| is_dicom(b, &name))
+        // Only DICOM files are read here (their header up to the pixel data is what a UID
+        // needs); every other file is read once, later, by `Source::read`.
+        let uid = Some(())
+            .filter(|_| starts_as_dicom(&f, &name))
+            .and_then(|_| std::fs::read(&f).ok())
             .and_then(|b| dicom::series_uid(&b).ok().flatten());
         let Some(uid) = uid else {
             out.push(Source::File(f));
@@ -174,10 +186,9 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Decode an image file; the error names the file.
-pub fn decode(path: &Path) -> Result<(RgbImage, Vec<u8>), String> {
+pub fn decode(path: &Path) -> Result<RgbImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let img = RgbImage::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((img, bytes))
+    RgbImage::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A test image of an MVTec-style dataset with its ground truth.
@@ -261,12 +272,11 @@ fn subfolders(dir: &Path) -> std::io::Result<Vec<String>> {
 
 /// A binary mask at `width × height` (nearest-neighbour when the mask has another size).
 pub fn read_mask(path: &Path, width: usize, height: usize) -> Result<Vec<bool>, String> {
-    let (img, _) = decode(path)?;
-    Ok(mask_of(&img, width, height))
+    Ok(mask_of(&decode(path)?, width, height))
 }
 
 /// A picture's bright pixels as a mask at `width × height` (nearest-neighbour).
-pub fn mask_of(img: &RgbImage, width: usize, height: usize) -> Vec<bool> {
+fn mask_of(img: &RgbImage, width: usize, height: usize) -> Vec<bool> {
     let mut out = Vec::with_capacity(width * height);
     for y in 0..height {
         let sy = (y * img.height / height).min(img.height - 1);
