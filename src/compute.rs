@@ -17,6 +17,8 @@ pub struct Adapter {
     pub software: bool,
 }
 
+// wgpu exists in every build but the threaded browser one (`atomics`: CPU only, see Cargo.toml).
+#[cfg(not(target_feature = "atomics"))]
 impl Adapter {
     /// From wgpu's description of the adapter; `api` names the path (`gpu`, `webgpu`).
     pub fn describe(api: &str, info: &burn::tensor::wgpu::wgpu::AdapterInfo) -> Self {
@@ -38,6 +40,7 @@ impl Adapter {
 static BUFFER_LIMITS: std::sync::Mutex<Vec<(Device, u64)>> = std::sync::Mutex::new(Vec::new());
 
 /// Record `device`'s single-buffer limit, from the limits it was created with.
+#[cfg(not(target_feature = "atomics"))]
 pub fn record_limits(device: &Device, limits: &burn::tensor::wgpu::wgpu::Limits) {
     let limit = limits
         .max_storage_buffer_binding_size

@@ -13,3 +13,6 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
+# The threaded browser build (tools/build-threads.sh) needs nightly for -Z build-std: pinned, so that
+# every machine compiles the same std.
+export DINO_AR_NIGHTLY="${DINO_AR_NIGHTLY:-nightly-2026-05-20}"

@@ -15,6 +15,14 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
+# The threaded browser build (tools/build-threads.sh): the pinned nightly, with std's sources.
+if ! rustup run "$DINO_AR_NIGHTLY" rustc --version >/dev/null 2>&1 \
+   || ! rustup component list --installed --toolchain "$DINO_AR_NIGHTLY" | grep -qx rust-src; then
+  step "rustup toolchain install $DINO_AR_NIGHTLY (rust-src, wasm32: the threaded build)"
+  rustup toolchain install "$DINO_AR_NIGHTLY" --profile minimal --component rust-src \
+    --target wasm32-unknown-unknown
+fi
+
 if ! command -v wasm-pack >/dev/null; then
   step "cargo install wasm-pack (a few minutes)"
   cargo install wasm-pack --locked --version 0.15.1

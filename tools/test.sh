@@ -26,6 +26,9 @@ printf '\n== the pkg/ JavaScript API: build (wasm-pack build --dev)\n' >&2
 wasm-pack build --dev --target web --out-dir pkg
 (cd tests/js && npm ci --no-audit --no-fund --silent)
 
+printf '\n== the threaded build: pkg-threads/ (tools/build-threads.sh --dev; nightly, its own target directory)\n' >&2
+tools/build-threads.sh --dev
+
 printf '\n== the TypeScript types of pkg/: tests/ts/consumer.ts and the README example (tsc --strict)\n' >&2
 mkdir -p tests/ts/out
 awk '/^```ts$/ { keep = 1; next } /^```$/ { keep = 0 } keep' README.md | sed 's#"\./pkg/#"../../../pkg/#' > tests/ts/out/readme.ts
@@ -49,11 +52,15 @@ site="$(mktemp -d)/dino-ar"   # served from its parent: the page lives on a sub-
 tools/site.sh --no-build "$site"
 DINO_AR_SITE="$site" node tests/js/page.mjs
 
+printf '\n== every core in the browser: pkg-threads/ isolated, pkg/ not, the same results (tests/js/threads.mjs)\n' >&2
+node tests/js/threads.mjs
+
 printf '\n== the CLI and the page agree: verdicts, overlays, a score on the threshold (tests/js/agree.mjs)\n' >&2
 DINO_AR_BIN="$bin" node tests/js/agree.mjs
 
 printf '\n== in-browser benchmark and footprint at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
 node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3
+node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --threads 2
 tools/bench/footprint.sh --dev
 
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then

@@ -9,12 +9,25 @@ export class Engine {
     this.worker = null;
     this.backend = "auto";
     this.module = null; // the compiled wasm, handed to every worker (library.js)
+    this.threads = { why: "not set" }; // pkg-threads/ for the worker, or why not (library.js)
     // What to load again after a restart.
     this.backbone = null; // { weights: Blob, config: Blob | null }
     this.model = null; // Blob
     this.fingerprint = null;
     this.onRestart = () => {};
     this.restarting = Promise.resolve();
+  }
+
+  // A threaded build announces on `channel` that one of its pool threads panicked: the worker that
+  // called it then waits for that thread forever, so reject what is pending with the message and
+  // start a fresh worker.
+  watch(channel) {
+    if (typeof BroadcastChannel !== "function" || this.channel) return;
+    this.channel = new BroadcastChannel(channel);
+    this.channel.onmessage = ({ data }) => {
+      if (data?.type !== "panic" || this.pending.size === 0) return;
+      this.restart(`internal error in the engine (${data.message}); it was restarted`).catch(() => {});
+    };
   }
 
   spawn() {
@@ -57,7 +70,7 @@ export class Engine {
   async start(backend) {
     this.backend = backend;
     if (!this.worker) this.spawn();
-    return await this.call("start", { backend, module: this.module });
+    return await this.call("start", { backend, module: this.module, threads: this.threads });
   }
 
   async loadBackbone(weights, config) {
@@ -109,7 +122,7 @@ export class Engine {
   }
 
   async reload() {
-    const started = await this.post("start", { backend: this.backend, module: this.module });
+    const started = await this.post("start", { backend: this.backend, module: this.module, threads: this.threads });
     if (this.backbone) await this.post("loadBackbone", this.backbone);
     let lost = null;
     if (this.model) {

@@ -3,7 +3,8 @@
 // overlays and table. Nothing here computes on the model; nothing here leaves the device.
 import { Engine } from "./engine.js";
 import * as storage from "./storage.js";
-import { dino, load as loadLibrary } from "./library.js";
+import { isolate } from "./isolate.js";
+import { dino, load as loadLibrary, threads } from "./library.js";
 
 const $ = (id) => document.getElementById(id);
 const engine = new Engine();
@@ -67,9 +68,16 @@ async function startEngine() {
   if (!("gpu" in navigator)) $("webgpu-notice").hidden = false;
   $("backend-status").textContent = "starting…";
   engine.module = await loadLibrary();
+  engine.threads = threads;
+  engine.watch(dino.engineChannel());
   fillForms();
-  const { backend } = await engine.start($("backend").value);
-  $("backend-status").textContent = backend;
+  $("backend-status").textContent = engineLine(await engine.start($("backend").value));
+}
+
+// The engine line: the backend and, on the CPU, its threads and why not more.
+function engineLine({ backend, threads: n, threadsNote }) {
+  if (!/^cpu/.test(backend)) return backend;
+  return `${backend} · ${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`;
 }
 
 // The training form and the overlay controls start from the library's defaults and list its
@@ -107,8 +115,8 @@ function fitOptions() {
   if (/^\d+$/.test(options.size)) options.size = Number(options.size);
   return options;
 }
-engine.onRestart = ({ backend }, lost) => {
-  $("backend-status").textContent = backend;
+engine.onRestart = (started, lost) => {
+  $("backend-status").textContent = engineLine(started);
   if (lost) {
     setModel(null);
     showError(lost);
@@ -147,7 +155,7 @@ async function useBackbone(weights, config, { source, name }) {
     state.backbone = { name, size: weights.size, source, info };
     if (!info.keptModel) setModel(null);
     showBackbone();
-    $("backend-status").textContent = info.backend;
+    $("backend-status").textContent = engineLine(info);
   } finally {
     progress("backbone-progress", null);
   }
@@ -883,6 +891,7 @@ $("sample-run").onclick = () =>
 // ---- boot ----------------------------------------------------------------------------------
 
 async function boot() {
+  await isolate();
   await startEngine();
   const stored = await storage.load("backbone");
   if (stored) {

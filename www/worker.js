@@ -1,11 +1,21 @@
 // The worker that owns the Detector: every decode, backbone pass, training step and scoring runs
 // here, so the page never freezes. Requests are { id, op, ...args }; replies are
 // { id, result } or { id, error }, with { id, progress } in between.
-import init, { Detector, Volume, fitSpec } from "./pkg/dino_ar.js";
+// The library: pkg/ (the page compiles it once and hands it over with `start`) for WebGPU and the
+// rules, and pkg-threads/ for the CPU backend on every core where the page is cross-origin
+// isolated (loaded here on first use). A Detector and the Volumes it reads belong to one of them.
+import init, * as one from "./pkg/dino_ar.js";
+
+let wasmReady = null;
+let threaded = null; // pkg-threads/, once loaded
+let lib = one; // the build the detector runs on
+async function loadThreaded({ glue, wasm }) {
+  const par = await import(glue);
+  await par.default({ module_or_path: new URL(wasm) });
+  return par;
+}
 
 let detector = null;
-// The page compiles the module once and hands it over with `start`.
-let wasmReady = null;
 
 // Images for training are decoded to at most this many times the model's side (keeping the
 // aspect ratio) before they are handed to Rust: the backbone only sees the model size, and a
@@ -54,6 +64,10 @@ const isVolume = (name, source) => /\.(nii|nii\.gz|dcm)$/i.test(name) || Array.i
 const volumes = new Map(); // name → { size, volume }
 const KEEP_VOLUMES = 3;
 const sizeOf = (source) => (source.series ? source.series.reduce((n, f) => n + f.size, 0) : source.size);
+function forgetVolumes() {
+  for (const v of volumes.values()) v.volume.free();
+  volumes.clear();
+}
 async function volumeOf(name, source) {
   const kept = volumes.get(name);
   if (kept && kept.size === sizeOf(source)) return kept.volume;
@@ -62,8 +76,8 @@ async function volumeOf(name, source) {
   try {
     const dicom = source.series ?? (/\.dcm$/i.test(name) ? [source] : null);
     volume = dicom
-      ? Volume.readDicom(await Promise.all(dicom.map(bytes)), dicom.map((f) => f.name ?? name))
-      : Volume.read(await bytes(source));
+      ? lib.Volume.readDicom(await Promise.all(dicom.map(bytes)), dicom.map((f) => f.name ?? name))
+      : lib.Volume.read(await bytes(source));
   } catch (e) {
     throw new Error(`${name}: ${e.message}`);
   }
@@ -81,20 +95,54 @@ function need() {
   return detector;
 }
 
+// What the page's engine line shows: the backend and the CPU backend's threads (and why one).
+let backendLine = null;
+let oneThreadWhy = null;
+const engineInfo = () => ({
+  backend: backendLine && detector.backend === "cpu" ? backendLine : detector.backend,
+  threads: detector.threads,
+  threadsNote: detector.threads === 1 ? (oneThreadWhy ?? detector.threadsNote) : detector.threadsNote,
+});
+
 const ops = {
-  async start({ backend, module }) {
+  // `threads`: { glue, wasm } of pkg-threads/, or { why } the page cannot run it.
+  async start({ backend, module, threads }) {
     await (wasmReady ??= init({ module_or_path: module }));
     detector?.free();
     detector = null;
-    detector = await Detector.create(backend);
-    return { backend: detector.backend, webgpu: "gpu" in navigator };
+    forgetVolumes();
+    lib = one;
+    let line = null; // the backend as the `auto` rule put it, when the CPU is its answer
+    oneThreadWhy = threads.why ?? null;
+    if (backend !== "webgpu" && !threads.why) {
+      if (backend === "auto") {
+        // The library's `auto` rule (pkg/ sees the WebGPU adapter): keep WebGPU if it picks it.
+        const probe = await one.Detector.create("auto");
+        if (/^cpu/.test(probe.backend)) {
+          line = probe.backend;
+          probe.free();
+        } else detector = probe;
+      }
+      if (!detector) {
+        try {
+          threaded ??= await loadThreaded(threads);
+          detector = await threaded.Detector.create("cpu");
+          lib = threaded;
+        } catch (e) {
+          oneThreadWhy = `the threaded build did not start: ${e.message}`;
+        }
+      }
+    }
+    detector ??= await one.Detector.create(backend);
+    backendLine = line;
+    return { ...engineInfo(), webgpu: "gpu" in navigator };
   },
 
   async loadBackbone({ weights, config }) {
     const bytes = new Uint8Array(await weights.arrayBuffer());
     const configText = config ? await config.text() : undefined;
     const info = await need().loadBackbone(bytes, configText);
-    return { ...info, backend: detector.backend };
+    return { ...info, ...engineInfo() };
   },
 
   async loadModel({ bundle }) {
@@ -104,7 +152,7 @@ const ops = {
   async fit({ images, options }, progress) {
     const det = need();
     // The library reads the options (defaults filled in, every key checked) before any image is.
-    const spec = fitSpec(options);
+    const spec = one.fitSpec(options);
     const maxSide = FIT_DECODE_FACTOR * Math.max(...spec.size);
     const decoded = [];
     const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
@@ -165,6 +213,13 @@ const ops = {
       throw new Error(`${name}: ${err.message}`);
     }
     return e ? { explanation: e, transfer: [e.actual.buffer, e.predicted.buffer] } : { explanation: null };
+  },
+
+  // Test hook (tests/js/threads.mjs), threaded build only: a pool thread panics while this worker
+  // waits for it, as a bug would; the page must reject the call and start a fresh worker.
+  panicForTests() {
+    if (!lib.panicOnPoolThreadForTests) throw new Error("not the threaded build");
+    lib.panicOnPoolThreadForTests();
   },
 };
 

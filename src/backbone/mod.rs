@@ -1,6 +1,7 @@
 //! The DINOv3 ViT backbone: image tensor in, patch-embedding grid out.
 
 pub mod config;
+pub mod cpu_kernels;
 pub mod load;
 pub mod model;
 pub mod random;

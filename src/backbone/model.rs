@@ -3,8 +3,9 @@
 //! definition from a [`Source`] (Hugging Face names; the Meta layout is a table in
 //! [`super::source`]).
 //!
-//! Pure tensor code on whatever `Device` the tensors live on: it never reads a tensor back, so it
-//! runs unchanged on WebGPU in the browser.
+//! Pure tensor code on whatever `Device` the tensors live on: it never reads a GPU tensor back, so
+//! it runs unchanged on WebGPU in the browser (on burn-flex two steps take fused CPU kernels,
+//! [`super::cpu_kernels`]).
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu};
@@ -13,6 +14,7 @@ use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::BackboneConfig;
+use super::cpu_kernels;
 use super::rope;
 use super::source::Source;
 use crate::weights::WeightsError;
@@ -106,44 +108,15 @@ impl LayerNorm {
     }
 }
 
-/// Abramowitz & Stegun 7.1.28: `erf(u) ≈ 1 − (1 + a₁u + … + a₆u⁶)^−16` for `u ≥ 0`, |error| ≤ 3e-7.
-const ERF_AS_7_1_28: [f32; 6] = [
-    0.070_523_08,
-    0.042_282_01,
-    0.009_270_527,
-    0.000_152_014_3,
-    0.000_276_567_2,
-    0.000_043_063_8,
-];
-
-/// The exact (erf) GELU, `x·Φ(x)`, as DINOv3 uses it.
-///
-/// burn-flex's `gelu` evaluates a scalar libm `erf` per element on one thread: 15–25 % of a native
-/// CPU forward pass. Natively this builds it from element-wise ops that burn-flex vectorises and
-/// spreads over threads — `0.5·(x + |x|·erf(|x|/√2))` with erf from [`ERF_AS_7_1_28`] — twice as
-/// fast for the GELU, ~15 % off the whole forward at 224², within 1e-6 of the libm form.
-/// Everywhere else the backend's own `gelu`: on GPUs one fused kernel beats twenty dispatches, and
-/// in the browser's CPU path (one thread, 128-bit SIMD) the twenty passes over memory measured
-/// ~10 % slower than the scalar erf (BENCHMARKS.md, table 3).
+/// The exact (erf) GELU, `x·Φ(x)`, as DINOv3 uses it: on burn-flex the fused vector kernel
+/// ([`cpu_kernels::gelu`]; burn-flex's own evaluates a scalar libm `erf` per element on one
+/// thread), on a GPU the backend's one fused kernel.
 fn gelu_exact(x: Tensor<3>) -> Tensor<3> {
-    if cfg!(target_arch = "wasm32") || x.device() != Device::flex() {
-        return gelu(x);
+    if cpu_kernels::applies(&x) {
+        cpu_kernels::gelu(x)
+    } else {
+        gelu(x)
     }
-    let abs = x.clone().abs();
-    let u = abs.clone() * std::f32::consts::FRAC_1_SQRT_2;
-    let [a1, a2, a3, a4, a5, a6] = ERF_AS_7_1_28;
-    let mut poly = u.clone() * a6 + a5;
-    for a in [a4, a3, a2, a1] {
-        poly = poly * u.clone() + a;
-    }
-    let poly = poly * u + 1.0;
-    // poly^-16 by four squarings of the reciprocal.
-    let mut r = poly.recip();
-    for _ in 0..4 {
-        r = r.clone() * r;
-    }
-    // x·Φ(x) = 0.5·(x + |x|·erf(|x|/√2)) with |x|·erf = |x| − |x|·r.
-    (x + abs.clone() - abs * r) * 0.5
 }
 
 /// `down(gelu(up(x)))`, or with a gate (SwiGLU, ViT-S+/H+): `down(silu(gate(x)) * up(x))`.
@@ -219,16 +192,20 @@ impl Attention {
         let q = rope.apply(split(self.q.forward(x.clone())));
         let k = rope.apply(split(self.k.forward(x.clone())));
         let v = split(self.v.forward(x));
-        // The backend's fused attention: on burn-flex a tiled (flash) kernel that never
-        // materialises the [t, t] score matrix for long sequences — 448² inputs have 789 tokens.
-        let options = AttentionModuleOptions {
-            scale: Some((head_dim as f64).powf(-0.5)),
-            softcap: None,
-            is_causal: false,
+        let scale = (head_dim as f64).powf(-0.5);
+        // On burn-flex two gemm matmuls around the fused vector softmax (burn-flex's own attention
+        // takes a scalar `exp` per score); on a GPU the backend's fused attention.
+        let out = if cpu_kernels::applies(&q) {
+            cpu_kernels::attention(q, k, v, scale as f32)
+        } else {
+            let options = AttentionModuleOptions {
+                scale: Some(scale),
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, None, options)
         };
-        let out = attention(q, k, v, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([b, t, d]);
+        let out = out.swap_dims(1, 2).reshape([b, t, d]);
         self.o.forward(out)
     }
 }
@@ -470,28 +447,5 @@ impl DinoV3 {
             TensorData::new(data, [1, c, height, width]),
             &device,
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_gelu_matches_the_backend_erf_gelu() {
-        let device = Device::flex();
-        let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.005).collect();
-        xs.extend([-1e30, -1e4, -40.0, -1e-6, 0.0, 1e-6, 40.0, 1e4, 1e30]);
-        let n = xs.len();
-        let x = Tensor::<3>::from_data(TensorData::new(xs.clone(), [1, 1, n]), &device);
-        let ours = gelu_exact(x.clone())
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let theirs = gelu(x).into_data().try_to_vec::<f32>().unwrap();
-        for ((x, a), b) in xs.iter().zip(&ours).zip(&theirs) {
-            let tol = 1e-6 * x.abs().max(1.0);
-            assert!((a - b).abs() <= tol, "gelu({x}): {a} vs {b}");
-        }
     }
 }

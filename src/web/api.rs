@@ -12,6 +12,7 @@ use super::convert::{
     score_object, to_js, volume_object,
 };
 use super::session::{Session, SessionError};
+use super::threads::{self, Threads};
 use crate::volume::{Volume, dicom, nifti};
 
 /// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
@@ -68,6 +69,18 @@ impl JsVolume {
 #[wasm_bindgen(js_name = Detector)]
 pub struct JsDetector {
     session: Rc<Session>,
+    threads: Threads,
+}
+
+/// `Detector.create`'s options.
+#[derive(serde::Deserialize, Default, tsify::Tsify)]
+#[serde(default, deny_unknown_fields)]
+struct CreateOptions {
+    /// At most this many threads for the CPU backend (default: all that the browser offers,
+    /// `navigator.hardwareConcurrency`). Only `pkg-threads/` runs on several; `pkg/` runs on one
+    /// and says so in `threadsNote`.
+    #[tsify(optional)]
+    threads: Option<u32>,
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -97,16 +110,49 @@ struct ScoreOptions {
 #[wasm_bindgen(js_class = Detector)]
 impl JsDetector {
     /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
-    /// CPU backend (a software WebGPU adapter is far slower than it).
+    /// CPU backend (a software WebGPU adapter is far slower than it). `options.threads` limits the
+    /// CPU backend's threads.
     #[wasm_bindgen(unchecked_return_type = "Promise<Detector>")]
-    pub fn create(#[wasm_bindgen(unchecked_param_type = "Backend")] kind: String) -> Promise {
+    pub fn create(
+        #[wasm_bindgen(unchecked_param_type = "Backend")] kind: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "CreateOptions")] options: JsValue,
+    ) -> Promise {
         future_to_promise(async move {
+            let options: CreateOptions = if options.is_undefined() || options.is_null() {
+                CreateOptions::default()
+            } else {
+                from_js(options, "Detector.create options").map_err(js_err)?
+            };
+            let limit = match options.threads {
+                Some(0) => {
+                    return Err(js_err(
+                        "Detector.create options: threads: 0 is not a thread count (at least 1)",
+                    ));
+                }
+                other => other.map(|n| n as usize),
+            };
+            // The session first: a bad backend must not start the pool with the default size.
             let session = Session::create(&kind).await.map_err(js_err)?;
+            let threads = threads::start(limit).await.map_err(js_err)?;
             Ok(JsDetector {
                 session: Rc::new(session),
+                threads,
             }
             .into())
         })
+    }
+
+    /// How many threads the CPU backend runs on (1 in `pkg/`).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> usize {
+        self.threads.count
+    }
+
+    /// Why fewer threads run than were asked for, if so (the one-thread build, or more than the
+    /// browser offers).
+    #[wasm_bindgen(getter, js_name = threadsNote)]
+    pub fn threads_note(&self) -> Option<String> {
+        self.threads.note.clone()
     }
 
     /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.

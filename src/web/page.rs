@@ -263,3 +263,17 @@ pub fn zip_files(names: Vec<String>, files: Vec<js_sys::Uint8Array>) -> Result<V
         .collect();
     crate::zip::store(&files).map_err(js_err)
 }
+
+/// Whether this build runs the CPU backend on several threads (`pkg-threads/`) or one (`pkg/`).
+#[wasm_bindgen(js_name = threadedBuild)]
+pub fn threaded_build() -> bool {
+    super::threads::THREADED
+}
+
+/// The `BroadcastChannel` name on which a threaded build announces that one of its pool threads
+/// panicked (`{ type: "panic", message }`): the worker that called the library is then stuck and
+/// must be replaced. Listen on a thread that does not call the library (the page's own).
+#[wasm_bindgen(js_name = engineChannel)]
+pub fn engine_channel() -> String {
+    super::threads::CHANNEL.into()
+}

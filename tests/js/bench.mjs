@@ -1,12 +1,14 @@
 // In-browser benchmark (BENCHMARKS.md, tables 3 and 5): dino-ar (pkg/) vs onnxruntime-web on the
 // same random ViT-S/16, same input, same headless Chromium; then AR-head training in the page.
 //
-//   node tests/js/bench.mjs [--size 224] [--runs 5] [--webgpu] [--train 16] [--model DIR] [--onnx FILE]
+//   node tests/js/bench.mjs [--size 224] [--runs 5] [--webgpu] [--train 16] [--threads N] [--model DIR] [--onnx FILE]
 //
 // Needs pkg/ (tools/serve.sh --release or wasm-pack build --release --target web --out-dir pkg),
 // tests/fixtures/full (make_fixtures.py --full) and its ONNX export (tools/bench/export_onnx.py).
-// Both run single-threaded on the CPU (onnxruntime-web needs cross-origin isolation for threads,
-// dino-ar's wasm has none). `--webgpu` adds both WebGPU paths (slow on a software adapter).
+// By default both run single-threaded on the CPU. `--threads N` serves the page cross-origin
+// isolated and adds dino-ar's threaded build (pkg-threads/, tools/build-threads.sh) on N threads,
+// with onnxruntime-web's wasm EP on the same N (one-thread dino-ar stays as the first row).
+// `--webgpu` adds both WebGPU paths (slow on a software adapter).
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, join } from "node:path";
@@ -22,8 +24,11 @@ const { values: opt } = parseArgs({
     train: { type: "string", default: "0" },
     model: { type: "string", default: "tests/fixtures/full" },
     onnx: { type: "string", default: "model.onnx" },
+    threads: { type: "string", default: "0" },
   },
 });
+const threads = Number(opt.threads);
+if (!Number.isInteger(threads) || threads < 0) throw new Error(`--threads: ${opt.threads} is not a thread count`);
 const here = dirname(fileURLToPath(import.meta.url));
 // Say what is missing and how to make it, rather than fail inside the page on a 404.
 const needs = [
@@ -32,6 +37,7 @@ const needs = [
   [join(root, opt.model, "config.json"), "python tools/fixtures/make_fixtures.py --full"],
   [join(root, opt.model, opt.onnx), `python tools/bench/export_onnx.py ${opt.model} --size ${opt.size}`],
   [join(here, "node_modules", "onnxruntime-web"), "(cd tests/js && npm ci)"],
+  ...(threads ? [[join(root, "pkg-threads", "dino_ar.js"), "tools/build-threads.sh --release"]] : []),
 ];
 const missing = needs.filter(([file]) => !existsSync(file));
 if (missing.length) {
@@ -41,15 +47,17 @@ if (missing.length) {
 const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
 // pkg/, onnxruntime-web's dist/ and the model files under one origin (a plain file server: the
 // 88 MB weights are too big for Playwright's request interception).
-const mounts = [["/pkg/", join(root, "pkg")], ["/bench/ort/", join(here, "node_modules/onnxruntime-web/dist")],
+const mounts = [["/pkg/", join(root, "pkg")], ["/pkg-threads/", join(root, "pkg-threads")], ["/bench/ort/", join(here, "node_modules/onnxruntime-web/dist")],
   ["/bench/", join(root, opt.model)]];
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
+  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html", ...(threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {}) }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
   const mount = mounts.find(([prefix]) => path.startsWith(prefix));
   const file = mount && join(mount[1], path.slice(mount[0].length));
   if (!file || !file.startsWith(mount[1]) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
-  res.writeHead(200, { "content-type": types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream" });
+  // Cross-origin isolation (shared memory, hence threads for both engines) with --threads.
+  const isolation = threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {};
+  res.writeHead(200, { "content-type": types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream", ...isolation });
   createReadStream(file).pipe(res);
 });
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -61,7 +69,7 @@ try {
   const page = await browser.newPage();
   page.on("console", (m) => { if (m.type() === "error") console.error(`page: ${m.text()}`); });
   await page.goto(`${origin}/bench.html`);
-  const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName }) => {
+  const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName, threads }) => {
     // WebGPU work counted where it leaves JavaScript: compute dispatches, queue submissions and
     // buffer read-backs (mapAsync), per forward pass, for both engines.
     const counts = { dispatch: 0, submit: 0, readback: 0 };
@@ -79,7 +87,10 @@ try {
     // allocated (weights, activations, scratch); WebGPU buffers live outside it.
     const wasmMB = () => wasm.memory.buffer.byteLength / 2 ** 20;
     const ort = await import("/bench/ort/ort.webgpu.min.mjs");
-    ort.env.wasm.numThreads = 1;
+    ort.env.wasm.numThreads = Math.max(1, threads);
+    if (threads && !crossOriginIsolated) throw new Error("--threads: the bench page is not cross-origin isolated");
+    const par = threads ? await import("/pkg-threads/dino_ar.js") : null;
+    const parWasm = par ? await par.default() : null;
     ort.env.wasm.wasmPaths = "/bench/ort/";
     const bytes = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const weights = await bytes("/bench/hf.safetensors");
@@ -136,14 +147,30 @@ try {
       const engine = `dino-ar ${det.backend.split(":")[0]}`;
       rows.push({ engine, loadMs, ...a, diff: compare(a.out.data), out: undefined });
       rows.push({ engine: `${engine}: memory`, memStart, memLoaded, memPeak: wasmMB() });
+      let pdet = null;
+      if (par && ours === "cpu") {
+        // The threaded build on `threads` threads, the same model and input.
+        const mem = () => parWasm.memory.buffer.byteLength / 2 ** 20;
+        const m0 = mem();
+        pdet = await par.Detector.create("cpu", { threads });
+        const t = performance.now();
+        await pdet.loadBackbone(weights, config);
+        const pLoad = performance.now() - t;
+        const m1 = mem();
+        const p = await timed(() => pdet.embedPixels(pixels, size, size));
+        const name = `dino-ar cpu ${pdet.threads} threads`;
+        rows.push({ engine: name, loadMs: pLoad, ...p, diff: compare(p.out.data), out: undefined });
+        rows.push({ engine: `${name}: memory`, memStart: m0, memLoaded: m1, memPeak: mem() });
+      }
       const tSess = performance.now();
       const session = await ort.InferenceSession.create(onnx, { executionProviders: [theirs] });
       const sessMs = performance.now() - tSess;
       const input = new ort.Tensor("float32", pixels, [1, 3, size, size]);
       const b = await timed(async () => (await session.run({ pixel_values: input })).last_hidden_state);
-      rows.push({ engine: `onnxruntime-web ${theirs}`, loadMs: sessMs, ...b, diff: compare(fromOrt(b.out)), out: undefined });
+      rows.push({ engine: `onnxruntime-web ${theirs}${theirs === "wasm" && threads ? ` ${threads} threads` : ""}`, loadMs: sessMs, ...b, diff: compare(fromOrt(b.out)), out: undefined });
       await session.release();
-      if (train > 0 && ours === "cpu") {
+      for (const [label, d] of [["dino-ar cpu: fit", det], ...(pdet ? [[`dino-ar cpu ${pdet.threads} threads: fit`, pdet]] : [])]) {
+        if (!(train > 0 && ours === "cpu")) break;
         // AR-head training in the page: `train` images at this size, 3 epochs; seconds per epoch.
         const imgs = Array.from({ length: train }, (_, k) => {
           const rgba = new Uint8Array(size * size * 4);
@@ -152,23 +179,24 @@ try {
         });
         const marks = [];
         const t0 = performance.now();
-        await det.fit(imgs, { epochs: 3, size, holdout: 0.1 }, (p) => {
+        await d.fit(imgs, { epochs: 3, size, holdout: 0.1 }, (p) => {
           if (p.phase === "embed" && p.image === p.images) marks.push(["embedded", performance.now()]);
           if (p.phase === "train" && p.step === p.steps) marks.push([`epoch ${p.epoch}`, performance.now()]);
         });
         const ends = marks.map(([, t]) => t);
         const epochs = ends.slice(1).map((t, i) => t - ends[i]);
-        rows.push({ engine: "dino-ar cpu: fit", embedMs: ends[0] - t0, epochMs: epochs, images: train });
+        rows.push({ engine: label, embedMs: ends[0] - t0, epochMs: epochs, images: train });
       }
       det.free();
+      pdet?.free();
     }
     return rows;
-  }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx });
+  }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx, threads });
   console.log(`# ${opt.model} (random weights) at ${opt.size}², one image, headless Chromium; ms: first run, then median, min, max of ${opt.runs}`);
   console.log(`${"engine".padEnd(30)} ${"load_ms".padStart(9)} ${"first_ms".padStart(9)} ${"median_ms".padStart(10)} ${"min_ms".padStart(9)} ${"max_ms".padStart(9)}  max|diff| vs first row`);
   for (const r of result) {
     if (r.epochMs) {
-      console.log(`# page training: ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
+      console.log(`# page training (${r.engine.replace(": fit", "")}): ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
       continue;
     }
     if (r.memPeak !== undefined) {
@@ -189,7 +217,11 @@ try {
     code = 1;
   }
   const med = (name) => result.find((r) => r.engine === name)?.median;
-  console.log(`dino_ar_over_ort_wasm=${(med("dino-ar cpu") / med("onnxruntime-web wasm")).toFixed(2)}`);
+  if (threads) {
+    const ours = result.find((r) => /^dino-ar cpu \d+ threads$/.test(r.engine));
+    console.log(`dino_ar_threads_over_ort_wasm_threads=${(ours.median / med(`onnxruntime-web wasm ${threads} threads`)).toFixed(2)}`);
+    console.log(`dino_ar_threads_over_one_thread=${(ours.median / med("dino-ar cpu")).toFixed(2)}`);
+  } else console.log(`dino_ar_over_ort_wasm=${(med("dino-ar cpu") / med("onnxruntime-web wasm")).toFixed(2)}`);
   if (opt.webgpu) console.log(`dino_ar_over_ort_webgpu=${(med("dino-ar webgpu") / med("onnxruntime-web webgpu")).toFixed(2)}`);
 } catch (e) {
   code = 1;

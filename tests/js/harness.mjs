@@ -9,9 +9,10 @@ import { chromium } from "playwright-core";
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 // → { origin, stop }. Port 0: the server picks a free port and prints it. With `site`, a static
-// folder from tools/site.sh is served as it is, as a static host would.
-export async function serve({ site } = {}) {
-  const args = [join(root, "tools", "serve.py"), "0", ...(site ? ["--root", site] : [])];
+// folder from tools/site.sh is served as it is, as a static host would; `isolation: false` leaves
+// out the COOP/COEP headers, as most static hosts do.
+export async function serve({ site, isolation = true } = {}) {
+  const args = [join(root, "tools", "serve.py"), "0", ...(site ? ["--root", site] : []), ...(isolation ? [] : ["--no-isolation"])];
   const server = spawn("python3", args, { stdio: ["ignore", "pipe", "inherit"] });
   const origin = await new Promise((resolve, reject) => {
     server.stdout.once("data", (d) => {

@@ -13,11 +13,14 @@ import init, {
   randomBackbone,
   receptiveField,
   renderOverlay,
+  engineChannel,
+  threadedBuild,
   scoresCsv,
   upsampleMap,
   verdict,
   type Backend,
   type BackboneInfo,
+  type CreateOptions,
   type Embedding,
   type Explanation,
   type FitImage,
@@ -35,6 +38,13 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const backend: Backend = "auto";
   const det: Detector = await Detector.create(backend);
   const where: string = det.backend;
+  const limit: CreateOptions = { threads: 4 };
+  const capped: Detector = await Detector.create("cpu", limit);
+  const threads: number = capped.threads;
+  const why: string | undefined = capped.threadsNote;
+  const threaded: boolean = threadedBuild();
+  new BroadcastChannel(engineChannel()).onmessage = ({ data }) => console.log(data.message, threads, why, threaded);
+  capped.free();
   const info: BackboneInfo = await det.loadBackbone(weights, config);
   const width: number = info.hiddenSize;
 
@@ -97,6 +107,8 @@ export async function everything(weights: Uint8Array, config: string | undefined
   await det.fit(normals, { epoch: 40 });
   // @ts-expect-error a backend that does not exist
   await Detector.create("gpu");
+  // @ts-expect-error a thread count is a number
+  await Detector.create("cpu", { threads: "4" });
   // @ts-expect-error a result field that does not exist (`scoreTop1`)
   const top: number = r.scoreTop;
   // @ts-expect-error a method name that is not a method
