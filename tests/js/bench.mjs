@@ -49,8 +49,32 @@ const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "a
 // 88 MB weights are too big for Playwright's request interception).
 const mounts = [["/pkg/", join(root, "pkg")], ["/pkg-threads/", join(root, "pkg-threads")], ["/bench/ort/", join(here, "node_modules/onnxruntime-web/dist")],
   ["/bench/", join(root, opt.model)]];
+// The threaded build runs in a worker, as the page runs it: there a thread waiting for the pool
+// sleeps, while the page's own thread would spin beside the pool's threads.
+const THREADS_WORKER = `
+let det, memory;
+self.onmessage = async ({ data: { id, op, args } }) => {
+  try {
+    let result = null;
+    if (op === "create") {
+      const par = await import("/pkg-threads/dino_ar.js");
+      memory = (await par.default()).memory;
+      det = await par.Detector.create("cpu", { threads: args.threads });
+      result = { threads: det.threads };
+    } else if (op === "memory") result = memory.buffer.byteLength / 2 ** 20;
+    else if (op === "fit") result = await det.fit(args.imgs, args.options, (p) => self.postMessage({ id, progress: p }));
+    else if (op === "free") det.free();
+    else result = await det[op](...args);
+    self.postMessage({ id, result });
+  } catch (e) {
+    self.postMessage({ id, error: String(e?.message ?? e) });
+  }
+};`;
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  if (path === "/bench/threads-worker.mjs") {
+    return res.writeHead(200, { "content-type": "text/javascript", "cross-origin-embedder-policy": "require-corp" }).end(THREADS_WORKER);
+  }
   if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html", ...(threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {}) }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
   const mount = mounts.find(([prefix]) => path.startsWith(prefix));
   const file = mount && join(mount[1], path.slice(mount[0].length));
@@ -89,8 +113,38 @@ try {
     const ort = await import("/bench/ort/ort.webgpu.min.mjs");
     ort.env.wasm.numThreads = Math.max(1, threads);
     if (threads && !crossOriginIsolated) throw new Error("--threads: the bench page is not cross-origin isolated");
-    const par = threads ? await import("/pkg-threads/dino_ar.js") : null;
-    const parWasm = par ? await par.default() : null;
+    // pkg-threads/ in a worker, behind the few Detector methods used here.
+    let threaded = null;
+    if (threads) {
+      const worker = new Worker("/bench/threads-worker.mjs", { type: "module" });
+      const waiting = new Map();
+      let next = 0;
+      worker.onmessage = ({ data }) => {
+        const w = waiting.get(data.id);
+        if (data.progress) return w.progress?.(data.progress);
+        waiting.delete(data.id);
+        if (data.error !== undefined) w.reject(new Error(data.error));
+        else w.resolve(data.result);
+      };
+      const call = (op, args, progress) => new Promise((resolve, reject) => {
+        const id = next++;
+        waiting.set(id, { resolve, reject, progress });
+        worker.postMessage({ id, op, args });
+      });
+      threaded = {
+        create: async (n) => {
+          const { threads: count } = await call("create", { threads: n });
+          return {
+            threads: count,
+            loadBackbone: (w, c) => call("loadBackbone", [w, c]),
+            embedPixels: (p, h, w) => call("embedPixels", [p, h, w]),
+            fit: (imgs, options, progress) => call("fit", { imgs, options }, progress),
+            free: () => call("free").then(() => worker.terminate()),
+          };
+        },
+        memory: () => call("memory"),
+      };
+    }
     ort.env.wasm.wasmPaths = "/bench/ort/";
     const bytes = async (p) => new Uint8Array(await (await fetch(p)).arrayBuffer());
     const weights = await bytes("/bench/hf.safetensors");
@@ -148,19 +202,18 @@ try {
       rows.push({ engine, loadMs, ...a, diff: compare(a.out.data), out: undefined });
       rows.push({ engine: `${engine}: memory`, memStart, memLoaded, memPeak: wasmMB() });
       let pdet = null;
-      if (par && ours === "cpu") {
+      if (threaded && ours === "cpu") {
         // The threaded build on `threads` threads, the same model and input.
-        const mem = () => parWasm.memory.buffer.byteLength / 2 ** 20;
-        const m0 = mem();
-        pdet = await par.Detector.create("cpu", { threads });
+        pdet = await threaded.create(threads);
+        const m0 = await threaded.memory();
         const t = performance.now();
         await pdet.loadBackbone(weights, config);
         const pLoad = performance.now() - t;
-        const m1 = mem();
+        const m1 = await threaded.memory();
         const p = await timed(() => pdet.embedPixels(pixels, size, size));
         const name = `dino-ar cpu ${pdet.threads} threads`;
         rows.push({ engine: name, loadMs: pLoad, ...p, diff: compare(p.out.data), out: undefined });
-        rows.push({ engine: `${name}: memory`, memStart: m0, memLoaded: m1, memPeak: mem() });
+        rows.push({ engine: `${name}: memory`, memStart: m0, memLoaded: m1, memPeak: await threaded.memory() });
       }
       const tSess = performance.now();
       const session = await ort.InferenceSession.create(onnx, { executionProviders: [theirs] });
@@ -188,7 +241,7 @@ try {
         rows.push({ engine: label, embedMs: ends[0] - t0, epochMs: epochs, images: train });
       }
       det.free();
-      pdet?.free();
+      await pdet?.free();
     }
     return rows;
   }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx, threads });
