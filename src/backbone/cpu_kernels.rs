@@ -18,7 +18,19 @@ const CHUNK: usize = 16 * 1024;
 
 /// Whether `x` can take the fused path: a burn-flex tensor outside any autodiff graph.
 pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
-    x.device() == Device::flex() && !x.is_require_grad()
+    x.device() == Device::flex() && !x.is_require_grad() && !backend_kernels_asked()
+}
+
+/// `DINO_AR_BACKEND_KERNELS=1` (native only) takes burn-flex's own GELU and attention instead:
+/// the A/B switch behind BENCHMARKS.md's comparison, in one binary.
+fn backend_kernels_asked() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ASKED.get_or_init(|| std::env::var_os("DINO_AR_BACKEND_KERNELS").is_some_and(|v| v == "1"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    false
 }
 
 /// Runs `f` on `x`'s values in place, in chunks of whole rows of `row` values, on all threads.
@@ -113,9 +125,15 @@ pub fn softmax_rows<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     })
 }
 
+/// Up to this many tokens attention takes [`attention`]; beyond, burn-flex's tiled (flash) kernel,
+/// which never materialises the scores: at 448² (789 tokens) it was faster than two matmuls around
+/// the fused softmax, scalar `exp` and all (BENCHMARKS.md, §7). burn-flex itself switches from its
+/// naive kernel to the tiled one at 512.
+pub const ATTENTION_MAX_TOKENS: usize = 512;
+
 /// `softmax(q·kᵀ·scale)·v` for `[b, heads, t, head_dim]` tensors, through two gemm matmuls and the
-/// fused softmax. Materialises the `[b, heads, t, t]` scores (15 MB for ViT-S/16 at 448², within
-/// the memory the model size check already allows for).
+/// fused softmax. Materialises the `[b, heads, t, t]` scores, as burn-flex's own kernel does below
+/// [`ATTENTION_MAX_TOKENS`].
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
     let scores = (q * scale).matmul(k.swap_dims(2, 3));
     softmax_rows(scores).matmul(v)

@@ -193,9 +193,10 @@ impl Attention {
         let k = rope.apply(split(self.k.forward(x.clone())));
         let v = split(self.v.forward(x));
         let scale = (head_dim as f64).powf(-0.5);
-        // On burn-flex two gemm matmuls around the fused vector softmax (burn-flex's own attention
-        // takes a scalar `exp` per score); on a GPU the backend's fused attention.
-        let out = if cpu_kernels::applies(&q) {
+        // On burn-flex, for short sequences, two gemm matmuls around the fused vector softmax
+        // (burn-flex's own attention takes a scalar `exp` per score); for long ones and on a GPU
+        // the backend's fused attention.
+        let out = if cpu_kernels::applies(&q) && t <= cpu_kernels::ATTENTION_MAX_TOKENS {
             cpu_kernels::attention(q, k, v, scale as f32)
         } else {
             let options = AttentionModuleOptions {
