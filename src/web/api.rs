@@ -115,22 +115,14 @@ impl JsDetector {
     #[wasm_bindgen(unchecked_return_type = "Promise<Detector>")]
     pub fn create(
         #[wasm_bindgen(unchecked_param_type = "Backend")] kind: String,
-        #[wasm_bindgen(unchecked_optional_param_type = "CreateOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "CreateOptions")] options: Option<Object>,
     ) -> Promise {
         future_to_promise(async move {
-            let options: CreateOptions = if options.is_undefined() || options.is_null() {
-                CreateOptions::default()
-            } else {
-                from_js(options, "Detector.create options").map_err(js_err)?
+            let options: CreateOptions = match options {
+                None => CreateOptions::default(),
+                Some(o) => from_js(o.into(), "Detector.create options").map_err(js_err)?,
             };
-            let limit = match options.threads {
-                Some(0) => {
-                    return Err(js_err(
-                        "Detector.create options: threads: 0 is not a thread count (at least 1)",
-                    ));
-                }
-                other => other.map(|n| n as usize),
-            };
+            let limit = options.threads.map(|n| n as usize);
             // The session first: a bad backend must not start the pool with the default size.
             let session = Session::create(&kind).await.map_err(js_err)?;
             let threads = threads::start(limit).await.map_err(js_err)?;

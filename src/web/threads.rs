@@ -39,8 +39,11 @@ pub fn offered() -> usize {
 pub const THREADED: bool = cfg!(target_feature = "atomics");
 
 /// The pool this wasm instance runs on, started on first use with `limit` threads (at most what
-/// the browser offers; all of them by default). `limit` is validated by the caller (≥ 1).
+/// the browser offers; all of them by default).
 pub async fn start(limit: Option<usize>) -> Result<Threads, String> {
+    if limit == Some(0) {
+        return Err("threads: 0 is not a thread count (at least 1)".into());
+    }
     let offered = offered();
     if !THREADED {
         let note = match limit {

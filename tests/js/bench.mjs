@@ -49,6 +49,8 @@ const types = { ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "a
 // 88 MB weights are too big for Playwright's request interception).
 const mounts = [["/pkg/", join(root, "pkg")], ["/pkg-threads/", join(root, "pkg-threads")], ["/bench/ort/", join(here, "node_modules/onnxruntime-web/dist")],
   ["/bench/", join(root, opt.model)]];
+// Cross-origin isolation (shared memory, hence threads for both engines) with --threads.
+const isolation = threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {};
 // The threaded build runs in a worker, as the page runs it: there a thread waiting for the pool
 // sleeps, while the page's own thread would spin beside the pool's threads.
 const THREADS_WORKER = `
@@ -73,14 +75,12 @@ self.onmessage = async ({ data: { id, op, args } }) => {
 const server = createServer((req, res) => {
   const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
   if (path === "/bench/threads-worker.mjs") {
-    return res.writeHead(200, { "content-type": "text/javascript", "cross-origin-embedder-policy": "require-corp" }).end(THREADS_WORKER);
+    return res.writeHead(200, { "content-type": "text/javascript", ...isolation }).end(THREADS_WORKER);
   }
-  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html", ...(threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {}) }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
+  if (path === "/bench.html") return res.writeHead(200, { "content-type": "text/html", ...isolation }).end("<!doctype html><title>bench</title><link rel=\"icon\" href=\"data:,\">");
   const mount = mounts.find(([prefix]) => path.startsWith(prefix));
   const file = mount && join(mount[1], path.slice(mount[0].length));
   if (!file || !file.startsWith(mount[1]) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
-  // Cross-origin isolation (shared memory, hence threads for both engines) with --threads.
-  const isolation = threads ? { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" } : {};
   res.writeHead(200, { "content-type": types[file.slice(file.lastIndexOf("."))] ?? "application/octet-stream", ...isolation });
   createReadStream(file).pipe(res);
 });
