@@ -1,7 +1,9 @@
-//! Fused, vectorised CPU kernels for the two element-wise steps where burn-flex calls a scalar libm
-//! function per element on one thread: the exact GELU's `erf` (every MLP) and the softmax's `exp`
-//! (every attention). Together they were ~25 % of a native forward pass and more in the browser
-//! (BENCHMARKS.md, table 2).
+//! Fused, vectorised CPU kernels for the backbone's steps where burn-flex calls a scalar libm
+//! function per element or runs on one thread: the exact GELU's `erf` (every MLP), the attention
+//! (a scalar `exp` per score), and the bias and residual adds (element-wise ops, which burn-flex
+//! runs on one thread: what kept more threads from helping). The GELU and the softmax were ~25 % of
+//! a native forward pass and more in the browser (BENCHMARKS.md, table 2); RoPE's in-place form
+//! lives with its tables in `rope.rs`.
 //!
 //! Each kernel is one pass over the tensor's own memory — burn-flex hands a uniquely owned,
 //! contiguous tensor over without a copy (`into_data`) and takes it back the same way
@@ -10,7 +12,7 @@
 //! threaded browser build). Only for burn-flex and for tensors that need no gradient (the frozen
 //! backbone): on a GPU the backend's own fused kernels are used, never a read-back.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// Elements per task: large enough that splitting costs nothing, small enough to spread a
 /// 224² MLP activation (~300 k values) over 16 threads.
@@ -33,26 +35,47 @@ fn backend_kernels_asked() -> bool {
     false
 }
 
-/// Runs `f` on `x`'s values in place, in chunks of whole rows of `row` values, on all threads.
-fn in_place<const D: usize>(
+/// Runs `f(first_row, rows)` on `x`'s values in place, in chunks of whole rows of `row` values, on
+/// all threads.
+pub fn in_place<const D: usize>(
     x: Tensor<D>,
     row: usize,
-    f: impl Fn(&mut [f32]) + Send + Sync,
+    f: impl Fn(usize, &mut [f32]) + Send + Sync,
 ) -> Tensor<D> {
     let device = x.device();
     let mut data = x.into_data();
     let values = data
         .as_mut_slice::<f32>()
         .expect("the CPU kernels run on f32 tensors (the backbone's only dtype)");
-    let chunk = CHUNK.div_ceil(row).max(1) * row;
+    let rows = CHUNK.div_ceil(row).max(1);
+    let run = |(i, chunk): (usize, &mut [f32])| f(i * rows, chunk);
     #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     {
         use rayon::prelude::*;
-        values.par_chunks_mut(chunk).for_each(f);
+        values.par_chunks_mut(rows * row).enumerate().for_each(run);
     }
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    values.chunks_mut(chunk).for_each(f);
+    values.chunks_mut(rows * row).enumerate().for_each(run);
     Tensor::from_data(data, &device)
+}
+
+/// `y + bias` over the last axis (burn-flex broadcasts it on one thread).
+pub fn add_bias<const D: usize>(y: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
+    let bias = owned_values(bias);
+    in_place(y, bias.len(), |_, rows| {
+        for row in rows.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(&bias).for_each(|(y, b)| *y += b);
+        }
+    })
+}
+
+/// `a + b`, written into `b`'s memory (burn-flex adds on one thread).
+pub fn add<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    assert_eq!(a.dims(), b.dims(), "the CPU add takes tensors of one shape");
+    let a = owned_values(a);
+    in_place(b, 1, |first, chunk| {
+        chunk.iter_mut().zip(&a[first..]).for_each(|(b, a)| *b += a)
+    })
 }
 
 /// Abramowitz & Stegun 7.1.28: `erf(u) ≈ 1 − (1 + a₁u + … + a₆u⁶)^−16` for `u ≥ 0`, |error| ≤ 3e-7.
@@ -67,7 +90,7 @@ const ERF_AS_7_1_28: [f32; 6] = [
 
 /// The exact GELU `x·Φ(x) = 0.5·(x + |x|·erf(|x|/√2))`, within 1e-6 of libm's erf form.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    in_place(x, 1, |values| {
+    in_place(x, 1, |_, values| {
         values.iter_mut().for_each(|x| *x = gelu_one(*x))
     })
 }
@@ -92,56 +115,207 @@ fn gelu_one(x: f32) -> f32 {
 /// < 4e-7 (a few ulp): `x = n·ln2 + r` with |r| ≤ ln2/2, a degree-6 polynomial for `e^r`, `2^n`
 /// built in the exponent bits. Below −87 (where `e^x` is under f32's smallest normal) it returns e^−87
 /// (~1.6e-38, nothing next to the row's 1); NaN stays NaN.
+///
+/// `n` is rounded by adding and subtracting 1.5·2²³ rather than by `round()`: x86-64's baseline
+/// (SSE2) has no rounding instruction, so `round()` is a libm call per element and the loop around
+/// it stays scalar (measured: the softmax was a third of a native 448² forward).
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    /// 1.5·2²³: adding it leaves `round(v)` in the low mantissa bits, for |v| < 2²².
+    const ROUNDER: f32 = 12_582_912.0;
     // A select rather than `max`, which would turn NaN into −87.
     let x = if x < -87.0 { -87.0 } else { x };
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
-    p * scale
+    // shifted's bits are ROUNDER's plus n: 2ⁿ's bits are (n + 127) << 23.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUNDER.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// Softmax over the last axis (rows of `row` values), in place.
 pub fn softmax_rows<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let row = x.dims()[D - 1];
-    in_place(x, row, move |values| {
+    in_place(x, row, move |_, values| {
         for r in values.chunks_exact_mut(row) {
-            let max = r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0.0;
-            for v in r.iter_mut() {
-                *v = exp_nonpositive(*v - max);
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
+            let inv = exp_shifted_row(r);
             r.iter_mut().for_each(|v| *v *= inv);
         }
     })
 }
 
-/// Up to this many tokens attention takes [`attention`]; beyond, burn-flex's tiled (flash) kernel,
-/// which never materialises the scores: at 448² (789 tokens) it was faster than two matmuls around
-/// the fused softmax, scalar `exp` and all (BENCHMARKS.md, §7). burn-flex itself switches from its
-/// naive kernel to the tiled one at 512.
-pub const ATTENTION_MAX_TOKENS: usize = 512;
+/// `r ← e^(r − max r)` in place; returns `1 / Σ` (the softmax is the row times it).
+#[inline(always)]
+fn exp_shifted_row(r: &mut [f32]) -> f32 {
+    let max = reduce_lanes(r, f32::NEG_INFINITY, f32::max);
+    r.iter_mut().for_each(|v| *v = exp_nonpositive(*v - max));
+    1.0 / reduce_lanes(r, 0.0, |a, b| a + b)
+}
 
-/// `softmax(q·kᵀ·scale)·v` for `[b, heads, t, head_dim]` tensors, through two gemm matmuls and the
-/// fused softmax. Materialises the `[b, heads, t, t]` scores, as burn-flex's own kernel does below
-/// [`ATTENTION_MAX_TOKENS`].
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
-    let scores = (q * scale).matmul(k.swap_dims(2, 3));
-    softmax_rows(scores).matmul(v)
+/// Lanes of a reduction's partial results.
+const LANES: usize = 8;
+
+/// `r.fold(init, f)` in `LANES` independent partial results: LLVM does not reorder a float
+/// reduction itself, so a plain fold (and the loop around it) would stay scalar.
+#[inline(always)]
+fn reduce_lanes(r: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = r.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = f(*l, v);
+        }
+    }
+    rest.iter()
+        .fold(lanes.into_iter().fold(init, &f), |a, &v| f(a, v))
+}
+
+/// Multi-head `softmax(q·kᵀ·scale)·v` for token-major `[b, t, heads·head_dim]` tensors (the
+/// projections' own layout: no split into heads, no merge after), a block of query rows at a time:
+/// per block and head one gemm into a `rows × t` scratch that stays in cache, the vector softmax
+/// over it, one gemm into the output. burn-flex's own kernel takes a scalar `exp` per score (and
+/// below 512 tokens materialises all `[b, heads, t, t]` scores); at 448² (789 tokens) that was most
+/// of the backbone's remaining distance to PyTorch (BENCHMARKS.md, §2).
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, scale: f32) -> Tensor<3> {
+    let [b, t, width] = q.dims();
+    assert_eq!(
+        width % heads,
+        0,
+        "{width} channels do not split into {heads} heads"
+    );
+    let d = width / heads;
+    let device = q.device();
+    let (q, k, v) = (owned_values(q), owned_values(k), owned_values(v));
+    let rows = query_rows_per_task(t);
+    // `rows` query rows of one image, all heads: a contiguous run of the token-major output.
+    let block = |image: usize, first: usize, out: &mut [f32]| {
+        let n = out.len() / width;
+        let mut scores = vec![0.0f32; n * t];
+        let mut inv_sums = vec![0.0f32; n];
+        for head in 0..heads {
+            // One head is a `[tokens, d]` matrix with row stride `width` inside the token-major
+            // buffers: gemm reads it in place.
+            let at = |row: usize| (image * t + row) * width + head * d;
+            let span = |rows: usize| (rows - 1) * width + d;
+            let qh = &q[at(first)..][..span(n)];
+            let (kh, vh) = (&k[at(0)..][..span(t)], &v[at(0)..][..span(t)]);
+            let out_head = &mut out[head * d..][..span(n)];
+            // SAFETY (both calls): each operand is read or written through the pointer of a slice
+            // and strides that stay inside it — `n × d` (q rows), `t × d` (k, v) and `n × d`
+            // (output) with row stride `width`, exactly the spans sliced above — and `n × t` of
+            // `scores` with row stride `t`.
+            unsafe {
+                // scores = scale · q_rows · kᵀ (kᵀ read through k's strides: no transposed copy)
+                gemm::gemm(
+                    n,
+                    t,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    t as isize,
+                    false,
+                    qh.as_ptr(),
+                    1,
+                    width as isize,
+                    kh.as_ptr(),
+                    width as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for (row, inv) in scores.chunks_exact_mut(t).zip(&mut inv_sums) {
+                *inv = exp_shifted_row(row);
+            }
+            unsafe {
+                // out_rows = e^scores · v
+                gemm::gemm(
+                    n,
+                    d,
+                    t,
+                    out_head.as_mut_ptr(),
+                    1,
+                    width as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    t as isize,
+                    vh.as_ptr(),
+                    1,
+                    width as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            // Normalising a row's d outputs costs less than its t probabilities.
+            for (i, inv) in inv_sums.iter().enumerate() {
+                out_head[i * width..][..d]
+                    .iter_mut()
+                    .for_each(|x| *x *= inv);
+            }
+        }
+    };
+    let mut out = vec![0.0f32; b * t * width];
+    let (per_image, per_task) = (t * width, rows * width);
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(image, o)| {
+                o.par_chunks_mut(per_task)
+                    .enumerate()
+                    .for_each(|(i, o)| block(image, i * rows, o))
+            });
+    }
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    for (image, o) in out.chunks_mut(per_image).enumerate() {
+        for (i, o) in o.chunks_mut(per_task).enumerate() {
+            block(image, i * rows, o)
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [b, t, width]), &device)
+}
+
+/// A tensor's values in row-major order of its logical shape (copied only from a strided view or
+/// a shared buffer).
+fn owned_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .try_into_vec::<f32>()
+        .expect("the CPU kernels run on f32 tensors (the backbone's only dtype)")
+}
+
+/// Query rows per attention task: about two tasks per thread for one image (448² runs one image at
+/// a time), but at least 16 rows (fewer waste gemm's micro-kernel) and at most 64 (a task's
+/// `rows × t` scores, 200 KB at 789 tokens, stay in L2).
+fn query_rows_per_task(t: usize) -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    let threads = rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    let threads = 1;
+    t.div_ceil(2 * threads).clamp(16, 64)
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::TensorData;
     use burn::tensor::activation::{gelu as backend_gelu, softmax};
     use burn::tensor::module::attention as backend_attention;
     use burn::tensor::ops::AttentionModuleOptions;
@@ -207,27 +381,47 @@ mod tests {
     #[test]
     fn attention_matches_the_backend() {
         let device = Device::flex();
-        let [b, h, t, d] = [2, 3, 70, 16];
-        let make = |seed: usize| {
-            let xs: Vec<f32> = (0..b * h * t * d)
-                .map(|i| (((i + seed) * 7919) % 997) as f32 / 997.0 * 4.0 - 2.0)
-                .collect();
-            Tensor::<4>::from_data(TensorData::new(xs, [b, h, t, d]), &device)
-        };
-        let (q, k, v) = (make(1), make(2), make(3));
-        let scale = (d as f32).powf(-0.5);
-        let ours = values(attention(q.clone(), k.clone(), v.clone(), scale));
-        let options = AttentionModuleOptions {
-            scale: Some(scale as f64),
-            softcap: None,
-            is_causal: false,
-        };
-        let theirs = values(backend_attention(q, k, v, None, None, options));
-        let worst = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(worst <= 1e-5, "max |Δ| {worst}");
+        // A batch of two with a token count no block size divides, one past 512 tokens (where
+        // burn-flex switches to its tiled kernel, and where the 448² backbone's 789 lie), one tiny.
+        for [b, h, t, d] in [[2, 3, 70, 16], [1, 2, 601, 8], [3, 1, 17, 4]] {
+            let make = |seed: usize| {
+                let xs: Vec<f32> = (0..b * t * h * d)
+                    .map(|i| (((i + seed) * 7919) % 997) as f32 / 997.0 * 4.0 - 2.0)
+                    .collect();
+                Tensor::<3>::from_data(TensorData::new(xs, [b, t, h * d]), &device)
+            };
+            let (q, k, v) = (make(1), make(2), make(3));
+            let scale = (d as f32).powf(-0.5);
+            let ours = attention(q.clone(), k.clone(), v.clone(), h, scale);
+            let split = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2);
+            let options = AttentionModuleOptions {
+                scale: Some(scale as f64),
+                softcap: None,
+                is_causal: false,
+            };
+            let theirs = backend_attention(split(q), split(k), split(v), None, None, options);
+            let theirs = values(theirs.swap_dims(1, 2).reshape([b, t, h * d]));
+            let worst = values(ours)
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst <= 1e-5, "{b}×{h}×{t}×{d}: max |Δ| {worst}");
+        }
+    }
+
+    #[test]
+    fn adds_match_the_backend() {
+        let device = Device::flex();
+        let (rows, cols) = (3 * CHUNK / 100 + 7, 100);
+        let xs: Vec<f32> = (0..rows * cols).map(|i| (i % 113) as f32 * 0.25).collect();
+        let ys: Vec<f32> = (0..rows * cols).map(|i| (i % 71) as f32 * -0.5).collect();
+        let bias: Vec<f32> = (0..cols).map(|i| i as f32 * 0.125).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(xs, [rows, cols]), &device);
+        let y = Tensor::<2>::from_data(TensorData::new(ys, [rows, cols]), &device);
+        let bias = Tensor::<1>::from_data(TensorData::new(bias, [cols]), &device);
+        let theirs = values(x.clone() + y.clone() + bias.clone().unsqueeze::<2>());
+        let ours = values(add_bias(add(x, y), bias));
+        assert_eq!(ours, theirs);
     }
 }

@@ -61,6 +61,7 @@ impl Linear {
         let d_out = weight_t.dims()[1];
         let y = x.reshape([b * t, d_in]).matmul(weight_t);
         let y = match &self.bias {
+            Some(bias) if cpu_kernels::applies(&y) => cpu_kernels::add_bias(y, bias.val()),
             Some(bias) => y + bias.val().unsqueeze::<2>(),
             None => y,
         };
@@ -186,28 +187,32 @@ impl Attention {
         let [b, t, d] = x.dims();
         let heads = self.heads;
         let head_dim = d / heads;
+        let scale = (head_dim as f64).powf(-0.5);
         // Three matmuls rather than one fused [D, 3D] one: slicing q, k, v out of a fused output
         // hands strided tensors to burn-flex's attention, 10 % slower at 448² (measured).
+        let (q, k, v) = (
+            self.q.forward(x.clone()),
+            self.k.forward(x.clone()),
+            self.v.forward(x),
+        );
+        if cpu_kernels::applies(&q) {
+            // burn-flex: RoPE in place and the blocked attention with the vector softmax, both on
+            // the projections' token-major layout (burn-flex's own attention takes a scalar `exp`
+            // per score, and the split into heads costs a copy of q, k and v).
+            let (q, k) = (rope.apply_tokens(q), rope.apply_tokens(k));
+            return self
+                .o
+                .forward(cpu_kernels::attention(q, k, v, heads, scale as f32));
+        }
         let split = |y: Tensor<3>| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
-        let q = rope.apply(split(self.q.forward(x.clone())));
-        let k = rope.apply(split(self.k.forward(x.clone())));
-        let v = split(self.v.forward(x));
-        let scale = (head_dim as f64).powf(-0.5);
-        // On burn-flex, for short sequences, two gemm matmuls around the fused vector softmax
-        // (burn-flex's own attention takes a scalar `exp` per score); for long ones and on a GPU
-        // the backend's fused attention.
-        let out = if cpu_kernels::applies(&q) && t <= cpu_kernels::ATTENTION_MAX_TOKENS {
-            cpu_kernels::attention(q, k, v, scale as f32)
-        } else {
-            let options = AttentionModuleOptions {
-                scale: Some(scale),
-                softcap: None,
-                is_causal: false,
-            };
-            attention(q, k, v, None, None, options)
+        let (q, k, v) = (rope.apply(split(q)), rope.apply(split(k)), split(v));
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
         };
-        let out = out.swap_dims(1, 2).reshape([b, t, d]);
-        self.o.forward(out)
+        let out = attention(q, k, v, None, None, options);
+        self.o.forward(out.swap_dims(1, 2).reshape([b, t, d]))
     }
 }
 
@@ -274,8 +279,19 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<3>, rope: &rope::RopeTables) -> Tensor<3> {
-        let x = x.clone() + self.attention.forward(self.norm1.forward(x), rope);
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        let x = residual(
+            x.clone(),
+            self.attention.forward(self.norm1.forward(x), rope),
+        );
+        residual(x.clone(), self.mlp.forward(self.norm2.forward(x)))
+    }
+}
+
+/// `x + y`; on burn-flex on all threads, into `y`'s memory.
+fn residual(x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+    match cpu_kernels::applies(&y) {
+        true => cpu_kernels::add(x, y),
+        false => x + y,
     }
 }
 

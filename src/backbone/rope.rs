@@ -7,6 +7,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::cpu_kernels;
+
 /// Periods `theta^(k / (head_dim/4))` for `k < head_dim/4`.
 pub fn periods(theta: f64, head_dim: usize) -> Vec<f64> {
     let quarter = head_dim / 4;
@@ -22,6 +24,9 @@ pub fn periods(theta: f64, head_dim: usize) -> Vec<f64> {
 pub struct RopeTables {
     cos: Tensor<4>,
     sin: Tensor<4>,
+    /// The same tables as `[t, head_dim]` values, for the in-place rotation on burn-flex.
+    cos_values: Vec<f32>,
+    sin_values: Vec<f32>,
 }
 
 impl RopeTables {
@@ -51,8 +56,10 @@ impl RopeTables {
         }
         let shape = [1, 1, t, head_dim];
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos: Tensor::from_data(TensorData::new(cos.clone(), shape), device),
+            sin: Tensor::from_data(TensorData::new(sin.clone(), shape), device),
+            cos_values: cos,
+            sin_values: sin,
         }
     }
 
@@ -69,13 +76,68 @@ impl RopeTables {
         );
         x * self.cos.clone() + swapped * self.sin.clone()
     }
+
+    /// The same rotation for token-major `x: [B, prefix + h·w, heads·head_dim]` on burn-flex (the
+    /// projections' own layout), in place on all threads: one pass where the tensor form takes a
+    /// concatenation and three element-wise ops on one thread.
+    pub fn apply_tokens(&self, x: Tensor<3>) -> Tensor<3> {
+        let [_, t, width] = x.dims();
+        let head_dim = self.cos.dims()[3];
+        let half = head_dim / 2;
+        assert_eq!(
+            t * head_dim,
+            self.cos_values.len(),
+            "RoPE tables for another grid"
+        );
+        cpu_kernels::in_place(x, width, |first, rows| {
+            for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                let token = (first + i) % t;
+                let cos = &self.cos_values[token * head_dim..][..head_dim];
+                let sin = &self.sin_values[token * head_dim..][..head_dim];
+                for head in row.chunks_exact_mut(head_dim) {
+                    let (lo, hi) = head.split_at_mut(half);
+                    for j in 0..half {
+                        let (a, b) = (lo[j], hi[j]);
+                        lo[j] = a * cos[j] + b * sin[j];
+                        hi[j] = b * cos[half + j] + a * sin[half + j];
+                    }
+                }
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_place_rotation_equals_the_tensor_form() {
+        let device = Device::flex();
+        let (b, heads, head_dim, prefix, h, w) = (2, 3, 8, 2, 3, 4);
+        let tables = RopeTables::new(&periods(100.0, head_dim), h, w, prefix, &device);
+        let (t, width) = (prefix + h * w, heads * head_dim);
+        let xs: Vec<f32> = (0..b * t * width)
+            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(xs, [b, t, width]), &device);
+        let split = x.clone().reshape([b, t, heads, head_dim]).swap_dims(1, 2);
+        let expected = tables.apply(split).swap_dims(1, 2).reshape([b, t, width]);
+        let got = tables.apply_tokens(x);
+        let (expected, got) = (expected.into_data(), got.into_data());
+        let worst = expected
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(got.as_slice::<f32>().unwrap())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-6, "max |Δ| {worst}");
+    }
+
     #[test]
     fn periods_match_dinov3_vits16() {
-        let p = super::periods(100.0, 64);
+        let p = periods(100.0, 64);
         assert_eq!(p.len(), 16);
         assert_eq!(p[0], 1.0);
         assert!((p[8] - 10.0).abs() < 1e-12);

@@ -222,6 +222,23 @@ try {
       const b = await timed(async () => (await session.run({ pixel_values: input })).last_hidden_state);
       rows.push({ engine: `onnxruntime-web ${theirs}${theirs === "wasm" && threads ? ` ${threads} threads` : ""}`, loadMs: sessMs, ...b, diff: compare(fromOrt(b.out)), out: undefined });
       await session.release();
+      if (ours === "webgpu") {
+        // WebGPU work per training step: 8 images at 64² (a step's kernels do not depend on the
+        // grid size, so a 4×4 grid counts the same work), batch 2, one epoch; counted from the
+        // end of embedding to the last step's progress report (so the epoch's set-up is included).
+        const imgs = Array.from({ length: 8 }, (_, k) => {
+          const rgba = new Uint8Array(64 * 64 * 4);
+          for (let i = 0; i < rgba.length; i++) rgba[i] = (i * 2654435761 + k * 97) % 251;
+          return { rgba, width: 64, height: 64 };
+        });
+        let from = null, to = null, steps = 0;
+        await det.fit(imgs, { epochs: 1, size: 64, batchSize: 2, holdout: 0.25 }, (p) => {
+          if (p.phase === "embed" && p.image === p.images) from = { ...counts };
+          if (p.phase === "train" && p.step === p.steps) { to = { ...counts }; steps = p.steps; }
+        });
+        const work = Object.fromEntries(Object.keys(counts).map((k) => [k, (to[k] - from[k]) / steps]));
+        rows.push({ engine: `${engine}: training step`, trainWork: work, steps });
+      }
       for (const [label, d] of [["dino-ar cpu: fit", det], ...(pdet ? [[`dino-ar cpu ${pdet.threads} threads: fit`, pdet]] : [])]) {
         if (!(train > 0 && ours === "cpu")) break;
         // AR-head training in the page: `train` images at this size, 3 epochs; seconds per epoch.
@@ -250,6 +267,11 @@ try {
   for (const r of result) {
     if (r.epochMs) {
       console.log(`# page training (${r.engine.replace(": fit", "")}): ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
+      continue;
+    }
+    if (r.trainWork) {
+      const w = r.trainWork, f = (x) => x.toFixed(1);
+      console.log(`# ${r.engine.replace(": training step", "")} per training step (batch 2, mean of ${r.steps}): ${f(w.dispatch)} compute dispatches, ${f(w.submit)} queue submissions, ${f(w.readback)} buffer read-backs (the loss)`);
       continue;
     }
     if (r.memPeak !== undefined) {

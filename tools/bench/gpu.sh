@@ -12,8 +12,9 @@
 # where torch sees a GPU, else on the CPU.
 #
 # The backbone is a random ViT-S/16 made by `dino-ar random-backbone` (speed does not depend on
-# the values). Where `nvidia-smi` exists, the GPU memory in use is sampled every 100 ms and its
-# peak printed per case. Runs as is on any machine with a Vulkan (Linux, Windows), Metal (macOS)
+# the values). The bench tables carry the GPU allocator's own figures (weights in use after loading,
+# memory reserved after each case: burn's `Device::memory_pool_usage`, on any adapter); where
+# `nvidia-smi` exists, the GPU memory in use is also sampled every 100 ms and its peak printed. Runs as is on any machine with a Vulkan (Linux, Windows), Metal (macOS)
 # or DX12 driver; on a machine without one, the GPU half fails with the reason.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

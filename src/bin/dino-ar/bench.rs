@@ -127,6 +127,21 @@ fn peak_text() -> String {
     peak_rss_mb().map_or("n/a".into(), |m| format!("{m:.0}"))
 }
 
+/// The GPU allocator's state in MB: (in use, reserved). It only grows its reservation (pages are
+/// kept for reuse), so `reserved` read after a case is at least that case's peak in use. None on
+/// the CPU, whose tensors live on the process heap (peak_rss_MB covers them).
+fn gpu_memory_mb(device: &Device) -> Option<(f64, f64)> {
+    let usage = device.memory_pool_usage()?;
+    Some((
+        usage.bytes_in_use as f64 / 1e6,
+        usage.bytes_reserved as f64 / 1e6,
+    ))
+}
+
+fn gpu_reserved_text(device: &Device) -> String {
+    gpu_memory_mb(device).map_or("n/a".into(), |(_, reserved)| format!("{reserved:.0}"))
+}
+
 fn random_grid(rng: &mut Rng, shape: [usize; 4], device: &Device) -> Tensor<4> {
     let n = shape.iter().product();
     Tensor::from_data(TensorData::new(rng.uniform(-1.0, 1.0, n), shape), device)
@@ -268,10 +283,18 @@ fn backbone_forward(
         c.num_heads,
         c.patch_size
     );
+    if let Some((in_use, reserved)) = gpu_memory_mb(device) {
+        println!(
+            "# GPU memory after loading the weights: {in_use:.1} MB in use, {reserved:.1} MB reserved"
+        );
+    }
     println!("# first_ms: the first forward at that size (on a GPU: shader compilation included)");
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>13}",
-        "size", "first_ms", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
+        "# gpu_reserved_MB: GPU memory the allocator holds after that size's runs (≥ their peak)"
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>13} {:>16}",
+        "size", "first_ms", "median_ms", "min_ms", "max_ms", "peak_rss_MB", "gpu_reserved_MB"
     );
     let mut rng = Rng::new(3);
     for size in sizes {
@@ -289,10 +312,11 @@ fn backbone_forward(
         let first = time(0, 1, forward);
         let t = time(warmup, runs, forward);
         println!(
-            "{:<10} {:>10.2} {t} {:>13}",
+            "{:<10} {:>10.2} {t} {:>13} {:>16}",
             format!("{h}x{w}"),
             first.median,
-            peak_text()
+            peak_text(),
+            gpu_reserved_text(device)
         );
     }
     Ok(())
@@ -315,9 +339,12 @@ fn train(
     println!(
         "# AR head (paper defaults) on {images} random grids {dim}×{g}×{g}, batch {batch_size}"
     );
+    if let Some((in_use, _)) = gpu_memory_mb(device) {
+        println!("# GPU memory in use with the grids uploaded: {in_use:.1} MB");
+    }
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>13}",
-        "variant", "median_ms", "min_ms", "max_ms", "peak_rss_MB"
+        "{:<10} {:>10} {:>10} {:>10} {:>13} {:>16}",
+        "variant", "median_ms", "min_ms", "max_ms", "peak_rss_MB", "gpu_reserved_MB"
     );
     // Both variants cost the same (dilation changes where the taps are, not how many).
     let spec = FitSpec {
@@ -336,7 +363,12 @@ fn train(
     if let Some(e) = failed {
         return Err(e);
     }
-    println!("{:<10} {t} {:>13}", spec.variant, peak_text());
+    println!(
+        "{:<10} {t} {:>13} {:>16}",
+        spec.variant,
+        peak_text(),
+        gpu_reserved_text(device)
+    );
     println!("# one timed run = one epoch over all {images} images (ms)");
     Ok(())
 }
