@@ -23,8 +23,8 @@ pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     x.device() == Device::flex() && !x.is_require_grad() && !backend_kernels_asked()
 }
 
-/// `DINO_AR_BACKEND_KERNELS=1` (native only) takes burn-flex's own GELU and attention instead:
-/// the A/B switch behind BENCHMARKS.md's comparison, in one binary.
+/// `DINO_AR_BACKEND_KERNELS=1` (native only) takes burn-flex's own ops for every kernel here (and
+/// RoPE's tensor form): the A/B switch behind BENCHMARKS.md's comparison, in one binary.
 fn backend_kernels_asked() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -48,15 +48,35 @@ pub fn in_place<const D: usize>(
         .as_mut_slice::<f32>()
         .expect("the CPU kernels run on f32 tensors (the backbone's only dtype)");
     let rows = CHUNK.div_ceil(row).max(1);
-    let run = |(i, chunk): (usize, &mut [f32])| f(i * rows, chunk);
+    for_each_chunk(values, rows * row, |i, chunk| f(i * rows, chunk));
+    Tensor::from_data(data, &device)
+}
+
+/// Runs `f(index, chunk)` on consecutive chunks of `chunk` values: on rayon's threads where there
+/// are any (natively, and in the threaded browser build), one after another in the one-thread build.
+fn for_each_chunk(values: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) {
     #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     {
         use rayon::prelude::*;
-        values.par_chunks_mut(rows * row).enumerate().for_each(run);
+        values
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    values.chunks_mut(rows * row).enumerate().for_each(run);
-    Tensor::from_data(data, &device)
+    values
+        .chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
+/// The threads [`for_each_chunk`] spreads work over.
+fn threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    let threads = rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    let threads = 1;
+    threads
 }
 
 /// `y + bias` over the last axis (burn-flex broadcasts it on one thread).
@@ -140,17 +160,6 @@ fn exp_nonpositive(x: f32) -> f32 {
         .wrapping_sub(ROUNDER.to_bits())
         .wrapping_add(127);
     p * f32::from_bits(biased << 23)
-}
-
-/// Softmax over the last axis (rows of `row` values), in place.
-pub fn softmax_rows<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let row = x.dims()[D - 1];
-    in_place(x, row, move |_, values| {
-        for r in values.chunks_exact_mut(row) {
-            let inv = exp_shifted_row(r);
-            r.iter_mut().for_each(|v| *v *= inv);
-        }
-    })
 }
 
 /// `r ← e^(r − max r)` in place; returns `1 / Σ` (the softmax is the row times it).
@@ -274,24 +283,9 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, scale: 
         }
     };
     let mut out = vec![0.0f32; b * t * width];
-    let (per_image, per_task) = (t * width, rows * width);
-    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(per_image)
-            .enumerate()
-            .for_each(|(image, o)| {
-                o.par_chunks_mut(per_task)
-                    .enumerate()
-                    .for_each(|(i, o)| block(image, i * rows, o))
-            });
-    }
-    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    for (image, o) in out.chunks_mut(per_image).enumerate() {
-        for (i, o) in o.chunks_mut(per_task).enumerate() {
-            block(image, i * rows, o)
-        }
-    }
+    for_each_chunk(&mut out, t * width, |image, o| {
+        for_each_chunk(o, rows * width, |i, o| block(image, i * rows, o))
+    });
     Tensor::from_data(TensorData::new(out, [b, t, width]), &device)
 }
 
@@ -307,11 +301,7 @@ fn owned_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 /// a time), but at least 16 rows (fewer waste gemm's micro-kernel) and at most 64 (a task's
 /// `rows × t` scores, 200 KB at 789 tokens, stay in L2).
 fn query_rows_per_task(t: usize) -> usize {
-    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
-    let threads = rayon::current_num_threads();
-    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-    let threads = 1;
-    t.div_ceil(2 * threads).clamp(16, 64)
+    t.div_ceil(2 * threads()).clamp(16, 64)
 }
 
 #[cfg(test)]
@@ -371,7 +361,12 @@ mod tests {
             .map(|i| ((i * 7919) % 1013) as f32 * 0.05 - 25.0)
             .collect();
         let x = Tensor::<2>::from_data(TensorData::new(xs, [rows, cols]), &device);
-        let ours = values(softmax_rows(x.clone()));
+        // The attention's softmax: each row through `exp_shifted_row`, times the returned 1/Σ.
+        let mut ours = values(x.clone());
+        for r in ours.chunks_exact_mut(cols) {
+            let inv = exp_shifted_row(r);
+            r.iter_mut().for_each(|v| *v *= inv);
+        }
         let theirs = values(softmax(x, 1));
         for (a, b) in ours.iter().zip(&theirs) {
             assert!((a - b).abs() <= 1e-6 + 1e-5 * b, "{a} vs {b}");
