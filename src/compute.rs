@@ -6,7 +6,42 @@
 //! llvmpipe run the GPU kernels on the CPU, several times slower than burn-flex), else the CPU,
 //! saying why.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
+
+named_choice! {
+    /// What the backbone's matmuls and patch convolution compute in: `--precision` on the CLI,
+    /// `precision` in `Detector.create`'s options.
+    pub enum Precision ("precision") {
+        F32 = "f32", "32-bit floats throughout (the default)";
+        F16 = "f16", "half precision in the matmuls and their weights (a GPU with shader-f16; half the weights' GPU memory), f32 for norms, softmax and the residual stream";
+    }
+}
+
+impl Precision {
+    /// What `self` becomes on `device`, with the reason when that is not what was asked: f16 needs
+    /// a GPU whose adapter computes in it (WebGPU's `shader-f16`); the CPU kernels are f32 only.
+    pub fn on(self, device: &Device) -> (Precision, Option<String>) {
+        match self {
+            Precision::F32 => (Precision::F32, None),
+            Precision::F16 if *device == Device::flex() => (
+                Precision::F32,
+                Some("f16 runs on a GPU; the CPU computes in f32".into()),
+            ),
+            Precision::F16 if !device.supports_dtype(FloatDType::F16) => (
+                Precision::F32,
+                Some("this GPU adapter has no shader-f16: computing in f32".into()),
+            ),
+            Precision::F16 => (Precision::F16, None),
+        }
+    }
+
+    pub fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+        }
+    }
+}
 
 /// A GPU adapter that was found, as people should read it.
 #[derive(Debug, Clone)]

@@ -8,10 +8,11 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::*;
 use dino_ar::ar::Variant;
 use dino_ar::backbone::{DinoV3, load_backbone};
+use dino_ar::compute::Precision;
 use dino_ar::train::fit;
 
 fn embed(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
@@ -222,4 +223,70 @@ fn training_grids_too_large_for_the_gpu_say_what_to_lower() {
         e.contains(&format!("the {count} training grids")) && e.contains("fewer images"),
         "{e}"
     );
+}
+
+/// The GPU's f16 path, or `None` (skipped, saying why) where the adapter has no f16 arithmetic.
+/// CI's lavapipe has it (`shaderFloat16`), so there `DINO_AR_REQUIRE_GPU` makes a skip a failure.
+fn f16_gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
+    let gpu = gpu_or_skip(test)?;
+    match Precision::F16.on(&gpu.device) {
+        (Precision::F16, None) => Some(gpu),
+        (_, why) if std::env::var_os("DINO_AR_REQUIRE_GPU").is_some() => {
+            panic!("{test}: DINO_AR_REQUIRE_GPU is set but {why:?}")
+        }
+        (_, why) => {
+            eprintln!("SKIPPED {test}: {}", why.unwrap_or_default());
+            None
+        }
+    }
+}
+
+/// Half precision: the weights live in f16 on the device and the embeddings stay near the f32
+/// reference — near, not equal (a rounding error shows that f16 really ran). The bound is
+/// relative to the embeddings' largest value: f16 keeps 11 significant bits.
+#[test]
+fn half_precision_stays_near_the_reference_on_the_gpu() {
+    let test = "half_precision_stays_near_the_reference_on_the_gpu";
+    let Some(gpu) = f16_gpu_or_skip(test) else {
+        return;
+    };
+    let cases: [(&str, &[u8], &str, &[u8], &[u8]); 3] = [
+        ("tiny HF", TINY_HF, TINY_CONFIG, TINY_PIXELS_224, TINY_REF_224),
+        ("tiny Meta bf16", TINY_META_BF16, TINY_CONFIG, TINY_PIXELS_128X192, TINY_REF_128X192),
+        ("tiny SwiGLU", SWIGLU_HF, SWIGLU_CONFIG, SWIGLU_PIXELS, SWIGLU_REF),
+    ];
+    for (case, weights, config, pixels, reference_bytes) in cases {
+        let model = load_backbone(weights, Some(config), &gpu.device)
+            .unwrap()
+            .model;
+        let (model, note) = model.with_precision(Precision::F16);
+        assert_eq!((model.precision(), note), (Precision::F16, None), "{case}");
+        let q = model.blocks[0].attention.q.weight_t.val();
+        assert_eq!(q.dtype(), DType::F16, "{case}: weights on the device");
+        let (patch, cls) = embed(&model, pixels);
+        let r = reference(reference_bytes);
+        let (dp, dc) = (
+            max_abs_diff(&patch, &r.patch_tokens),
+            max_abs_diff(&cls, &r.cls_token),
+        );
+        let scale = r.patch_tokens.iter().fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!("{case} f16 on {}: max-abs error patch {dp:e}, cls {dc:e} (largest value {scale})", gpu.label);
+        assert!(
+            dp.max(dc) <= 1e-2 * scale && dp > 1e-6,
+            "{case}: f16 max-abs error patch {dp:e}, cls {dc:e} against values up to {scale}"
+        );
+    }
+}
+
+/// f16 asked for where it cannot run falls back to f32 and says why.
+#[test]
+fn half_precision_on_the_cpu_falls_back_to_f32_saying_why() {
+    let model = load_backbone(TINY_HF, Some(TINY_CONFIG), &Device::flex())
+        .unwrap()
+        .model;
+    let (model, note) = model.with_precision(Precision::F16);
+    assert_eq!(model.precision(), Precision::F32);
+    assert!(note.is_some_and(|n| n.contains("GPU")));
+    let (patch, cls) = embed(&model, TINY_PIXELS_224);
+    assert_matches("the f32 fallback", &patch, &cls, &reference(TINY_REF_224));
 }

@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
+use dino_ar::compute::Precision;
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
 use dino_ar::spec::{FitSpec, InputSize, Method};
@@ -215,7 +216,7 @@ async fn wasm_cpu_ar_head_and_training() {
 
 async fn session_fit_load_score(kind: &str) {
     use common::golden;
-    let s = Session::create(kind).await.unwrap();
+    let s = Session::create(kind, Precision::F32).await.unwrap();
     // Errors before anything is loaded, and the session stays usable after them.
     let e = s
         .score(&golden::rgba_texture(1, 64, false), 64, 64)
@@ -309,7 +310,7 @@ async fn session_on_webgpu_fits_loads_and_scores() {
 /// A model fit natively (the CLI's path, golden file) scores the same here; one fit here equals it.
 async fn golden_cross_check(kind: &str) {
     use common::golden::{self, SEED, SIZE};
-    let s = Session::create(kind).await.unwrap();
+    let s = Session::create(kind, Precision::F32).await.unwrap();
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
     let expected_map = fixture_tensor(golden::MAP, "map").1;
 

@@ -8,6 +8,7 @@ export class Engine {
     this.nextId = 1;
     this.worker = null;
     this.backend = "auto";
+    this.precision = undefined; // the library's default unless the page picks one
     this.module = null; // the compiled wasm, handed to every worker (library.js)
     this.threads = { why: "not set" }; // pkg-threads/ for the worker, or why not (library.js)
     // What to load again after a restart.
@@ -67,10 +68,15 @@ export class Engine {
     });
   }
 
-  async start(backend) {
+  async start(backend, precision) {
     this.backend = backend;
+    this.precision = precision;
     if (!this.worker) this.spawn();
-    return await this.call("start", { backend, module: this.module, threads: this.threads });
+    return await this.call("start", this.startArgs());
+  }
+
+  startArgs() {
+    return { backend: this.backend, precision: this.precision, module: this.module, threads: this.threads };
   }
 
   async loadBackbone(weights, config) {
@@ -122,7 +128,7 @@ export class Engine {
   }
 
   async reload() {
-    const started = await this.post("start", { backend: this.backend, module: this.module, threads: this.threads });
+    const started = await this.post("start", this.startArgs());
     if (this.backbone) await this.post("loadBackbone", this.backbone);
     let lost = null;
     if (this.model) {

@@ -71,13 +71,17 @@ async function startEngine() {
   engine.threads = threads;
   engine.watch(dino.engineChannel());
   fillForms();
-  $("backend-status").textContent = engineLine(await engine.start($("backend").value));
+  $("backend-status").textContent = engineLine(await engine.start($("backend").value, $("precision").value));
 }
 
-// The engine line: the backend and, on the CPU, its threads and why not more.
-function engineLine({ backend, threads: n, threadsNote }) {
-  if (!/^cpu/.test(backend)) return backend;
-  return `${backend} · ${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`;
+// The engine line: the backend, on the CPU its threads and why not more, and the precision when
+// it is not f32 or not the one asked for.
+function engineLine({ backend, threads: n, threadsNote, precision, precisionNote }) {
+  const parts = [backend];
+  if (/^cpu/.test(backend)) parts.push(`${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`);
+  if (precisionNote) parts.push(`${precision} (${precisionNote})`);
+  else if (precision !== "f32") parts.push(precision);
+  return parts.join(" · ");
 }
 
 // The training form and the overlay controls start from the library's defaults and list its
@@ -99,6 +103,7 @@ function fillForms() {
     input.value = String(value);
   }
   fill($("colormap"), choices.colormap);
+  fill($("precision"), choices.precision); // the first is the library's default, f32
   const style = dino.overlayDefaults();
   $("colormap").value = style.colormap;
   $("opacity").value = style.opacity;
@@ -123,12 +128,13 @@ engine.onRestart = (started, lost) => {
   }
 };
 
-$("backend").onchange = () =>
+$("backend").onchange = $("precision").onchange = (event) =>
   guard(async () => {
     engine.backend = $("backend").value;
+    engine.precision = $("precision").value;
     $("backend-status").textContent = "starting…";
-    // A fresh engine on the new backend, with the backbone and model loaded again.
-    await engine.restart("the backend changed");
+    // A fresh engine on the new backend or precision, with the backbone and model loaded again.
+    await engine.restart(`the ${event.target.id} changed`);
   });
 
 // ---- backbone ------------------------------------------------------------------------------

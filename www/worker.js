@@ -102,11 +102,14 @@ const engineInfo = () => ({
   backend: backendLine && detector.backend === "cpu" ? backendLine : detector.backend,
   threads: detector.threads,
   threadsNote: detector.threads === 1 ? (oneThreadWhy ?? detector.threadsNote) : detector.threadsNote,
+  precision: detector.precision,
+  precisionNote: detector.precisionNote,
 });
 
 const ops = {
   // `threads`: { glue, wasm } of pkg-threads/, or { why } the page cannot run it.
-  async start({ backend, module, threads }) {
+  // `precision`: "f32" or "f16" (Detector.create's option; the library says when it cannot).
+  async start({ backend, precision, module, threads }) {
     await (wasmReady ??= init({ module_or_path: module }));
     detector?.free();
     detector = null;
@@ -117,7 +120,7 @@ const ops = {
     if (backend !== "webgpu" && !threads.why) {
       if (backend === "auto") {
         // The library's `auto` rule (pkg/ sees the WebGPU adapter): keep WebGPU if it picks it.
-        const probe = await one.Detector.create("auto");
+        const probe = await one.Detector.create("auto", { precision });
         if (/^cpu/.test(probe.backend)) {
           line = probe.backend;
           probe.free();
@@ -126,14 +129,14 @@ const ops = {
       if (!detector) {
         try {
           threaded ??= await loadThreaded(threads);
-          detector = await threaded.Detector.create("cpu");
+          detector = await threaded.Detector.create("cpu", { precision });
           lib = threaded;
         } catch (e) {
           oneThreadWhy = `the threaded build did not start: ${e.message}`;
         }
       }
     }
-    detector ??= await one.Detector.create(backend);
+    detector ??= await one.Detector.create(backend, { precision });
     backendLine = line;
     return { ...engineInfo(), webgpu: "gpu" in navigator };
   },

@@ -9,21 +9,29 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, silu};
-use burn::tensor::module::{attention, conv2d, layer_norm};
-use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::module::{conv2d, layer_norm};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::activation::softmax;
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use super::config::BackboneConfig;
 use super::cpu_kernels;
 use super::rope;
 use super::source::Source;
+use crate::compute::Precision;
 use crate::weights::WeightsError;
 
 /// `y = x Wᵀ + b`, with `Wᵀ` stored pre-transposed as `[in, out]`.
+///
+/// In half precision (`with_precision`), `Wᵀ` is stored in f16 with each output column scaled to
+/// a largest |w| of 1 and `out_scale` holding the factors in f32: LayerScale folded into a weight
+/// can leave it around 1e-6, where f16 has almost no bits left. The output is f32 either way.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight_t: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    /// `[out]`, f32: the column scales of a reduced-precision `weight_t`.
+    pub out_scale: Option<Param<Tensor<1>>>,
 }
 
 /// Whether a linear layer's bias must be in the file.
@@ -39,6 +47,7 @@ impl Linear {
         Self {
             weight_t: Param::from_tensor(weight_t),
             bias: bias.map(Param::from_tensor),
+            out_scale: None,
         }
     }
 
@@ -59,7 +68,12 @@ impl Linear {
         let [b, t, d_in] = x.dims();
         let weight_t = self.weight_t.val();
         let d_out = weight_t.dims()[1];
-        let y = x.reshape([b * t, d_in]).matmul(weight_t);
+        let dtype = weight_t.dtype();
+        let y = x.reshape([b * t, d_in]).cast(dtype).matmul(weight_t);
+        let y = match &self.out_scale {
+            Some(s) => y.cast(FloatDType::F32) * s.val().unsqueeze::<2>(),
+            None => y,
+        };
         let y = match &self.bias {
             Some(bias) if cpu_kernels::applies(&y) => cpu_kernels::add_bias(y, bias.val()),
             Some(bias) => y + bias.val().unsqueeze::<2>(),
@@ -74,6 +88,24 @@ impl Linear {
             self.weight_t.val() * s.clone().unsqueeze::<2>(),
             self.bias.map(|b| b.val() * s),
         )
+    }
+
+    /// The same layer with its matmul in `dtype` (f32: unchanged). The weights are converted on
+    /// the device; the f32 copy is dropped with `self`.
+    fn with_dtype(self, dtype: FloatDType) -> Linear {
+        let weight_t = self.weight_t.val();
+        if dtype == FloatDType::F32 || weight_t.dtype() != DType::F32 {
+            return self;
+        }
+        // A column of zeros keeps scale 1 (0/1 = 0) rather than dividing by zero.
+        let scale = weight_t.clone().abs().max_dim(0);
+        let scale = scale.clone().equal_elem(0.0).float().add(scale);
+        let unit = (weight_t / scale.clone()).cast(dtype);
+        Linear {
+            weight_t: Param::from_tensor(unit),
+            bias: self.bias,
+            out_scale: Some(Param::from_tensor(scale.squeeze_dim::<1>(0))),
+        }
     }
 }
 
@@ -150,6 +182,14 @@ impl Mlp {
         };
         self.down.forward(hidden)
     }
+
+    fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            gate: self.gate.map(|g| g.with_dtype(dtype)),
+            up: self.up.with_dtype(dtype),
+            down: self.down.with_dtype(dtype),
+        }
+    }
 }
 
 /// Multi-head self-attention with 2-D RoPE on queries and keys.
@@ -204,15 +244,27 @@ impl Attention {
                 .o
                 .forward(cpu_kernels::attention(q, k, v, heads, scale as f32));
         }
+        // On a GPU: the two matmuls in the projections' precision, the softmax in f32 (its sums
+        // and exponentials are what f16 gets wrong); q is scaled before, so that no f16 score
+        // comes near f16's range (±65 504).
+        let dtype = self.q.weight_t.val().dtype();
         let split = |y: Tensor<3>| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
-        let (q, k, v) = (rope.apply(split(q)), rope.apply(split(k)), split(v));
-        let options = AttentionModuleOptions {
-            scale: Some(scale),
-            softcap: None,
-            is_causal: false,
-        };
-        let out = attention(q, k, v, None, None, options);
+        let q = rope.apply(split(q * scale)).cast(dtype);
+        let k = rope.apply(split(k)).cast(dtype);
+        let scores = q.matmul(k.swap_dims(2, 3)).cast(FloatDType::F32);
+        let weights = softmax(scores, 3).cast(dtype);
+        let out = weights.matmul(split(v).cast(dtype)).cast(FloatDType::F32);
         self.o.forward(out.swap_dims(1, 2).reshape([b, t, d]))
+    }
+
+    fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            q: self.q.with_dtype(dtype),
+            k: self.k.with_dtype(dtype),
+            v: self.v.with_dtype(dtype),
+            o: self.o.with_dtype(dtype),
+            heads: self.heads,
+        }
     }
 }
 
@@ -284,6 +336,16 @@ impl Block {
             self.attention.forward(self.norm1.forward(x), rope),
         );
         residual(x.clone(), self.mlp.forward(self.norm2.forward(x)))
+    }
+
+    /// The norms stay f32: their statistics are sums of squares, beyond f16's range for DINO's
+    /// large activations.
+    fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            attention: self.attention.with_dtype(dtype),
+            mlp: self.mlp.with_dtype(dtype),
+            ..self
+        }
     }
 }
 
@@ -384,6 +446,39 @@ impl DinoV3 {
         self.patch_bias.val().device()
     }
 
+    /// The same model computing in `precision` where its device can (see [`Precision::on`]), with
+    /// the reason when it cannot. Reduced precision covers the matmuls, their weights and the
+    /// patch convolution; the residual stream, norms, RoPE and softmax stay f32. The weights are
+    /// converted on the device and the f32 copies released.
+    pub fn with_precision(self, precision: Precision) -> (Self, Option<String>) {
+        let device = self.device();
+        let (precision, note) = precision.on(&device);
+        let dtype = precision.float_dtype();
+        if dtype == FloatDType::F32 {
+            return (self, note);
+        }
+        let model = Self {
+            patch_weight: Param::from_tensor(self.patch_weight.val().cast(dtype)),
+            patch_bias: Param::from_tensor(self.patch_bias.val().cast(dtype)),
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| b.with_dtype(dtype))
+                .collect(),
+            ..self
+        };
+        device.memory_cleanup();
+        (model, note)
+    }
+
+    /// What the matmuls compute in.
+    pub fn precision(&self) -> Precision {
+        match self.patch_weight.val().dtype() {
+            DType::F16 => Precision::F16,
+            _ => Precision::F32,
+        }
+    }
+
     /// Run the backbone on normalised pixels `[B, C, H, W]` (H and W multiples of the patch size).
     pub fn forward(&self, pixels: Tensor<4>) -> Result<BackboneOutput, String> {
         let [b, c, height, width] = pixels.dims();
@@ -397,13 +492,17 @@ impl DinoV3 {
         let p = self.config.patch_size;
         let d = self.config.hidden_size;
 
+        let weight = self.patch_weight.val();
         let patches = conv2d(
-            pixels,
-            self.patch_weight.val(),
+            pixels.cast(weight.dtype()),
+            weight,
             Some(self.patch_bias.val()),
             ConvOptions::new([p, p], [0, 0], [1, 1], 1),
         );
-        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
+        let patches = patches
+            .cast(FloatDType::F32)
+            .reshape([b, d, gh * gw])
+            .swap_dims(1, 2);
 
         let mut tokens = vec![self.cls_token.val().expand([b, 1, d])];
         if let Some(reg) = &self.register_tokens {
@@ -464,5 +563,52 @@ impl DinoV3 {
             TensorData::new(data, [1, c, height, width]),
             &device,
         ))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::compute::{DeviceChoice, open};
+
+    /// A LayerScale of 1e-5 folded into a weight leaves values near 1e-7, mostly below f16's
+    /// smallest normal (6e-5): cast as they are they would lose most of their bits; the column
+    /// scales keep the layer's output within f16's relative precision.
+    #[test]
+    fn tiny_folded_weights_keep_their_precision_in_f16() {
+        let Ok(gpu) = open(DeviceChoice::Gpu) else {
+            eprintln!("SKIPPED tiny_folded_weights_keep_their_precision_in_f16: no GPU adapter");
+            return;
+        };
+        if Precision::F16.on(&gpu.device).0 != Precision::F16 {
+            eprintln!("SKIPPED tiny_folded_weights_keep_their_precision_in_f16: no f16 on {}", gpu.label);
+            return;
+        }
+        let device = gpu.device;
+        let (inp, out) = (48, 16);
+        let mut rng = crate::rng::Rng::new(1);
+        let w: Vec<f32> = rng.uniform(-0.1, 0.1, inp * out);
+        let b: Vec<f32> = rng.uniform(-1e-6, 1e-6, out);
+        let x: Vec<f32> = rng.uniform(-2.0, 2.0, 3 * inp);
+        let layer = Linear::new(
+            Tensor::from_data(TensorData::new(w, [inp, out]), &device),
+            Some(Tensor::from_data(TensorData::new(b, [out]), &device)),
+        )
+        .scale_outputs(Tensor::full([out], 1e-5, &device));
+        let x = Tensor::<3>::from_data(TensorData::new(x, [1, 3, inp]), &device);
+        let values = |t: Tensor<3>| t.into_data().convert::<f32>().into_vec::<f32>().unwrap();
+        let exact = values(layer.forward(x.clone()));
+        let half = layer.with_dtype(FloatDType::F16);
+        assert_eq!(half.weight_t.val().dtype(), DType::F16);
+        let got = values(half.forward(x));
+        let largest = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let error = exact
+            .iter()
+            .zip(&got)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            error <= 2e-3 * largest && error > 0.0,
+            "f16 error {error:e} against outputs up to {largest:e}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::convert::{
 };
 use super::session::{Session, SessionError};
 use super::threads::{self, Threads};
+use crate::compute::Precision;
 use crate::volume::{Volume, dicom, nifti};
 
 /// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
@@ -81,6 +82,10 @@ struct CreateOptions {
     /// and says so in `threadsNote`.
     #[tsify(optional)]
     threads: Option<u32>,
+    /// `"f16"`: half-precision matmuls on a WebGPU adapter with `shader-f16` (half the weights'
+    /// GPU memory); elsewhere f32, and `precisionNote` says why. Default `"f32"`.
+    #[tsify(optional)]
+    precision: Option<Precision>,
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -124,7 +129,10 @@ impl JsDetector {
             };
             let limit = options.threads.map(|n| n as usize);
             // The session first: a bad backend must not start the pool with the default size.
-            let session = Session::create(&kind).await.map_err(js_err)?;
+            let precision = options.precision.unwrap_or(Precision::F32);
+            let session = Session::create(&kind, precision)
+                .await
+                .map_err(js_err)?;
             let threads = threads::start(limit).await.map_err(js_err)?;
             Ok(JsDetector {
                 session: Rc::new(session),
@@ -145,6 +153,19 @@ impl JsDetector {
     #[wasm_bindgen(getter, js_name = threadsNote)]
     pub fn threads_note(&self) -> Option<String> {
         self.threads.note.clone()
+    }
+
+    /// What the backbone computes in here: `"f16"` only when it was asked for and the device has
+    /// it.
+    #[wasm_bindgen(getter, unchecked_return_type = "Precision")]
+    pub fn precision(&self) -> String {
+        self.session.precision().0.name().into()
+    }
+
+    /// Why the precision is not the one asked for, if so (the CPU, or no `shader-f16`).
+    #[wasm_bindgen(getter, js_name = precisionNote)]
+    pub fn precision_note(&self) -> Option<String> {
+        self.session.precision().1
     }
 
     /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.

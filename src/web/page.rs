@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::{fit_options, from_js, js_err, to_js};
 use crate::ar::{ArConfig, Variant};
 use crate::backbone::random::RandomBackbone;
+use crate::compute::Precision;
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
@@ -53,10 +54,11 @@ pub struct Choices {
     /// The intensity windows offered (a typed `ct:C,W` or `percentile:L,H` is accepted too).
     window: Vec<Choice>,
     plane: Vec<Choice>,
+    precision: Vec<Choice>,
 }
 
-/// The named choices of the fit and overlay settings, `{ method, variant, colormap, positionNorm,
-/// window, plane }`, each a list
+/// The named choices of the fit and overlay settings and of the engine's precision, `{ method,
+/// variant, colormap, positionNorm, window, plane, precision }`, each a list
 /// of `{ value, label }`: the page's menus are filled from them.
 #[wasm_bindgen(unchecked_return_type = "Choices")]
 pub fn choices() -> Result<JsValue, JsValue> {
@@ -82,6 +84,7 @@ pub fn choices() -> Result<JsValue, JsValue> {
             .map(|(value, label)| Choice { value, label })
             .collect(),
         plane: list(Plane::ALL, Plane::name, Plane::label),
+        precision: list(Precision::ALL, Precision::name, Precision::label),
     })
 }
 

@@ -12,7 +12,7 @@ use super::convert::VolumeFile;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
-use crate::compute::auto_declines;
+use crate::compute::{Precision, auto_declines};
 use crate::detector::{
     self, AnomalyMap, Detector, DetectorError, Explanation, VolumeMap, check_size,
 };
@@ -70,6 +70,8 @@ pub struct BackboneInfo {
     pub registers: usize,
     pub patch_size: usize,
     pub fingerprint: String,
+    /// What the backbone computes in (`f32` when `f16` was asked for where it cannot run).
+    pub precision: Precision,
 }
 
 /// What `loadModel` resolves to: how the model was made and where its scores sit.
@@ -128,11 +130,13 @@ pub struct Session {
     backbone: RefCell<Option<DinoV3>>,
     detector: RefCell<Option<Rc<Detector>>>,
     cancel: Cell<bool>,
+    /// What `Detector.create` asked for; [`Session::precision`] says what the device gives.
+    precision: Precision,
 }
 
 impl Session {
     /// `"webgpu"`, `"cpu"` or `"auto"` (WebGPU on a hardware adapter, else the CPU).
-    pub async fn create(kind: &str) -> Result<Self, SessionError> {
+    pub async fn create(kind: &str, precision: Precision) -> Result<Self, SessionError> {
         let cpu = |why: String| (Device::flex(), why, false);
         let (device, backend, on_webgpu) = match kind {
             "cpu" => cpu("cpu".into()),
@@ -157,12 +161,20 @@ impl Session {
             backbone: RefCell::new(None),
             detector: RefCell::new(None),
             cancel: Cell::new(false),
+            precision,
         })
     }
 
     pub fn backend(&self) -> String {
         self.fall_back_if_lost();
         self.backend.borrow().clone()
+    }
+
+    /// The precision the backbone computes in on this device, and why it is not the one asked
+    /// for, if so.
+    pub fn precision(&self) -> (Precision, Option<String>) {
+        self.fall_back_if_lost();
+        self.precision.on(&self.device.borrow())
     }
 
     /// When the WebGPU device was lost, move to the CPU backend; the models on the lost device
@@ -203,7 +215,8 @@ impl Session {
     ) -> Result<BackboneInfo, SessionError> {
         self.fall_back_if_lost();
         let device = self.device.borrow().clone();
-        let loaded = load_backbone(bytes, config_json, &device)?;
+        let mut loaded = load_backbone(bytes, config_json, &device)?;
+        loaded.model = loaded.model.with_precision(self.precision).0;
         *self.needs_reload.borrow_mut() = None;
         let c = &loaded.model.config;
         let info = BackboneInfo {
@@ -215,6 +228,7 @@ impl Session {
             registers: c.num_registers,
             patch_size: c.patch_size,
             fingerprint: loaded.model.fingerprint.clone(),
+            precision: loaded.model.precision(),
         };
         let keep = self
             .detector

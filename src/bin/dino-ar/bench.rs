@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::load_backbone;
-use dino_ar::compute::DeviceChoice;
+use dino_ar::compute::{DeviceChoice, Precision};
 use dino_ar::knn::MemoryBank;
 use dino_ar::rng::Rng;
 use dino_ar::score::patch_scores;
@@ -59,6 +59,10 @@ enum What {
         config: Option<PathBuf>,
         #[arg(long, value_delimiter = ',', default_value = "224,448")]
         sizes: Vec<String>,
+        /// f16: half-precision matmuls on a GPU with shader-f16 (else f32, saying why).
+        #[arg(long, default_value_t = Precision::F32,
+              value_parser = crate::cli::choice::<Precision>(Precision::names()))]
+        precision: Precision,
     },
     /// Seconds per epoch of AR-head training.
     Train {
@@ -166,7 +170,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             backbone,
             config,
             sizes,
-        } => backbone_forward(&device, warmup, runs, &backbone, config, &sizes),
+            precision,
+        } => backbone_forward(
+            &device,
+            precision,
+            warmup,
+            runs,
+            &backbone,
+            config,
+            &sizes,
+        ),
         What::Train {
             images,
             dim,
@@ -254,8 +267,10 @@ fn heads(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backbone_forward(
     device: &Device,
+    precision: Precision,
     warmup: usize,
     runs: usize,
     path: &PathBuf,
@@ -273,15 +288,17 @@ fn backbone_forward(
     };
     let loaded = load_backbone(&bytes, config_text.as_deref(), device)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let model = loaded.model;
+    let (model, note) = loaded.model.with_precision(precision);
     let c = &model.config;
     println!(
-        "# backbone {}: width {}, {} layers, {} heads, patch {}",
+        "# backbone {}: width {}, {} layers, {} heads, patch {}, {}{}",
         path.display(),
         c.hidden_size,
         c.num_layers,
         c.num_heads,
-        c.patch_size
+        c.patch_size,
+        model.precision(),
+        note.map(|n| format!(" ({n})")).unwrap_or_default()
     );
     if let Some((in_use, reserved)) = gpu_memory_mb(device) {
         println!(

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dino_ar::compute::Precision;
 use dino_ar::preprocess::RgbImage;
 use dino_ar::volume::{Volume, dicom, nifti};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
@@ -309,8 +310,18 @@ fn key(image: &RgbImage) -> u64 {
 }
 
 impl FeatureCache {
-    pub fn new(root: Option<PathBuf>, fingerprint: &str, (h, w): (usize, usize)) -> Self {
-        let dir = root.map(|r| r.join(format!("{fingerprint}_{h}x{w}")));
+    /// One folder per backbone, input size and precision (f32's name has no suffix, as before).
+    pub fn new(
+        root: Option<PathBuf>,
+        fingerprint: &str,
+        precision: Precision,
+        (h, w): (usize, usize),
+    ) -> Self {
+        let suffix = match precision {
+            Precision::F32 => String::new(),
+            other => format!("_{other}"),
+        };
+        let dir = root.map(|r| r.join(format!("{fingerprint}_{h}x{w}{suffix}")));
         if let Some(d) = &dir {
             let _ = std::fs::create_dir_all(d);
         }

@@ -30,7 +30,7 @@ mod cli {
     use dino_ar::backbone::random::RandomBackbone;
     use dino_ar::backbone::{DinoV3, LoadedBackbone, load_backbone};
     use dino_ar::bundle::Bundle;
-    use dino_ar::compute::DeviceChoice;
+    use dino_ar::compute::{DeviceChoice, Precision};
     use dino_ar::detector::{Detector, NormalGrid, check_size, fit_model_validated};
     use dino_ar::evaluate::{Evaluation, Protocol, Scored};
     use dino_ar::overlay::{Colormap, OverlayStyle};
@@ -137,6 +137,10 @@ mod cli {
         #[arg(long, default_value_t = DeviceChoice::Auto,
               value_parser = choice::<DeviceChoice>(DeviceChoice::names()))]
         pub device: DeviceChoice,
+        /// f16: half-precision matmuls on a GPU with shader-f16 (else f32, saying why).
+        #[arg(long, default_value_t = Precision::F32,
+              value_parser = choice::<Precision>(Precision::names()))]
+        pub precision: Precision,
     }
 
     impl DeviceArgs {
@@ -385,8 +389,24 @@ mod cli {
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     }
 
-    /// Load weights, with `config.json` from `--config` or from beside the weights.
+    /// Load weights, with `config.json` from `--config` or from beside the weights, in
+    /// `precision` where the device has it (stderr says when it has not).
     fn backbone(
+        path: &Path,
+        config: Option<&Path>,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<LoadedBackbone, String> {
+        let mut loaded = backbone_f32(path, config, device)?;
+        let (model, note) = loaded.model.with_precision(precision);
+        if let Some(note) = note {
+            eprintln!("precision: {} ({note})", model.precision());
+        }
+        loaded.model = model;
+        Ok(loaded)
+    }
+
+    fn backbone_f32(
         path: &Path,
         config: Option<&Path>,
         device: &Device,
@@ -412,7 +432,12 @@ mod cli {
 
     fn embed(args: EmbedArgs) -> Result<(), String> {
         let device = args.device.open()?;
-        let loaded = backbone(&args.backbone, args.config.as_deref(), &device)?;
+        let loaded = backbone(
+            &args.backbone,
+            args.config.as_deref(),
+            &device,
+            args.device.precision,
+        )?;
         let model = &loaded.model;
         let (pixels, height, width) = match (&args.image, &args.pixels) {
             (Some(image), _) => {
@@ -579,6 +604,7 @@ mod cli {
             &args.backbone.backbone,
             args.backbone.config.as_deref(),
             &device,
+            args.backbone.device.precision,
         )?
         .model;
         let size =
@@ -595,7 +621,7 @@ mod cli {
         } else {
             args.cache.clone().or_else(data::default_cache_root)
         };
-        let cache = FeatureCache::new(root, &backbone.fingerprint, size);
+        let cache = FeatureCache::new(root, &backbone.fingerprint, backbone.precision(), size);
         let (normals, sources, grid) =
             embed_all(&backbone, data::sources(files), &spec, size, &cache)?;
         // Sized by the first progress report: fit_model owns the hold-out split and the batching.
@@ -767,7 +793,13 @@ mod cli {
 
     fn detector(args: &BackboneArgs, model: &Path) -> Result<Detector, String> {
         let device = args.device.open()?;
-        let backbone = backbone(&args.backbone, args.config.as_deref(), &device)?.model;
+        let backbone = backbone(
+            &args.backbone,
+            args.config.as_deref(),
+            &device,
+            args.device.precision,
+        )?
+        .model;
         let bundle =
             Bundle::read(&read(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
         Detector::new(backbone, &bundle).map_err(|e| format!("{}: {e}", model.display()))
