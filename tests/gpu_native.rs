@@ -100,6 +100,41 @@ fn the_full_vits16_matches_the_reference_on_the_gpu_when_generated() {
             &r,
         );
     }
+    // And in half precision, where the adapter has it: the error BENCHMARKS.md §6 reports.
+    let (model, note) = model.with_precision(Precision::F16);
+    if let Some(why) = note {
+        eprintln!("{test}: f16 not checked: {why}");
+        return;
+    }
+    for size in ["224x224", "448x448"] {
+        let (patch, cls) = embed(&model, &read(&format!("pixels_{size}.safetensors")));
+        let r = reference(&read(&format!("ref_{size}.safetensors")));
+        assert_near_in_f16(&format!("full ViT-S/16 {size}"), &patch, &cls, &r);
+    }
+}
+
+/// f16 keeps 11 significant bits: within 2 % of the embeddings' largest value of the reference,
+/// and not equal to it (the error shows that f16 really ran). Prints the errors.
+fn assert_near_in_f16(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
+    let (dp, dc) = (
+        max_abs_diff(patch, &r.patch_tokens),
+        max_abs_diff(cls, &r.cls_token),
+    );
+    let largest = r.patch_tokens.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mean = patch
+        .iter()
+        .zip(&r.patch_tokens)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / patch.len() as f32;
+    eprintln!(
+        "{case} in f16: max-abs error patch tokens {dp:.2e} (mean {mean:.2e}), cls {dc:.2e}; \
+         largest value {largest:.2}"
+    );
+    assert!(
+        dp.max(dc) <= 2e-2 * largest && dp > 1e-6,
+        "{case} in f16: max-abs error patch {dp:e}, cls {dc:e} against values up to {largest}"
+    );
 }
 
 #[test]
@@ -242,8 +277,7 @@ fn f16_gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
 }
 
 /// Half precision: the weights live in f16 on the device and the embeddings stay near the f32
-/// reference — near, not equal (a rounding error shows that f16 really ran). The bound is
-/// relative to the embeddings' largest value: f16 keeps 11 significant bits.
+/// reference ([`assert_near_in_f16`]).
 #[test]
 fn half_precision_stays_near_the_reference_on_the_gpu() {
     let test = "half_precision_stays_near_the_reference_on_the_gpu";
@@ -251,9 +285,27 @@ fn half_precision_stays_near_the_reference_on_the_gpu() {
         return;
     };
     let cases: [(&str, &[u8], &str, &[u8], &[u8]); 3] = [
-        ("tiny HF", TINY_HF, TINY_CONFIG, TINY_PIXELS_224, TINY_REF_224),
-        ("tiny Meta bf16", TINY_META_BF16, TINY_CONFIG, TINY_PIXELS_128X192, TINY_REF_128X192),
-        ("tiny SwiGLU", SWIGLU_HF, SWIGLU_CONFIG, SWIGLU_PIXELS, SWIGLU_REF),
+        (
+            "tiny HF",
+            TINY_HF,
+            TINY_CONFIG,
+            TINY_PIXELS_224,
+            TINY_REF_224,
+        ),
+        (
+            "tiny Meta bf16",
+            TINY_META_BF16,
+            TINY_CONFIG,
+            TINY_PIXELS_128X192,
+            TINY_REF_128X192,
+        ),
+        (
+            "tiny SwiGLU",
+            SWIGLU_HF,
+            SWIGLU_CONFIG,
+            SWIGLU_PIXELS,
+            SWIGLU_REF,
+        ),
     ];
     for (case, weights, config, pixels, reference_bytes) in cases {
         let model = load_backbone(weights, Some(config), &gpu.device)
@@ -264,17 +316,7 @@ fn half_precision_stays_near_the_reference_on_the_gpu() {
         let q = model.blocks[0].attention.q.weight_t.val();
         assert_eq!(q.dtype(), DType::F16, "{case}: weights on the device");
         let (patch, cls) = embed(&model, pixels);
-        let r = reference(reference_bytes);
-        let (dp, dc) = (
-            max_abs_diff(&patch, &r.patch_tokens),
-            max_abs_diff(&cls, &r.cls_token),
-        );
-        let scale = r.patch_tokens.iter().fold(0f32, |m, v| m.max(v.abs()));
-        eprintln!("{case} f16 on {}: max-abs error patch {dp:e}, cls {dc:e} (largest value {scale})", gpu.label);
-        assert!(
-            dp.max(dc) <= 1e-2 * scale && dp > 1e-6,
-            "{case}: f16 max-abs error patch {dp:e}, cls {dc:e} against values up to {scale}"
-        );
+        assert_near_in_f16(case, &patch, &cls, &reference(reference_bytes));
     }
 }
 

@@ -66,7 +66,11 @@ async fn a_lost_device_falls_back_to_the_cpu_and_says_so() {
         .unwrap();
     assert_eq!(r.map.len(), golden::SIZE * golden::SIZE);
     // New detectors asking for WebGPU are told why they cannot have it; "auto" takes the CPU.
-    let e = Session::create("webgpu", Precision::F32).await.err().unwrap().to_string();
+    let e = Session::create("webgpu", Precision::F32)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("lost earlier"), "{e}");
     let auto = Session::create("auto", Precision::F32).await.unwrap();
     assert!(auto.backend().starts_with("cpu"), "{}", auto.backend());

@@ -8,10 +8,10 @@
 //! [`super::cpu_kernels`]).
 
 use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::{conv2d, layer_norm};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use super::config::BackboneConfig;
@@ -581,7 +581,10 @@ mod tests {
             return;
         };
         if Precision::F16.on(&gpu.device).0 != Precision::F16 {
-            eprintln!("SKIPPED tiny_folded_weights_keep_their_precision_in_f16: no f16 on {}", gpu.label);
+            eprintln!(
+                "SKIPPED tiny_folded_weights_keep_their_precision_in_f16: no f16 on {}",
+                gpu.label
+            );
             return;
         }
         let device = gpu.device;

@@ -159,6 +159,21 @@ try {
     out.gpuScore = { readbacks: counts.readback - before2.readback, dispatches: counts.dispatch - before2.dispatch,
       diff: Math.max(...g.grid.map((v, i) => Math.abs(v - r.grid[i]))) };
     gpu.free();
+
+    // Half precision: f16 where the adapter has shader-f16 (its scores near the CPU's f32 ones),
+    // else f32 with the reason; on the CPU always f32, saying why.
+    const half = await Detector.create("webgpu", { precision: "f16" });
+    await half.loadBackbone(bytes, config);
+    await half.loadModel(bundle);
+    const h = await half.score(texture(9, true).rgba, 32, 32);
+    out.gpuHalf = { precision: half.precision, note: half.precisionNote ?? null,
+      diff: Math.max(...h.grid.map((v, i) => Math.abs(v - r.grid[i]))), largest: Math.max(...r.grid.map(Math.abs)) };
+    half.free();
+    const cpuHalf = await Detector.create("cpu", { precision: "f16" });
+    out.cpuHalf = { precision: cpuHalf.precision, note: cpuHalf.precisionNote ?? null,
+      info: (await cpuHalf.loadBackbone(bytes, config)).precision };
+    cpuHalf.free();
+    out.badPrecision = await err(() => Detector.create("cpu", { precision: "f8" }));
     return out;
   }, { weights, config, volumes });
   const check = (ok, what) => { if (!ok) { failed = true; console.error(`FAIL ${what}`); } else console.log(`ok   ${what}`); };
@@ -189,6 +204,18 @@ try {
   check(gs.readbacks === 1 && gs.dispatches > 0 && gs.diff < 1e-4,
     `one GPU read-back per score on ${result.gpuBackend} (${gs.readbacks} read-backs, ${gs.dispatches} dispatches; ` +
     `patch scores within ${gs.diff.toExponential(1)} of the CPU's)`);
+  const gh = result.gpuHalf;
+  if (gh.precision === "f16") {
+    // f16 embeddings move the patch scores (squared errors of the head) by a few per cent at most.
+    check(gh.note === null && gh.diff > 0 && gh.diff < 0.05 * gh.largest,
+      `f16 on ${result.gpuBackend}: patch scores within ${gh.diff.toExponential(1)} of the CPU's f32 (largest ${gh.largest.toFixed(3)})`);
+  } else {
+    check(gh.precision === "f32" && /shader-f16/.test(gh.note), `f16 asked on ${result.gpuBackend}: ${JSON.stringify(gh)}`);
+    console.log(`SKIPPED f16 scores on WebGPU: ${gh.note}`);
+  }
+  check(result.cpuHalf.precision === "f32" && result.cpuHalf.info === "f32" && /GPU/.test(result.cpuHalf.note),
+    `f16 asked on the CPU runs f32 and says why: ${JSON.stringify(result.cpuHalf)}`);
+  check(result.badPrecision.includes("f8") && result.badPrecision.includes("f16"), `an unknown precision is named: ${result.badPrecision}`);
   check(result.scoreFirst.startsWith("true:") && result.scoreFirst.includes("no model loaded"), `score before a model: ${result.scoreFirst}`);
   check(result.badWeights.startsWith("true:") && result.badWeights.includes("weights"), `bad weights: ${result.badWeights}`);
   check(result.info.hiddenSize === 64 && result.info.heads === 2, "loadBackbone info");

@@ -171,15 +171,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             config,
             sizes,
             precision,
-        } => backbone_forward(
-            &device,
-            precision,
-            warmup,
-            runs,
-            &backbone,
-            config,
-            &sizes,
-        ),
+        } => backbone_forward(&device, precision, warmup, runs, &backbone, config, &sizes),
         What::Train {
             images,
             dim,
