@@ -27,9 +27,54 @@ pub async fn read_back<const N: usize>(
         what,
         detail: format!("{detail}{hint}"),
     };
-    t.into_data_async()
+    let values = t
+        .into_data_async()
         .await
         .map_err(|e| fail(format!("{e:?}")))?
         .try_into_vec::<f32>()
-        .map_err(|e| fail(format!("{e:?}")))
+        .map_err(|e| fail(format!("{e:?}")))?;
+    // A NaN or an infinity would pass through the metrics and the overlay as a silently wrong
+    // answer: f16 overflowing is the likely cause on a GPU.
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(ReadBackError {
+            what,
+            detail: format!(
+                "{bad} of {} values are not finite (NaN or infinite): the computation \
+                 overflowed; with precision f16, use f32",
+                values.len()
+            ),
+        });
+    }
+    Ok(values)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::read_back;
+
+    #[test]
+    fn non_finite_values_are_an_error_not_an_answer() {
+        let device = Device::flex();
+        let t = Tensor::<1>::from_data(
+            TensorData::new(vec![1.0, f32::NAN, f32::INFINITY], [3]),
+            &device,
+        );
+        let e = pollster::block_on(read_back(t, "patch scores"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("patch scores")
+                && e.contains("2 of 3 values are not finite")
+                && e.contains("f16"),
+            "{e}"
+        );
+        let fine = Tensor::<1>::from_data(TensorData::new(vec![1.0, -2.0], [2]), &device);
+        assert_eq!(
+            pollster::block_on(read_back(fine, "x")).unwrap(),
+            vec![1.0, -2.0]
+        );
+    }
 }

@@ -24,8 +24,9 @@ use crate::weights::WeightsError;
 /// `y = x Wᵀ + b`, with `Wᵀ` stored pre-transposed as `[in, out]`.
 ///
 /// In half precision (`with_precision`), `Wᵀ` is stored in f16 with each output column scaled to
-/// a largest |w| of 1 and `out_scale` holding the factors in f32: LayerScale folded into a weight
-/// can leave it around 1e-6, where f16 has almost no bits left. The output is f32 either way.
+/// a largest |w| of [`UNIT_MAX`] and `out_scale` holding the factors in f32: LayerScale folded into
+/// a weight can leave it around 1e-6, where f16 has almost no bits left. The output is f32 either
+/// way.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight_t: Param<Tensor<2>>,
@@ -98,8 +99,8 @@ impl Linear {
             return self;
         }
         // A column of zeros keeps scale 1 (0/1 = 0) rather than dividing by zero.
-        let scale = weight_t.clone().abs().max_dim(0);
-        let scale = scale.clone().equal_elem(0.0).float().add(scale);
+        let largest = weight_t.clone().abs().max_dim(0);
+        let scale = largest.clone().equal_elem(0.0).float().add(largest) / UNIT_MAX;
         let unit = (weight_t / scale.clone()).cast(dtype);
         Linear {
             weight_t: Param::from_tensor(unit),
@@ -108,6 +109,11 @@ impl Linear {
         }
     }
 }
+
+/// The largest |w| of a weight column stored in f16: about a ViT's own weights' size, so the
+/// matmul's f16 outputs are as large as unscaled ones would be (no nearer f16's 65 504), with ten
+/// binades of f16's normal range below it for the column's smaller values.
+const UNIT_MAX: f64 = 1.0 / 16.0;
 
 fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; w.len()];
@@ -571,9 +577,9 @@ mod tests {
     use super::*;
     use crate::compute::{DeviceChoice, open};
 
-    /// A LayerScale of 1e-5 folded into a weight leaves values near 1e-7, mostly below f16's
-    /// smallest normal (6e-5): cast as they are they would lose most of their bits; the column
-    /// scales keep the layer's output within f16's relative precision.
+    /// A LayerScale of 1e-5 folded into a weight leaves values near 1e-7, below f16's smallest
+    /// normal (6e-5): cast as they are they would lose most of their bits; the column scales
+    /// keep the layer's output within f16's relative precision.
     #[test]
     fn tiny_folded_weights_keep_their_precision_in_f16() {
         let Ok(gpu) = open(DeviceChoice::Gpu) else {
