@@ -87,6 +87,16 @@ try {
   check(form.fields >= 8 && form.mismatched.length === 0, `the fit form shows the library's defaults (${form.fields} fields; off: ${form.mismatched.join(", ") || "none"})`);
   check((await text("#privacy")).includes("stay on this device"), "the privacy line is shown");
   console.log(`     backend: ${await text("#backend-status")}`);
+  // The precision menu lists the library's choices, f32 first; f16 where it cannot run (here
+  // `auto` is the CPU) restarts the engine and says why in the engine line, not as an error.
+  const precisions = await page.evaluate(() => [...document.querySelectorAll("#precision option")].map((o) => o.value));
+  check(precisions.join() === "f32,f16" && (await page.inputValue("#precision")) === "f32", `the precision menu: ${precisions.join(", ")}`);
+  await page.selectOption("#precision", "f16");
+  await page.waitForFunction(() => /f32 \((f16 runs on a GPU|this GPU adapter has no shader-f16)/.test(document.querySelector("#backend-status").textContent),
+    null, { timeout: MINUTE });
+  check(await page.locator("#error").isHidden(), `f16 where it cannot run is a note: "${await text("#backend-status")}"`);
+  await page.selectOption("#precision", "f32");
+  await page.waitForFunction(() => !/starting|f16/.test(document.querySelector("#backend-status").textContent), null, { timeout: MINUTE });
 
   // A file that is not weights: a clear error, and the page stays usable.
   await page.setInputFiles("#backbone-files", join(sample, "test", "good_0.png"));
