@@ -53,6 +53,53 @@ fn embed_pixels_uses_the_config_beside_the_weights() {
     check_output(&out, TINY_REF_128X192);
 }
 
+/// `--precision f16`: on the CPU it runs f32 and says why (the same embeddings as f32); on a GPU
+/// with f16 it says so and stays near the reference.
+#[test]
+fn precision_f16_runs_where_it_can_and_says_so_where_not() {
+    let run = |device: &str, name: &str| {
+        let out = out_path(name);
+        let o = embed(&[
+            "--backbone",
+            fixture("tiny/hf.safetensors").to_str().unwrap(),
+            "--pixels",
+            fixture("tiny/pixels_128x192.safetensors").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            device,
+            "--precision",
+            "f16",
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        (out, stderr)
+    };
+    let (out, stderr) = run("cpu", "f16_cpu.safetensors");
+    assert!(
+        stderr.contains("precision: f32 (f16 runs on a GPU; the CPU computes in f32)"),
+        "{stderr}"
+    );
+    check_output(&out, TINY_REF_128X192);
+    if gpu_or_skip("precision_f16_runs_where_it_can_and_says_so_where_not").is_none() {
+        return;
+    }
+    let (out, stderr) = run("gpu", "f16_gpu.safetensors");
+    if stderr.contains("no shader-f16") {
+        eprintln!("SKIPPED the f16 half of the test: {stderr}");
+        return;
+    }
+    assert!(stderr.contains("precision: f16"), "{stderr}");
+    let bytes = std::fs::read(out).unwrap();
+    let (_, patch) = fixture_tensor(&bytes, "patch_tokens");
+    let r = reference(TINY_REF_128X192);
+    let error = max_abs_diff(&patch, &r.patch_tokens);
+    assert!(
+        error > 1e-6 && error < 0.1,
+        "f16 embeddings {error:e} from the reference"
+    );
+}
+
 #[test]
 fn embed_image_from_a_meta_checkpoint_with_explicit_config() {
     let out = out_path("image.safetensors");

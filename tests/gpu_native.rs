@@ -284,7 +284,9 @@ fn half_precision_stays_near_the_reference_on_the_gpu() {
     let Some(gpu) = f16_gpu_or_skip(test) else {
         return;
     };
-    let cases: [(&str, &[u8], &str, &[u8], &[u8]); 3] = [
+    /// (name, weights, config, pixels, reference).
+    type Case<'a> = (&'a str, &'a [u8], &'a str, &'a [u8], &'a [u8]);
+    let cases: [Case; 3] = [
         (
             "tiny HF",
             TINY_HF,

@@ -605,7 +605,12 @@ mod tests {
         )
         .scale_outputs(Tensor::full([out], 1e-5, &device));
         let x = Tensor::<3>::from_data(TensorData::new(x, [1, 3, inp]), &device);
-        let values = |t: Tensor<3>| t.into_data().convert::<f32>().into_vec::<f32>().unwrap();
+        let values = |t: Tensor<3>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
         let exact = values(layer.forward(x.clone()));
         let half = layer.with_dtype(FloatDType::F16);
         assert_eq!(half.weight_t.val().dtype(), DType::F16);

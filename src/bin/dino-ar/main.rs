@@ -399,8 +399,10 @@ mod cli {
     ) -> Result<LoadedBackbone, String> {
         let mut loaded = backbone_f32(path, config, device)?;
         let (model, note) = loaded.model.with_precision(precision);
-        if let Some(note) = note {
-            eprintln!("precision: {} ({note})", model.precision());
+        match note {
+            Some(note) => eprintln!("precision: {} ({note})", model.precision()),
+            None if precision != Precision::F32 => eprintln!("precision: {precision}"),
+            None => {}
         }
         loaded.model = model;
         Ok(loaded)
