@@ -38,17 +38,26 @@ fn check_output(out: &Path, reference_bytes: &[u8]) {
     assert_matches("CLI embed", &patch, &cls, &r);
 }
 
+/// `embed` of the tiny HF model's 128×192 pixels into `out`, with `extra` arguments.
+fn embed_tiny_pixels(out: &Path, extra: &[&str]) -> std::process::Output {
+    let backbone = fixture("tiny/hf.safetensors");
+    let pixels = fixture("tiny/pixels_128x192.safetensors");
+    let mut args = vec![
+        "--backbone",
+        backbone.to_str().unwrap(),
+        "--pixels",
+        pixels.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    embed(&args)
+}
+
 #[test]
 fn embed_pixels_uses_the_config_beside_the_weights() {
     let out = out_path("pixels.safetensors");
-    let o = embed(&[
-        "--backbone",
-        fixture("tiny/hf.safetensors").to_str().unwrap(),
-        "--pixels",
-        fixture("tiny/pixels_128x192.safetensors").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = embed_tiny_pixels(&out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     check_output(&out, TINY_REF_128X192);
 }
@@ -59,18 +68,7 @@ fn embed_pixels_uses_the_config_beside_the_weights() {
 fn precision_f16_runs_where_it_can_and_says_so_where_not() {
     let run = |device: &str, name: &str| {
         let out = out_path(name);
-        let o = embed(&[
-            "--backbone",
-            fixture("tiny/hf.safetensors").to_str().unwrap(),
-            "--pixels",
-            fixture("tiny/pixels_128x192.safetensors").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            device,
-            "--precision",
-            "f16",
-        ]);
+        let o = embed_tiny_pixels(&out, &["--device", device, "--precision", "f16"]);
         let stderr = String::from_utf8_lossy(&o.stderr).to_string();
         assert!(o.status.success(), "{stderr}");
         (out, stderr)
