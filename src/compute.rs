@@ -11,7 +11,11 @@ use burn::tensor::{Device, FloatDType};
 named_choice! {
     /// What the backbone's matmuls and patch convolution compute in: `--precision` on the CLI,
     /// `precision` in `Detector.create`'s options.
+    #[derive(Default)]
     pub enum Precision ("precision") {
+        /// The default until f16's error is shown harmless with pretrained weights
+        /// (BENCHMARKS.md §6).
+        #[default]
         F32 = "f32", "32-bit floats throughout (the default)";
         F16 = "f16", "half precision in the matmuls and their weights (a GPU with shader-f16; half the weights' GPU memory), f32 for norms, softmax and the residual stream";
     }

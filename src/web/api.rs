@@ -129,7 +129,7 @@ impl JsDetector {
             };
             let limit = options.threads.map(|n| n as usize);
             // The session first: a bad backend must not start the pool with the default size.
-            let precision = options.precision.unwrap_or(Precision::F32);
+            let precision = options.precision.unwrap_or_default();
             let session = Session::create(&kind, precision).await.map_err(js_err)?;
             let threads = threads::start(limit).await.map_err(js_err)?;
             Ok(JsDetector {

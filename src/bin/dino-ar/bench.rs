@@ -60,7 +60,7 @@ enum What {
         #[arg(long, value_delimiter = ',', default_value = "224,448")]
         sizes: Vec<String>,
         /// f16: half-precision matmuls on a GPU with shader-f16 (else f32, saying why).
-        #[arg(long, default_value_t = Precision::F32,
+        #[arg(long, default_value_t = Precision::default(),
               value_parser = crate::cli::choice::<Precision>(Precision::names()))]
         precision: Precision,
     },

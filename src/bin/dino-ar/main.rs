@@ -138,7 +138,7 @@ mod cli {
               value_parser = choice::<DeviceChoice>(DeviceChoice::names()))]
         pub device: DeviceChoice,
         /// f16: half-precision matmuls on a GPU with shader-f16 (else f32, saying why).
-        #[arg(long, default_value_t = Precision::F32,
+        #[arg(long, default_value_t = Precision::default(),
               value_parser = choice::<Precision>(Precision::names()))]
         pub precision: Precision,
     }
@@ -397,18 +397,19 @@ mod cli {
         device: &Device,
         precision: Precision,
     ) -> Result<LoadedBackbone, String> {
-        let mut loaded = backbone_f32(path, config, device)?;
+        let mut loaded = read_backbone(path, config, device)?;
         let (model, note) = loaded.model.with_precision(precision);
         match note {
             Some(note) => eprintln!("precision: {} ({note})", model.precision()),
-            None if precision != Precision::F32 => eprintln!("precision: {precision}"),
+            None if precision != Precision::default() => eprintln!("precision: {precision}"),
             None => {}
         }
         loaded.model = model;
         Ok(loaded)
     }
 
-    fn backbone_f32(
+    /// The weights as the file has them (f32 on the device).
+    fn read_backbone(
         path: &Path,
         config: Option<&Path>,
         device: &Device,
