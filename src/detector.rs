@@ -190,6 +190,9 @@ impl Detector {
                         )?))
                     }
                 };
+                // The head computes in the backbone's precision: an f16 backbone means the
+                // adapter has f16 and the user asked for it.
+                let head = head.with_dtype(backbone.precision().float_dtype());
                 Scorer::Ar(Box::new(head), position)
             }
             Method::Knn => Scorer::Knn(Box::new(MemoryBank::from_file(

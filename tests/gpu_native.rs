@@ -322,6 +322,43 @@ fn half_precision_stays_near_the_reference_on_the_gpu() {
     }
 }
 
+/// The AR heads in f16 (as a detector with an f16 backbone scores): near PyTorch's f32 output.
+#[test]
+fn ar_heads_in_half_precision_stay_near_pytorch() {
+    let test = "ar_heads_in_half_precision_stay_near_pytorch";
+    let Some(gpu) = f16_gpu_or_skip(test) else {
+        return;
+    };
+    let heads: [(&[u8], Variant); 3] = [
+        (
+            include_bytes!("fixtures/ar/head_dilated.safetensors"),
+            Variant::Dilated,
+        ),
+        (
+            include_bytes!("fixtures/ar/head_standard.safetensors"),
+            Variant::Standard,
+        ),
+        (
+            include_bytes!("fixtures/ar/head_gated.safetensors"),
+            Variant::Gated,
+        ),
+    ];
+    for (bytes, variant) in heads {
+        let (head, input, expected) = ar_head_fixture(bytes, variant, &gpu.device);
+        let head = head.with_dtype(burn::tensor::FloatDType::F16);
+        let out = head.forward(input);
+        assert_eq!(out.dtype(), DType::F32, "{variant:?}: f32 out");
+        let out = out.into_data().try_into_vec::<f32>().unwrap();
+        let d = max_abs_diff(&out, &expected);
+        let largest = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!("{variant:?} head in f16: max-abs error {d:.2e}, largest value {largest:.2}");
+        assert!(
+            d <= 2e-2 * largest && d > 1e-7,
+            "{variant:?} head in f16: {d:e} from PyTorch's f32 (values up to {largest})"
+        );
+    }
+}
+
 /// f16 asked for where it cannot run falls back to f32 and says why.
 #[test]
 fn half_precision_on_the_cpu_falls_back_to_f32_saying_why() {

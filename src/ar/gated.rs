@@ -144,6 +144,16 @@ impl GatedStack {
         self.out.forward(relu(h))
     }
 
+    /// The layers in [`plan`] order, by value (the inverse of [`Self::from_layers`]).
+    pub fn into_layers(self) -> Vec<MaskedConv2d> {
+        let mut all = vec![self.v_in, self.h_in];
+        for b in self.blocks {
+            all.extend([b.v, b.h, b.v_to_h, b.h_out]);
+        }
+        all.push(self.out);
+        all
+    }
+
     /// The layers in [`plan`] order.
     pub fn layers(&self) -> Vec<&MaskedConv2d> {
         let mut all = vec![&self.v_in, &self.h_in];

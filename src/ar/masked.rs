@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use crate::rng::Rng;
 
@@ -136,7 +136,25 @@ impl MaskedConv2d {
         }
     }
 
+    /// `x` f32 in, f32 out; in between the weight's precision ([`Self::with_dtype`]).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let dtype = self.weight.val().dtype();
+        self.forward_in(x.cast(dtype)).cast(FloatDType::F32)
+    }
+
+    /// The same layer computing in `dtype`: weight, bias and mask converted on the device (a
+    /// head's weights are of ordinary size, unlike LayerScale-folded ones: a plain cast keeps
+    /// them).
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            weight: Param::from_tensor(self.weight.val().cast(dtype)),
+            bias: Param::from_tensor(self.bias.val().cast(dtype)),
+            mask: self.mask.cast(dtype),
+            ..self
+        }
+    }
+
+    fn forward_in(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, rows, cols] = self.mask.dims();
         let d = self.dilation;
         let (cy, cx) = (rows / 2, cols / 2);

@@ -14,7 +14,7 @@ mod raster;
 use std::collections::BTreeSet;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 pub use masked::{MaskKind, MaskedConv2d};
@@ -244,6 +244,27 @@ impl ArHead {
         match &self.stack {
             Stack::Raster(s) => s.forward(x),
             Stack::Gated(s) => s.forward(x),
+        }
+    }
+
+    /// The same head computing in `dtype` (scoring only: training and `export` are f32's). Its
+    /// input and output stay f32.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        if dtype == FloatDType::F32 {
+            return self;
+        }
+        let half = |layers: Vec<MaskedConv2d>| -> Vec<MaskedConv2d> {
+            layers.into_iter().map(|l| l.with_dtype(dtype)).collect()
+        };
+        let stack = match self.stack {
+            Stack::Raster(s) => Stack::Raster(raster::RasterStack {
+                layers: half(s.layers),
+            }),
+            Stack::Gated(s) => Stack::Gated(gated::GatedStack::from_layers(half(s.into_layers()))),
+        };
+        Self {
+            config: self.config,
+            stack,
         }
     }
 

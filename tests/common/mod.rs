@@ -204,7 +204,13 @@ pub mod random_backbone {
 /// An AR head fixture (`tests/fixtures/ar/head_*.safetensors`: 16 channels, hidden 12, 5 layers,
 /// 3×3) run on `device` matches PyTorch's output to 1e-5.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn::tensor::Device) {
+/// The AR head fixture `bytes` (PyTorch's weights, input and output) of `variant` on `device`:
+/// the head, the input and PyTorch's output.
+pub fn ar_head_fixture(
+    bytes: &[u8],
+    variant: dino_ar::ar::Variant,
+    device: &burn::tensor::Device,
+) -> (dino_ar::ar::ArHead, burn::tensor::Tensor<4>, Vec<f32>) {
     use burn::tensor::{Tensor, TensorData};
     use dino_ar::ar::{ArConfig, ArHead};
     let config = ArConfig {
@@ -220,12 +226,17 @@ pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn:
         TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
         device,
     );
+    let (_, expected) = fixture_tensor(bytes, "output");
+    (head, input, expected)
+}
+
+pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn::tensor::Device) {
+    let (head, input, expected) = ar_head_fixture(bytes, variant, device);
     let out = head
         .forward(input)
         .into_data()
         .try_into_vec::<f32>()
         .unwrap();
-    let (_, expected) = fixture_tensor(bytes, "output");
     let d = max_abs_diff(&out, &expected);
     assert!(
         d <= 1e-5,
