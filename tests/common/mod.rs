@@ -201,11 +201,10 @@ pub mod random_backbone {
     }
 }
 
-/// An AR head fixture (`tests/fixtures/ar/head_*.safetensors`: 16 channels, hidden 12, 5 layers,
-/// 3×3) run on `device` matches PyTorch's output to 1e-5.
+/// The AR head fixture `bytes` (`tests/fixtures/ar/head_*.safetensors`: 16 channels, hidden 12,
+/// 5 layers, 3×3; PyTorch's weights, input and output) of `variant` on `device`: the head, the
+/// input and PyTorch's output.
 #[cfg(not(target_arch = "wasm32"))]
-/// The AR head fixture `bytes` (PyTorch's weights, input and output) of `variant` on `device`:
-/// the head, the input and PyTorch's output.
 pub fn ar_head_fixture(
     bytes: &[u8],
     variant: dino_ar::ar::Variant,
@@ -230,6 +229,8 @@ pub fn ar_head_fixture(
     (head, input, expected)
 }
 
+/// An AR head fixture run on `device` matches PyTorch's output to 1e-5.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn::tensor::Device) {
     let (head, input, expected) = ar_head_fixture(bytes, variant, device);
     let out = head
