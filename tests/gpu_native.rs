@@ -137,26 +137,28 @@ fn assert_near_in_f16(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
     );
 }
 
+/// The AR head fixtures (PyTorch's weights, input and output) of each variant.
+const AR_HEADS: [(&[u8], Variant); 3] = [
+    (
+        include_bytes!("fixtures/ar/head_dilated.safetensors"),
+        Variant::Dilated,
+    ),
+    (
+        include_bytes!("fixtures/ar/head_standard.safetensors"),
+        Variant::Standard,
+    ),
+    (
+        include_bytes!("fixtures/ar/head_gated.safetensors"),
+        Variant::Gated,
+    ),
+];
+
 #[test]
 fn ar_heads_match_pytorch_on_the_gpu() {
     let Some(gpu) = gpu_or_skip("ar_heads_match_pytorch_on_the_gpu") else {
         return;
     };
-    let heads: [(&[u8], Variant); 3] = [
-        (
-            include_bytes!("fixtures/ar/head_dilated.safetensors"),
-            Variant::Dilated,
-        ),
-        (
-            include_bytes!("fixtures/ar/head_standard.safetensors"),
-            Variant::Standard,
-        ),
-        (
-            include_bytes!("fixtures/ar/head_gated.safetensors"),
-            Variant::Gated,
-        ),
-    ];
-    for (bytes, variant) in heads {
+    for (bytes, variant) in AR_HEADS {
         check_ar_head(bytes, variant, &gpu.device);
     }
 }
@@ -329,21 +331,7 @@ fn ar_heads_in_half_precision_stay_near_pytorch() {
     let Some(gpu) = f16_gpu_or_skip(test) else {
         return;
     };
-    let heads: [(&[u8], Variant); 3] = [
-        (
-            include_bytes!("fixtures/ar/head_dilated.safetensors"),
-            Variant::Dilated,
-        ),
-        (
-            include_bytes!("fixtures/ar/head_standard.safetensors"),
-            Variant::Standard,
-        ),
-        (
-            include_bytes!("fixtures/ar/head_gated.safetensors"),
-            Variant::Gated,
-        ),
-    ];
-    for (bytes, variant) in heads {
+    for (bytes, variant) in AR_HEADS {
         let (head, input, expected) = ar_head_fixture(bytes, variant, &gpu.device);
         let head = head.with_dtype(burn::tensor::FloatDType::F16);
         let out = head.forward(input);
