@@ -10,7 +10,8 @@ use burn::tensor::{Device, FloatDType};
 
 named_choice! {
     /// What the backbone's matmuls and patch convolution compute in: `--precision` on the CLI,
-    /// `precision` in `Detector.create`'s options.
+    /// `precision` in `Detector.create`'s options. The default comes first: the page's menu
+    /// starts on the first choice.
     #[derive(Default)]
     pub enum Precision ("precision") {
         /// The default until f16's error is shown harmless with pretrained weights

@@ -74,13 +74,12 @@ async function startEngine() {
   $("backend-status").textContent = engineLine(await engine.start($("backend").value, $("precision").value));
 }
 
-// The engine line: the backend, on the CPU its threads and why not more, and the precision when
-// it is not f32 or not the one asked for.
+// The engine line: the backend, on the CPU its threads and why not more, and the precision that
+// runs (with why, when it is not the one asked for).
 function engineLine({ backend, threads: n, threadsNote, precision, precisionNote }) {
   const parts = [backend];
   if (/^cpu/.test(backend)) parts.push(`${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`);
-  if (precisionNote) parts.push(`${precision} (${precisionNote})`);
-  else if (precision !== "f32") parts.push(precision);
+  parts.push(precisionNote ? `${precision} (${precisionNote})` : precision);
   return parts.join(" · ");
 }
 
@@ -103,7 +102,7 @@ function fillForms() {
     input.value = String(value);
   }
   fill($("colormap"), choices.colormap);
-  fill($("precision"), choices.precision); // the first is the library's default, f32
+  fill($("precision"), choices.precision); // the library lists its default first
   const style = dino.overlayDefaults();
   $("colormap").value = style.colormap;
   $("opacity").value = style.opacity;
