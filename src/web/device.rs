@@ -31,6 +31,7 @@ pub(super) struct WebGpu {
 
 /// The page's WebGPU device, initialised on first use.
 pub(super) async fn webgpu_device() -> Result<WebGpu, String> {
+    super::run_static_constructors();
     if let Some(reason) = lost_reason() {
         return Err(format!(
             "the WebGPU device was lost earlier ({reason}); reload the page to use it again"

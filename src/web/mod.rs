@@ -32,5 +32,28 @@ pub use session::{BackboneInfo, FitProgress, ModelInfo, Session, SessionError};
 
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
+    run_static_constructors();
     console_error_panic_hook::set_once();
+}
+
+unsafe extern "C" {
+    /// Synthesised by the wasm linker: runs every static constructor of the module.
+    fn __wasm_call_ctors();
+}
+
+/// Runs the module's static constructors (cubecl's compiler registers its IR dialects through
+/// `inventory`: hundreds of them) once. Why it matters: a module that never calls
+/// `__wasm_call_ctors` itself is linked "command-style", and wasm-ld then calls it at the top of
+/// *every* exported function — including `__externref_table_alloc`, which runs for each JS object
+/// that crosses into wasm, i.e. for every WebGPU call wgpu makes. That cost 90 % of the tiny
+/// model's WebGPU forward and seconds of ViT-S/16's (BENCHMARKS.md §6). This call, being in the
+/// module, switches the wrapping off; `start` runs it when the module is instantiated, and the
+/// entry points that need the registrations run it too, for hosts that skip `start` (the wasm
+/// test runner). Idempotent: `inventory`'s registrations guard themselves, and `Once` skips the
+/// rest.
+pub(crate) fn run_static_constructors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the constructors are the crates' own registration functions, written to run once
+    // before use; `Once` runs them at most once per instance (shared memory: once per page).
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
 }

@@ -8,8 +8,12 @@
 // By default both run single-threaded on the CPU. `--threads N` serves the page cross-origin
 // isolated and adds dino-ar's threaded build (pkg-threads/, tools/build-threads.sh) on N threads,
 // with onnxruntime-web's wasm EP on the same N (one-thread dino-ar stays as the first row).
-// `--webgpu` adds both WebGPU paths (slow on a software adapter).
-import { createReadStream, existsSync, statSync } from "node:fs";
+// `--webgpu` adds both WebGPU paths (slow on a software adapter). `--profile` (with `--webgpu`)
+// runs one more WebGPU forward of each engine with every dispatch in its own queue submission and
+// prints where the time goes, kernel by kernel (see `profiler` below). `--cpu-profile FILE`
+// records the page's JavaScript and wasm with Chromium's sampling profiler (FILE.cpuprofile, for
+// DevTools) and prints the functions that take the most time on the page's own thread.
+import { createReadStream, existsSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,6 +29,8 @@ const { values: opt } = parseArgs({
     model: { type: "string", default: "tests/fixtures/full" },
     onnx: { type: "string", default: "model.onnx" },
     threads: { type: "string", default: "0" },
+    profile: { type: "boolean", default: false },
+    "cpu-profile": { type: "string" },
   },
 });
 const threads = Number(opt.threads);
@@ -93,7 +99,101 @@ try {
   const page = await browser.newPage();
   page.on("console", (m) => { if (m.type() === "error") console.error(`page: ${m.text()}`); });
   await page.goto(`${origin}/bench.html`);
-  const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName, threads }) => {
+  const cdp = opt["cpu-profile"] ? await page.context().newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 1000 });
+    await cdp.send("Profiler.start");
+  }
+  const result = await page.evaluate(async ({ size, runs, webgpu, train, onnxName, threads, profile }) => {
+    // Where a WebGPU forward spends its time, kernel by kernel, without timestamp queries (which a
+    // page cannot count on): while on, every compute dispatch and buffer copy an encoder records is
+    // held back and replayed in order, each in its own queue submission, and the time between the
+    // completion of one submission and the next (the queue runs them one after the other) is that
+    // dispatch's. Kernels are named by their pipeline's label (cubecl: the kernel's entry point;
+    // onnxruntime-web: the program's name). One submission per dispatch adds overhead, so read
+    // the shares, not the sum.
+    function makeProfiler() {
+      const E = GPUCommandEncoder.prototype, P = GPUComputePassEncoder.prototype, Q = GPUQueue.prototype;
+      const orig = { begin: E.beginComputePass, finish: E.finish, create: GPUDevice.prototype.createCommandEncoder,
+        setPipeline: P.setPipeline, setBindGroup: P.setBindGroup, dispatch: P.dispatchWorkgroups, submit: Q.submit };
+      const st = { on: false, deviceOf: new WeakMap(), opsOf: new WeakMap(), passOf: new WeakMap(), cbOps: new WeakMap(), done: [] };
+      GPUDevice.prototype.createCommandEncoder = function (...a) {
+        const enc = orig.create.apply(this, a);
+        st.deviceOf.set(enc, this);
+        st.opsOf.set(enc, []);
+        return enc;
+      };
+      E.beginComputePass = function (...a) {
+        const pass = orig.begin.apply(this, a);
+        st.passOf.set(pass, { enc: this, pipeline: null, groups: [] });
+        return pass;
+      };
+      P.setPipeline = function (p) { const s = st.passOf.get(this); if (s) s.pipeline = p; return orig.setPipeline.call(this, p); };
+      P.setBindGroup = function (...a) { const s = st.passOf.get(this); if (s) s.groups[a[0]] = a; return orig.setBindGroup.apply(this, a); };
+      P.dispatchWorkgroups = function (...a) {
+        const s = st.passOf.get(this);
+        if (!st.on || !s) return orig.dispatch.apply(this, a);
+        st.opsOf.get(s.enc).push({ pipeline: s.pipeline, groups: s.groups.filter(Boolean).map((g) => [...g]), xyz: a });
+      };
+      for (const name of ["copyBufferToBuffer", "clearBuffer"]) {
+        const f = E[name];
+        E[name] = function (...a) {
+          if (!st.on || !st.opsOf.has(this)) return f.apply(this, a);
+          st.opsOf.get(this).push({ name, f, args: a });
+        };
+      }
+      E.finish = function (...a) {
+        const cb = orig.finish.apply(this, a);
+        st.cbOps.set(cb, { device: st.deviceOf.get(this), ops: st.opsOf.get(this) ?? [] });
+        return cb;
+      };
+      Q.submit = function (cbs) {
+        const r = orig.submit.call(this, cbs);
+        if (!st.on) return r;
+        for (const cb of cbs) {
+          const { device, ops } = st.cbOps.get(cb) ?? { ops: [] };
+          for (const op of ops) {
+            const enc = orig.create.call(device);
+            if (op.f) op.f.apply(enc, op.args);
+            else {
+              const pass = orig.begin.call(enc);
+              orig.setPipeline.call(pass, op.pipeline);
+              for (const g of op.groups) orig.setBindGroup.apply(pass, g);
+              orig.dispatch.apply(pass, op.xyz);
+              pass.end();
+            }
+            const queued = performance.now();
+            orig.submit.call(this, [orig.finish.call(enc)]);
+            const label = op.f ? op.name : (op.pipeline?.label || "(unlabelled)");
+            const size = op.f ? "" : op.xyz.join("x");
+            st.done.push(this.onSubmittedWorkDone().then(() => ({ label, size, queued, end: performance.now() })));
+          }
+        }
+        return r;
+      };
+      return {
+        async run(f) {
+          st.on = true;
+          st.done = [];
+          try { await f(); } finally { st.on = false; }
+          const ends = await Promise.all(st.done);
+          const by = new Map();
+          let prev = 0, total = 0;
+          for (const e of ends) {
+            const ms = e.end - Math.max(prev, e.queued);
+            prev = e.end;
+            total += ms;
+            const key = `${e.label} [${e.size}]`;
+            const k = by.get(key) ?? { kernel: key, n: 0, ms: 0 };
+            k.n++;
+            k.ms += ms;
+            by.set(key, k);
+          }
+          return { total, kernels: [...by.values()].sort((a, b) => b.ms - a.ms) };
+        },
+      };
+    }
     // WebGPU work counted where it leaves JavaScript: compute dispatches, queue submissions and
     // buffer read-backs (mapAsync), per forward pass, for both engines.
     const counts = { dispatch: 0, submit: 0, readback: 0 };
@@ -105,6 +205,7 @@ try {
     count(self.GPUComputePassEncoder?.prototype, "dispatchWorkgroupsIndirect", "dispatch");
     count(self.GPUQueue?.prototype, "submit", "submit");
     count(self.GPUBuffer?.prototype, "mapAsync", "readback");
+    const profiler = profile ? makeProfiler() : null;
     const { default: init, Detector } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     // A wasm memory only grows, so its size is the high-water mark of everything the CPU backend
@@ -201,6 +302,7 @@ try {
       const engine = `dino-ar ${det.backend.split(":")[0]}`;
       rows.push({ engine, loadMs, ...a, diff: compare(a.out.data), out: undefined });
       rows.push({ engine: `${engine}: memory`, memStart, memLoaded, memPeak: wasmMB() });
+      if (profiler && ours === "webgpu") rows.push({ engine, profile: await profiler.run(() => det.embedPixels(pixels, size, size)) });
       let pdet = null;
       if (threaded && ours === "cpu") {
         // The threaded build on `threads` threads, the same model and input.
@@ -221,6 +323,9 @@ try {
       const input = new ort.Tensor("float32", pixels, [1, 3, size, size]);
       const b = await timed(async () => (await session.run({ pixel_values: input })).last_hidden_state);
       rows.push({ engine: `onnxruntime-web ${theirs}${theirs === "wasm" && threads ? ` ${threads} threads` : ""}`, loadMs: sessMs, ...b, diff: compare(fromOrt(b.out)), out: undefined });
+      if (profiler && theirs === "webgpu") {
+        rows.push({ engine: "onnxruntime-web webgpu", profile: await profiler.run(async () => (await session.run({ pixel_values: input })).last_hidden_state.data) });
+      }
       await session.release();
       if (ours === "webgpu") {
         // WebGPU work per training step: 8 images at 64² (a step's kernels do not depend on the
@@ -261,10 +366,31 @@ try {
       await pdet?.free();
     }
     return rows;
-  }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx, threads });
+  }, { size: Number(opt.size), runs: Number(opt.runs), webgpu: opt.webgpu, train: Number(opt.train), onnxName: opt.onnx, threads, profile: opt.profile });
+  if (cdp) {
+    const { profile } = await cdp.send("Profiler.stop");
+    writeFileSync(opt["cpu-profile"], JSON.stringify(profile));
+    // Self time per function: each sample charges its time to the node it landed in.
+    const self = new Map(), byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    profile.samples.forEach((id, i) => {
+      const f = byId.get(id).callFrame, key = `${f.functionName || "(anonymous)"} ${f.url.split("/").pop()}`;
+      self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+    });
+    const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 40);
+    console.log(`# page thread, self time (ms), written to ${opt["cpu-profile"]}:`);
+    for (const [k, ms] of top) console.log(`#   ${ms.toFixed(0).padStart(7)}  ${k}`);
+  }
   console.log(`# ${opt.model} (random weights) at ${opt.size}², one image, headless Chromium; ms: first run, then median, min, max of ${opt.runs}`);
   console.log(`${"engine".padEnd(30)} ${"load_ms".padStart(9)} ${"first_ms".padStart(9)} ${"median_ms".padStart(10)} ${"min_ms".padStart(9)} ${"max_ms".padStart(9)}  max|diff| vs first row`);
   for (const r of result) {
+    if (r.profile) {
+      const { total, kernels } = r.profile;
+      console.log(`# profile of ${r.engine}, one forward, a submission per dispatch: ${total.toFixed(0)} ms in ${kernels.reduce((n, k) => n + k.n, 0)} dispatches and copies`);
+      for (const k of kernels.slice(0, 25)) {
+        console.log(`#   ${(100 * k.ms / total).toFixed(1).padStart(5)} % ${k.ms.toFixed(0).padStart(7)} ms ${String(k.n).padStart(4)}×  ${k.kernel}`);
+      }
+      continue;
+    }
     if (r.epochMs) {
       console.log(`# page training (${r.engine.replace(": fit", "")}): ${r.images} images at ${opt.size}², embedding ${(r.embedMs / 1000).toFixed(1)} s, epochs ${r.epochMs.map((m) => (m / 1000).toFixed(2)).join(", ")} s`);
       continue;
