@@ -59,7 +59,8 @@ printf '\n== the CLI and the page agree: verdicts, overlays, a score on the thre
 DINO_AR_BIN="$bin" node tests/js/agree.mjs
 
 printf '\n== in-browser benchmark and footprint at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
-node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --webgpu
+node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --webgpu \
+  --profile --cpu-profile "$(mktemp -d)/bench.cpuprofile"
 node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --threads 2
 tools/bench/footprint.sh --dev
 
