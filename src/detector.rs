@@ -6,11 +6,12 @@
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use crate::ar::ArHead;
 use crate::backbone::DinoV3;
 use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION};
+use crate::grids::Grids;
 use crate::knn::MemoryBank;
 use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
@@ -98,11 +99,12 @@ impl Scorer {
 
 /// The patch scores of the training images `[N, D, h, w]` under the head, per position: batches
 /// of 64 bound the memory.
-async fn position_stats(head: &ArHead, train: &Tensor<4>) -> Result<PositionStats, ReadBackError> {
+async fn position_stats(head: &ArHead, train: &Grids) -> Result<PositionStats, ReadBackError> {
     let [n, _, h, w] = train.dims();
     let mut scores = Vec::with_capacity(n * h * w);
     for start in (0..n).step_by(64) {
-        let batch = train.clone().narrow(0, start, 64.min(n - start));
+        let rows: Vec<usize> = (start..n.min(start + 64)).collect();
+        let batch = train.rows(&rows);
         let s = patch_scores(head.forward(batch.clone()), batch);
         scores.extend(read_back(s, "training patch scores").await?);
     }
@@ -327,7 +329,9 @@ impl Detector {
 }
 
 /// `count` training grids of `[d, h, w]` go to the device as one tensor: refuse them, saying what
-/// to lower, when that is more than the device takes in one buffer.
+/// to lower, when that is more than the device takes in one buffer. (For grids that come from the
+/// host, [`NormalGrid::stack`] keeps such a set there instead and fitting uploads it by batches;
+/// the page embeds on the device, so its sets must fit.)
 pub fn check_training_grids(
     device: &Device,
     count: usize,
@@ -342,6 +346,26 @@ pub fn check_training_grids(
     .map_err(DetectorError::Device)
 }
 
+/// Why a kNN bank cannot be made of `train`, grids kept on the host for being too large for one
+/// buffer of the device.
+fn bank_too_large(train: &Grids) -> DetectorError {
+    let [count, d, h, w] = train.dims();
+    let what = format!("the kNN bank of {count} training grids");
+    let why = crate::compute::fits_in_one_buffer(
+        &train.device(),
+        4 * (count * d * h * w) as u64,
+        &what,
+        |_| {
+            "train on fewer images or at a smaller size, or fit the AR head (it trains by batches)"
+                .into()
+        },
+    );
+    DetectorError::Device(
+        why.err()
+            .unwrap_or_else(|| format!("{what} does not fit this device")),
+    )
+}
+
 /// One normal image's embedding, with the size its map is calibrated at.
 pub struct NormalGrid {
     /// `[D, h, w]` values, channel-major.
@@ -351,12 +375,14 @@ pub struct NormalGrid {
 }
 
 impl NormalGrid {
-    /// Upload host grids (all of one grid size) as `[N, D, h, w]`, with the images' sizes.
+    /// Host grids (all of one grid size) as `[N, D, h, w]` for `device`, with the images' sizes:
+    /// one tensor on the device when they fit in one of its buffers, else kept on the host and
+    /// uploaded a batch at a time while fitting ([`Grids`]).
     pub fn stack(
         normals: &[NormalGrid],
         (d, gh, gw): (usize, usize, usize),
         device: &Device,
-    ) -> Result<(Tensor<4>, Vec<(usize, usize)>), DetectorError> {
+    ) -> Result<(Grids, Vec<(usize, usize)>), DetectorError> {
         let mut values = Vec::with_capacity(normals.len() * d * gh * gw);
         for (index, g) in normals.iter().enumerate() {
             if g.grid.len() != d * gh * gw {
@@ -369,9 +395,8 @@ impl NormalGrid {
             values.extend_from_slice(&g.grid);
         }
         let sizes = normals.iter().map(|g| (g.width, g.height)).collect();
-        check_training_grids(device, normals.len(), (d, gh, gw))?;
         Ok((
-            Tensor::from_data(TensorData::new(values, [normals.len(), d, gh, gw]), device),
+            Grids::new(values, [normals.len(), d, gh, gw], device),
             sizes,
         ))
     }
@@ -401,13 +426,22 @@ impl NormalGrid {
 /// training for calibration, and return the bundle bytes. `image_sizes[k]` is image k's
 /// (width, height): calibration maps are at that size.
 pub async fn fit_model(
-    grids: Tensor<4>,
+    grids: impl Into<Grids>,
     image_sizes: &[(usize, usize)],
     backbone: &DinoV3,
     spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, DetectorError> {
-    fit_model_validated(grids, image_sizes, None, backbone, spec, None, progress).await
+    fit_model_validated(
+        grids.into(),
+        image_sizes,
+        None,
+        backbone,
+        spec,
+        None,
+        progress,
+    )
+    .await
 }
 
 /// The calibration hold-out (first) and the training images (second), `holdout` of `n` images
@@ -461,7 +495,7 @@ fn order_images(n: usize, seed: u64) -> Vec<usize> {
 /// [`fit_model`] with a validation set that picks the AR head's epoch (see
 /// [`crate::train::fit_validated`]); the bundle records the choice.
 pub async fn fit_model_validated(
-    grids: Tensor<4>,
+    grids: Grids,
     image_sizes: &[(usize, usize)],
     sources: Option<&[usize]>,
     backbone: &DinoV3,
@@ -490,14 +524,7 @@ pub async fn fit_model_validated(
     let (calib_idx, train_idx) = holdout_split(n, sources, spec.holdout, spec.seed);
     let (calib_idx, train_idx) = (&calib_idx[..], &train_idx[..]);
 
-    let device: Device = grids.device();
-    let rows = TensorData::new(
-        train_idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-        [train_idx.len()],
-    );
-    let train = grids
-        .clone()
-        .select(0, Tensor::<1, Int>::from_data(rows, &device));
+    let train = grids.subset(train_idx);
     let mut chosen = None;
     let (scorer, bank_size) = match spec.method {
         Method::Ar => {
@@ -510,6 +537,11 @@ pub async fn fit_model_validated(
             (Scorer::Ar(Box::new(head), position), None)
         }
         Method::Knn => {
+            // The bank is every training patch, together on the device: a set kept on the host
+            // because it does not fit in one buffer cannot be a bank there.
+            let Some(train) = train.whole() else {
+                return Err(bank_too_large(&train));
+            };
             let bank = MemoryBank::from_grids(train);
             let size = bank.len();
             (Scorer::Knn(Box::new(bank)), Some(size))
@@ -519,7 +551,7 @@ pub async fn fit_model_validated(
     let mut maps = Vec::with_capacity(calib_idx.len());
     for &i in calib_idx {
         let (width, height) = image_sizes[i];
-        let (_, map) = map_of(&scorer, grids.clone().narrow(0, i, 1), width, height).await?;
+        let (_, map) = map_of(&scorer, grids.rows(&[i]), width, height).await?;
         maps.push(map);
     }
     let calibration = Calibration::fit(&maps, spec.quantile)?;

@@ -21,6 +21,7 @@ pub mod compute;
 pub mod detector;
 pub mod evaluate;
 pub mod explain;
+pub mod grids;
 pub mod knn;
 pub mod metrics;
 pub mod overlay;

@@ -9,10 +9,11 @@ use std::ops::ControlFlow;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ar::ArHead;
+use crate::grids::Grids;
 use crate::metrics::average_precision;
 use crate::readback::{ReadBackError, read_back};
 pub use crate::rng::Rng;
@@ -106,23 +107,24 @@ pub fn feature_noise(x: &Tensor<4>, scale: f64) -> Tensor<4> {
     Tensor::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &x.device()) * sigma * scale
 }
 
-/// Train a fresh head (shaped by `spec`) on `grids: [N, C, h, w]`, normal images' embeddings.
+/// Train a fresh head (shaped by `spec`) on `grids: [N, C, h, w]`, normal images' embeddings
+/// (a tensor, or [`Grids`] kept on the host and uploaded a batch at a time).
 ///
 /// `progress` is called after every step; returning `ControlFlow::Break(())` cancels the run,
 /// which then ends with [`TrainError::Cancelled`]. Asynchronous because reading the loss back must
 /// be on WebGPU.
 pub async fn fit(
-    grids: Tensor<4>,
+    grids: impl Into<Grids>,
     spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<ArHead, TrainError> {
-    Ok(fit_validated(grids, spec, None, progress).await?.0)
+    Ok(fit_validated(grids.into(), spec, None, progress).await?.0)
 }
 
 /// [`fit`], keeping the epoch whose head scores best on `validation` (pixel AP) instead of the
 /// last one when a validation set is given; returns the head and, then, the epoch chosen.
 pub async fn fit_validated(
-    grids: Tensor<4>,
+    grids: Grids,
     spec: &FitSpec,
     validation: Option<&Validation>,
     mut progress: impl FnMut(Progress) -> ControlFlow<()>,
@@ -142,7 +144,6 @@ pub async fn fit_validated(
     }
     let config = spec.ar_config(c);
     let device: Device = grids.device().autodiff();
-    let grids = grids.autodiff();
     let mut rng = Rng::new(spec.seed);
     let mut head = ArHead::new(&config, &mut rng, &device)?;
     let mut optim = AdamWConfig::new()
@@ -152,15 +153,11 @@ pub async fn fit_validated(
         .with_weight_decay(spec.weight_decay as f32)
         .init();
     let steps = n.div_ceil(spec.batch_size);
-    let mut order: Vec<i64> = (0..n as i64).collect();
+    let mut order: Vec<usize> = (0..n).collect();
     for epoch in 1..=spec.epochs {
         rng.shuffle(&mut order);
         for (step, batch) in order.chunks(spec.batch_size).enumerate() {
-            let idx = Tensor::<1, Int>::from_data(
-                TensorData::new(batch.to_vec(), [batch.len()]),
-                &device,
-            );
-            let target = grids.clone().select(0, idx);
+            let target = grids.rows(batch).autodiff();
             let input = if rng.next_f64() < spec.noise_prob {
                 // The device generator is seeded from ours right before use: runs repeat.
                 device.seed(rng.next_u64());

@@ -82,3 +82,41 @@ fn fitting_can_be_cancelled_and_checks_its_input() {
         .to_string();
     assert!(e.contains("`kernel`") && e.contains("odd"), "{e}");
 }
+
+/// Grids kept on the host (what a set too large for one GPU buffer becomes) train to the same head
+/// as the same grids on the device: the batches are the same rows in the same order, noise and all.
+#[test]
+fn grids_kept_on_the_host_train_the_same_head() {
+    use dino_ar::grids::Grids;
+    let device = Device::flex();
+    let n = 10;
+    let values = normal_grids(n, 3);
+    let spec = FitSpec {
+        epochs: 3,
+        batch_size: 4,
+        noise_prob: 0.5,
+        ..small_spec()
+    };
+    let on_device = Tensor::from_data(TensorData::new(values.clone(), [n, C, H, W]), &device);
+    let on_host = Grids::on_host(values, [n, C, H, W], &device);
+    assert!(on_host.on_the_host() && !Grids::from(on_device.clone()).on_the_host());
+    let mut losses = [Vec::new(), Vec::new()];
+    let [a, b] = &mut losses;
+    let x = Tensor::from_data(TensorData::new(normal_grids(1, 7), [1, C, H, W]), &device);
+    let predict = |grids: Grids, seen: &mut Vec<f32>| {
+        let head = pollster::block_on(fit(grids, &spec, |p| {
+            seen.push(p.loss);
+            ControlFlow::Continue(())
+        }))
+        .unwrap();
+        head.forward(x.clone())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()
+    };
+    let from_device = predict(on_device.into(), a);
+    let from_host = predict(on_host, b);
+    assert_eq!(losses[0].len(), 3 * 3);
+    assert_eq!(losses[0], losses[1], "the same steps, the same losses");
+    assert_eq!(from_device, from_host);
+}

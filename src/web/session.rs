@@ -491,7 +491,7 @@ impl Session {
         detector::check_training_grids(&backbone.device(), grids.len(), (d, gh, gw))?;
         let grids = Tensor::cat(grids, 0);
         let fitted = detector::fit_model_validated(
-            grids,
+            grids.into(),
             &sizes,
             Some(&sources),
             &backbone,
