@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: image → [`preprocess`] → [`backbone`] → embeddings → scorer ([`ar`] or
 //! [`knn`]) → [`score`] (map, image score, verdict) → [`overlay`] (pixels). [`detector`] drives
-//! that chain and fits models ([`train`], calibration) as a [`spec::FitSpec`] says.
+//! that chain and fits models ([`train`] on [`grids`], calibration) as a [`spec::FitSpec`] says.
 //!
 //! Each rule lives in one module, and every front end calls it instead of restating it:
 //! fit settings and their defaults in [`spec`], the verdict in [`score::is_anomalous`], colours and
