@@ -7,6 +7,8 @@
 //! channels on a 28×28 grid — is 9 GB. On the CPU, and for sets that fit, one tensor on the device
 //! is simplest and fastest (no upload per step).
 
+use std::sync::Arc;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::compute::buffer_limit;
@@ -23,8 +25,12 @@ pub struct Grids {
 enum Values {
     /// `[N, D, h, w]` on the device (boxed: a tensor handle is large beside a `Vec`).
     Device(Box<Tensor<4>>),
-    /// The same, row-major on the host.
-    Host(Vec<f32>),
+    /// Row-major `[M, D, h, w]` values on the host, shared (a subset or a clone copies no grid),
+    /// and which of them are this set's, in order.
+    Host {
+        all: Arc<Vec<f32>>,
+        rows: Vec<usize>,
+    },
 }
 
 impl From<Tensor<4>> for Grids {
@@ -42,8 +48,7 @@ impl Grids {
     /// one of its buffers, else kept here and uploaded batch by batch.
     pub fn new(values: Vec<f32>, dims: [usize; 4], device: &Device) -> Self {
         debug_assert_eq!(values.len(), dims.iter().product::<usize>());
-        let fits = buffer_limit(device).is_none_or(|limit| 4 * values.len() as u64 <= limit);
-        if fits {
+        if fits(device, dims) {
             Tensor::from_data(TensorData::new(values, dims), device).into()
         } else {
             Self::on_host(values, dims, device)
@@ -53,7 +58,10 @@ impl Grids {
     /// Kept on the host whatever their size (what [`Grids::new`] does past the device's limit).
     pub fn on_host(values: Vec<f32>, dims: [usize; 4], device: &Device) -> Self {
         Self {
-            values: Values::Host(values),
+            values: Values::Host {
+                all: Arc::new(values),
+                rows: (0..dims[0]).collect(),
+            },
             dims,
             device: device.clone(),
         }
@@ -78,11 +86,12 @@ impl Grids {
 
     /// Whether they stay on the host, a batch at a time going to the device.
     pub fn on_the_host(&self) -> bool {
-        matches!(self.values, Values::Host(_))
+        matches!(self.values, Values::Host { .. })
     }
 
     /// Grids `rows` (in that order) as a tensor `[rows.len(), D, h, w]` on the device.
     pub fn rows(&self, rows: &[usize]) -> Tensor<4> {
+        let [_, d, h, w] = self.dims;
         match &self.values {
             Values::Device(all) => {
                 let idx: Vec<i64> = rows.iter().map(|&i| i as i64).collect();
@@ -91,27 +100,32 @@ impl Grids {
                     .clone()
                     .select(0, Tensor::<1, Int>::from_data(idx, &self.device))
             }
-            Values::Host(all) => {
-                let [_, d, h, w] = self.dims;
-                let values = gather(all, d * h * w, rows);
+            Values::Host { all, rows: mine } => {
+                let mut values = Vec::with_capacity(rows.len() * d * h * w);
+                for &i in rows {
+                    let at = mine[i] * d * h * w;
+                    values.extend_from_slice(&all[at..at + d * h * w]);
+                }
                 Tensor::from_data(TensorData::new(values, [rows.len(), d, h, w]), &self.device)
             }
         }
     }
 
-    /// Grids `rows` as a new set: on the device if these were, else as [`Grids::new`] places
-    /// them (a subset of a set too large for one buffer may fit in one).
+    /// Grids `rows` as a new set: on the device if these were; from the host, uploaded when they
+    /// now fit in one buffer, else still on the host, sharing the values.
     pub fn subset(&self, rows: &[usize]) -> Self {
+        let [_, d, h, w] = self.dims;
+        let dims = [rows.len(), d, h, w];
         match &self.values {
-            Values::Device(_) => self.rows(rows).into(),
-            Values::Host(all) => {
-                let [_, d, h, w] = self.dims;
-                Self::new(
-                    gather(all, d * h * w, rows),
-                    [rows.len(), d, h, w],
-                    &self.device,
-                )
-            }
+            Values::Host { all, rows: mine } if !fits(&self.device, dims) => Self {
+                values: Values::Host {
+                    all: all.clone(),
+                    rows: rows.iter().map(|&i| mine[i]).collect(),
+                },
+                dims,
+                device: self.device.clone(),
+            },
+            _ => self.rows(rows).into(),
         }
     }
 
@@ -120,16 +134,13 @@ impl Grids {
     pub fn whole(&self) -> Option<Tensor<4>> {
         match &self.values {
             Values::Device(all) => Some((**all).clone()),
-            Values::Host(_) => None,
+            Values::Host { .. } => None,
         }
     }
 }
 
-/// Rows `rows` of `all`, each `one` values long, one after the other.
-fn gather(all: &[f32], one: usize, rows: &[usize]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len() * one);
-    for &i in rows {
-        out.extend_from_slice(&all[i * one..(i + 1) * one]);
-    }
-    out
+/// Whether `dims` f32 values fit in one buffer of `device` (always, on the CPU).
+fn fits(device: &Device, dims: [usize; 4]) -> bool {
+    let bytes = 4 * dims.iter().product::<usize>() as u64;
+    buffer_limit(device).is_none_or(|limit| bytes <= limit)
 }
