@@ -632,6 +632,9 @@ mod cli {
         let d = backbone.config.hidden_size;
         let (grids, sizes) =
             NormalGrid::stack(&normals, (d, grid.0, grid.1), &device).map_err(|e| e.to_string())?;
+        // The grids are in `grids` now (on the device, or on the host when a set is larger than
+        // the GPU takes in one buffer): free the per-image copies before training.
+        drop(normals);
         let validation = args
             .valid
             .as_deref()
