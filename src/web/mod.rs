@@ -46,10 +46,10 @@ unsafe extern "C" {
 /// `__wasm_call_ctors` itself is linked "command-style", and wasm-ld then calls it at the top of
 /// *every* exported function — including `__externref_table_alloc`, which runs for each JS object
 /// that crosses into wasm, i.e. for every WebGPU call wgpu makes. That cost 90 % of the tiny
-/// model's WebGPU forward and seconds of ViT-S/16's (BENCHMARKS.md §6). This call, being in the
-/// module, switches the wrapping off; `start` runs it when the module is instantiated, and the
-/// entry points that need the registrations run it too, for hosts that skip `start` (the wasm
-/// test runner). Idempotent: `inventory`'s registrations guard themselves, and `Once` skips the
+/// model's WebGPU forward and about a second of ViT-S/16's at 224² (BENCHMARKS.md §6). This
+/// call, being in the module, switches the wrapping off; `start` runs it when the module is
+/// instantiated, and the entry points that need the registrations run it too, for hosts that skip
+/// `start` (the wasm test runner). Idempotent: `inventory`'s registrations guard themselves, and `Once` skips the
 /// rest.
 pub(crate) fn run_static_constructors() {
     static ONCE: std::sync::Once = std::sync::Once::new();
