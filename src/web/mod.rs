@@ -49,8 +49,8 @@ unsafe extern "C" {
 /// model's WebGPU forward and about a second of ViT-S/16's at 224² (BENCHMARKS.md §6). This
 /// call, being in the module, switches the wrapping off; `start` runs it when the module is
 /// instantiated, and the entry points that need the registrations run it too, for hosts that skip
-/// `start` (the wasm test runner). Idempotent: `inventory`'s registrations guard themselves, and `Once` skips the
-/// rest.
+/// `start` (the wasm test runner). Idempotent: `inventory`'s registrations guard themselves, and
+/// `Once` skips the rest.
 pub(crate) fn run_static_constructors() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: the constructors are the crates' own registration functions, written to run once
