@@ -97,6 +97,12 @@ pub fn buffer_limit(device: &Device) -> Option<u64> {
     all.iter().find(|(d, _)| d == device).map(|(_, l)| *l)
 }
 
+/// Whether `bytes` fit in one buffer of `device` (always, on the CPU): [`fits_in_one_buffer`]'s
+/// rule, without the message.
+pub fn buffer_fits(device: &Device, bytes: u64) -> bool {
+    fits_in_one_buffer(device, bytes, "", |_| String::new()).is_ok()
+}
+
 /// `Err` saying what to lower when `bytes` of `what` (e.g. "the 200 training grids") would not fit
 /// in one buffer of `device` — a GPU refuses such a buffer, and the failure would otherwise surface
 /// only at read-back. `lower` writes the advice from the device's limit, only when it is needed.

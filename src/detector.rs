@@ -337,33 +337,35 @@ pub fn check_training_grids(
     count: usize,
     (d, h, w): (usize, usize, usize),
 ) -> Result<(), DetectorError> {
-    crate::compute::fits_in_one_buffer(
+    grids_fit(
         device,
-        4 * (count * d * h * w) as u64,
+        [count, d, h, w],
         &format!("the {count} training grids"),
-        |_| "train on fewer images or at a smaller size".into(),
+        "train on fewer images or at a smaller size",
     )
-    .map_err(DetectorError::Device)
 }
 
 /// Why a kNN bank cannot be made of `train`, grids kept on the host for being too large for one
 /// buffer of the device.
 fn bank_too_large(train: &Grids) -> DetectorError {
-    let [count, d, h, w] = train.dims();
-    let what = format!("the kNN bank of {count} training grids");
-    let why = crate::compute::fits_in_one_buffer(
-        &train.device(),
-        4 * (count * d * h * w) as u64,
-        &what,
-        |_| {
-            "train on fewer images or at a smaller size, or fit the AR head (it trains by batches)"
-                .into()
-        },
-    );
-    DetectorError::Device(
-        why.err()
-            .unwrap_or_else(|| format!("{what} does not fit this device")),
-    )
+    let what = format!("the kNN bank of {} training grids", train.dims()[0]);
+    let advice =
+        "train on fewer images or at a smaller size, or fit the AR head (it trains by batches)";
+    grids_fit(&train.device(), train.dims(), &what, advice)
+        .err()
+        .unwrap_or_else(|| DetectorError::Device(format!("{what} does not fit this device")))
+}
+
+/// `Err` with `advice` when f32 values of `dims` (`what`) do not fit in one buffer of `device`.
+fn grids_fit(
+    device: &Device,
+    dims: [usize; 4],
+    what: &str,
+    advice: &str,
+) -> Result<(), DetectorError> {
+    let bytes = 4 * dims.iter().product::<usize>() as u64;
+    crate::compute::fits_in_one_buffer(device, bytes, what, |_| advice.into())
+        .map_err(DetectorError::Device)
 }
 
 /// One normal image's embedding, with the size its map is calibrated at.

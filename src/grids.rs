@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::compute::buffer_limit;
+use crate::compute::buffer_fits;
 
 /// `N` embedding grids of one shape `[D, h, w]`.
 #[derive(Clone)]
@@ -47,7 +47,6 @@ impl Grids {
     /// `values` `[N, D, h, w]` (row-major) for `device`: uploaded as one tensor when that fits in
     /// one of its buffers, else kept here and uploaded batch by batch.
     pub fn new(values: Vec<f32>, dims: [usize; 4], device: &Device) -> Self {
-        debug_assert_eq!(values.len(), dims.iter().product::<usize>());
         if fits(device, dims) {
             Tensor::from_data(TensorData::new(values, dims), device).into()
         } else {
@@ -57,6 +56,11 @@ impl Grids {
 
     /// Kept on the host whatever their size (what [`Grids::new`] does past the device's limit).
     pub fn on_host(values: Vec<f32>, dims: [usize; 4], device: &Device) -> Self {
+        assert_eq!(
+            values.len(),
+            dims.iter().product::<usize>(),
+            "grids of {dims:?} need that many values"
+        );
         Self {
             values: Values::Host {
                 all: Arc::new(values),
@@ -70,14 +74,6 @@ impl Grids {
     /// `[N, D, h, w]`.
     pub fn dims(&self) -> [usize; 4] {
         self.dims
-    }
-
-    pub fn len(&self) -> usize {
-        self.dims[0]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn device(&self) -> Device {
@@ -115,18 +111,26 @@ impl Grids {
     /// now fit in one buffer, else still on the host, sharing the values.
     pub fn subset(&self, rows: &[usize]) -> Self {
         let [_, d, h, w] = self.dims;
-        let dims = [rows.len(), d, h, w];
-        match &self.values {
-            Values::Host { all, rows: mine } if !fits(&self.device, dims) => Self {
-                values: Values::Host {
-                    all: all.clone(),
-                    rows: rows.iter().map(|&i| mine[i]).collect(),
-                },
-                dims,
-                device: self.device.clone(),
-            },
+        match self.shared(rows) {
+            Some(kept) if !fits(&self.device, [rows.len(), d, h, w]) => kept,
             _ => self.rows(rows).into(),
         }
+    }
+
+    /// Host grids `rows` as a set sharing these values; `None` for grids on the device.
+    fn shared(&self, rows: &[usize]) -> Option<Self> {
+        let Values::Host { all, rows: mine } = &self.values else {
+            return None;
+        };
+        let [_, d, h, w] = self.dims;
+        Some(Self {
+            values: Values::Host {
+                all: all.clone(),
+                rows: rows.iter().map(|&i| mine[i]).collect(),
+            },
+            dims: [rows.len(), d, h, w],
+            device: self.device.clone(),
+        })
     }
 
     /// Every grid as one tensor on the device — for the kNN memory bank, which needs them
@@ -139,8 +143,42 @@ impl Grids {
     }
 }
 
-/// Whether `dims` f32 values fit in one buffer of `device` (always, on the CPU).
+/// Whether `dims` f32 values fit in one buffer of `device`.
 fn fits(device: &Device, dims: [usize; 4]) -> bool {
-    let bytes = 4 * dims.iter().product::<usize>() as u64;
-    buffer_limit(device).is_none_or(|limit| bytes <= limit)
+    buffer_fits(device, 4 * dims.iter().product::<usize>() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(t: Tensor<4>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    /// Host rows go through the set's index list: a subset of a subset reads the grids it names,
+    /// the same as from the device.
+    #[test]
+    fn host_grids_read_the_rows_their_index_list_names() {
+        let device = Device::flex();
+        let dims = [5, 2, 1, 1];
+        let all: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let on_device = Grids::new(all.clone(), dims, &device);
+        assert!(!on_device.on_the_host());
+        // What `subset` keeps for a set that does not fit one buffer (every set fits on the CPU).
+        let host = Grids::on_host(all, dims, &device);
+        // Grids 3, 4, 1 of the five, through two index lists.
+        let sub = host
+            .shared(&[4, 1, 3, 0])
+            .unwrap()
+            .shared(&[2, 0, 1])
+            .unwrap();
+        assert!(sub.on_the_host() && on_device.shared(&[0]).is_none());
+        assert_eq!(values(sub.rows(&[1, 0])), [8.0, 9.0, 6.0, 7.0]);
+        assert_eq!(values(sub.rows(&[1, 0])), values(on_device.rows(&[4, 3])));
+        // A subset that fits goes to the device, with the same rows.
+        let up = sub.subset(&[2, 0]);
+        assert!(!up.on_the_host());
+        assert_eq!(values(up.whole().unwrap()), [2.0, 3.0, 6.0, 7.0]);
+    }
 }

@@ -116,7 +116,7 @@ try {
     function makeProfiler() {
       const E = GPUCommandEncoder.prototype, P = GPUComputePassEncoder.prototype, Q = GPUQueue.prototype;
       const orig = { begin: E.beginComputePass, finish: E.finish, create: GPUDevice.prototype.createCommandEncoder,
-        setPipeline: P.setPipeline, setBindGroup: P.setBindGroup, dispatch: P.dispatchWorkgroups, submit: Q.submit };
+        setPipeline: P.setPipeline, setBindGroup: P.setBindGroup, submit: Q.submit };
       const st = { on: false, deviceOf: new WeakMap(), opsOf: new WeakMap(), passOf: new WeakMap(), cbOps: new WeakMap(), done: [] };
       GPUDevice.prototype.createCommandEncoder = function (...a) {
         const enc = orig.create.apply(this, a);
@@ -131,11 +131,17 @@ try {
       };
       P.setPipeline = function (p) { const s = st.passOf.get(this); if (s) s.pipeline = p; return orig.setPipeline.call(this, p); };
       P.setBindGroup = function (...a) { const s = st.passOf.get(this); if (s) s.groups[a[0]] = a; return orig.setBindGroup.apply(this, a); };
-      P.dispatchWorkgroups = function (...a) {
-        const s = st.passOf.get(this);
-        if (!st.on || !s) return orig.dispatch.apply(this, a);
-        st.opsOf.get(s.enc).push({ pipeline: s.pipeline, groups: s.groups.filter(Boolean).map((g) => [...g]), xyz: a });
-      };
+      // Direct and indirect dispatches alike are held back, so that the replay keeps their order.
+      for (const name of ["dispatchWorkgroups", "dispatchWorkgroupsIndirect"]) {
+        const f = P[name];
+        if (!f) continue;
+        P[name] = function (...a) {
+          const s = st.passOf.get(this);
+          if (!st.on || !s) return f.apply(this, a);
+          const size = name === "dispatchWorkgroups" ? a.join("x") : "indirect";
+          st.opsOf.get(s.enc).push({ dispatch: f, pipeline: s.pipeline, groups: s.groups.filter(Boolean).map((g) => [...g]), args: a, size });
+        };
+      }
       for (const name of ["copyBufferToBuffer", "clearBuffer"]) {
         const f = E[name];
         E[name] = function (...a) {
@@ -160,13 +166,13 @@ try {
               const pass = orig.begin.call(enc);
               orig.setPipeline.call(pass, op.pipeline);
               for (const g of op.groups) orig.setBindGroup.apply(pass, g);
-              orig.dispatch.apply(pass, op.xyz);
+              op.dispatch.apply(pass, op.args);
               pass.end();
             }
             const queued = performance.now();
             orig.submit.call(this, [orig.finish.call(enc)]);
             const label = op.f ? op.name : (op.pipeline?.label || "(unlabelled)");
-            const size = op.f ? "" : op.xyz.join("x");
+            const size = op.f ? "" : op.size;
             st.done.push(this.onSubmittedWorkDone().then(() => ({ label, size, queued, end: performance.now() })));
           }
         }
