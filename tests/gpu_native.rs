@@ -400,3 +400,67 @@ fn half_precision_on_the_cpu_falls_back_to_f32_saying_why() {
     let (patch, cls) = embed(&model, TINY_PIXELS_224);
     assert_matches("the f32 fallback", &patch, &cls, &reference(TINY_REF_224));
 }
+
+/// The linear layers' WGSL kernel (`backbone::gpu_linear`) against burn's own matmul on the same
+/// GPU, on shapes that leave partial row blocks and column groups (37 rows: 4 full rows of the
+/// last 8-row block; 20 columns: 5 of a 16-wide group), with and without a bias, from inputs that
+/// are views (a transpose, a slice) rather than whole buffers.
+#[test]
+fn the_gpu_linear_kernel_matches_burns_matmul() {
+    use dino_ar::backbone::gpu_linear;
+    let Some(gpu) = gpu_or_skip("the_gpu_linear_kernel_matches_burns_matmul") else {
+        return;
+    };
+    let device = &gpu.device;
+    let values = |n: usize, seed: u32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
+                    - 1.0
+            })
+            .collect()
+    };
+    let tensor =
+        |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), device);
+    for (m, k, n) in [(37, 12, 20), (1, 4, 4), (201, 64, 256), (70, 256, 64)] {
+        let x = tensor(values(m * k, 1), [m, k]);
+        // Wᵀ as a transposed view, and the bias as a slice of a longer vector.
+        let w = tensor(values(n * k, 2), [n, k]).transpose();
+        let b = Tensor::<1>::from_data(TensorData::new(values(n + 3, 3), [n + 3]), device)
+            .slice([1..n + 1]);
+        assert!(gpu_linear::applies(&x, &w, Some(&b)), "{m}×{k}×{n}");
+        for bias in [Some(b.clone()), None] {
+            let expected = match &bias {
+                Some(b) => x.clone().matmul(w.clone()) + b.clone().unsqueeze::<2>(),
+                None => x.clone().matmul(w.clone()),
+            };
+            let ours = gpu_linear::linear(x.clone(), w.clone(), bias.clone());
+            assert_eq!(ours.dims(), [m, n]);
+            let ours = ours.into_data().try_into_vec::<f32>().unwrap();
+            let expected = expected.into_data().try_into_vec::<f32>().unwrap();
+            let worst = ours
+                .iter()
+                .zip(&expected)
+                .map(|(a, e)| (a - e).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * k as f32,
+                "{m}×{k}×{n}, bias {}: off by {worst:e}",
+                bias.is_some()
+            );
+        }
+    }
+    // Shapes the kernel does not take keep burn's matmul.
+    let odd = tensor(values(6, 1), [2, 3]);
+    assert!(!gpu_linear::applies(
+        &odd,
+        &tensor(values(12, 2), [3, 4]),
+        None
+    ));
+    let cpu = Tensor::<2>::from_data(TensorData::new(values(8, 1), [2, 4]), &Device::flex());
+    assert!(!gpu_linear::applies(
+        &cpu,
+        &cpu.clone().reshape([4, 2]),
+        None
+    ));
+}

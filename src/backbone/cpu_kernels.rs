@@ -23,9 +23,10 @@ pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     x.device() == Device::flex() && !x.is_require_grad() && !backend_kernels_asked()
 }
 
-/// `DINO_AR_BACKEND_KERNELS=1` (native only) takes burn-flex's own ops for every kernel here (and
-/// RoPE's tensor form): the A/B switch behind BENCHMARKS.md's comparison, in one binary.
-fn backend_kernels_asked() -> bool {
+/// `DINO_AR_BACKEND_KERNELS=1` (native only) takes the backend's own ops for every kernel here (and
+/// RoPE's tensor form, and the GPU's linear layers in `gpu_linear.rs`): the A/B switch behind
+/// BENCHMARKS.md's comparisons, in one binary.
+pub(crate) fn backend_kernels_asked() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

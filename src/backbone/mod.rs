@@ -2,6 +2,9 @@
 
 pub mod config;
 pub mod cpu_kernels;
+// The threaded browser build has no GPU (Cargo.toml).
+#[cfg(not(target_feature = "atomics"))]
+pub mod gpu_linear;
 pub mod load;
 pub mod model;
 pub mod random;

@@ -16,6 +16,8 @@ use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use super::config::BackboneConfig;
 use super::cpu_kernels;
+#[cfg(not(target_feature = "atomics"))]
+use super::gpu_linear;
 use super::rope;
 use super::source::Source;
 use crate::compute::Precision;
@@ -70,7 +72,15 @@ impl Linear {
         let weight_t = self.weight_t.val();
         let d_out = weight_t.dims()[1];
         let dtype = weight_t.dtype();
-        let y = x.reshape([b * t, d_in]).cast(dtype).matmul(weight_t);
+        let x = x.reshape([b * t, d_in]);
+        #[cfg(not(target_feature = "atomics"))]
+        if self.out_scale.is_none() {
+            let bias = self.bias.as_ref().map(|b| b.val());
+            if gpu_linear::applies(&x, &weight_t, bias.as_ref()) {
+                return gpu_linear::linear(x, weight_t, bias).reshape([b, t, d_out]);
+            }
+        }
+        let y = x.cast(dtype).matmul(weight_t);
         let y = match &self.out_scale {
             Some(s) => y.cast(FloatDType::F32) * s.val().unsqueeze::<2>(),
             None => y,
