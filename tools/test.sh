@@ -63,6 +63,8 @@ node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 
   --profile --cpu-profile "$(mktemp -d)/bench.cpuprofile"
 node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --threads 2
 tools/bench/footprint.sh --dev
+# The WGSL matmul variants behind src/backbone/gpu_linear.rs, on a shape with partial blocks.
+node tests/js/matmul_variants.mjs '[[37,12,20]]'
 
 if [ ! -f tests/fixtures/full/hf.safetensors ]; then
   printf '\nnote: the full-size ViT-S/16 parity test was SKIPPED (tests/fixtures/full is absent;\n      generate it with `python tools/fixtures/make_fixtures.py --full`, see README)\n' >&2
