@@ -427,7 +427,7 @@ fn the_gpu_linear_kernel_matches_burns_matmul() {
         // Wᵀ as a transposed view, and the bias as a slice of a longer vector.
         let w = tensor(values(n * k, 2), [n, k]).transpose();
         let b = Tensor::<1>::from_data(TensorData::new(values(n + 3, 3), [n + 3]), device)
-            .slice([1..n + 1]);
+            .slice(1..n + 1);
         assert!(gpu_linear::applies(&x, &w, Some(&b)), "{m}×{k}×{n}");
         for bias in [Some(b.clone()), None] {
             let expected = match &bias {
