@@ -214,3 +214,31 @@ fn weights_holding_nan_are_refused_by_tensor_name() {
     );
     assert!(!out.exists());
 }
+
+/// `bench heads --device gpu` with a kNN bank larger than the GPU takes in one buffer reports that
+/// size as skipped, saying how large a bank fits, and finishes — it does not panic at read-back.
+#[test]
+fn bench_skips_a_knn_bank_too_large_for_the_gpu_saying_what_fits() {
+    if gpu_or_skip("bench_skips_a_knn_bank_too_large_for_the_gpu_saying_what_fits").is_none() {
+        return;
+    }
+    // 2 and 5 000 000 images of 16×4×4 grids: 2 KB and 5.1 GB of bank rows.
+    let o = Command::new(env!("CARGO_BIN_EXE_dino-ar"))
+        .args(["bench", "heads", "--device", "gpu", "--banks", "2,5000000"])
+        .args(["--dim", "16", "--grid", "4", "--runs", "1", "--warmup", "0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout
+            .contains("# knn 5000000: skipped, the kNN bank of 5000000 images: a 5120.0 MB buffer")
+            && stdout.contains("use banks of at most"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("knn_over_ar_at_2="), "{stdout}");
+}

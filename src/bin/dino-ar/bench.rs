@@ -13,8 +13,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::load_backbone;
-use dino_ar::compute::{DeviceChoice, Precision};
+use dino_ar::compute::{DeviceChoice, Precision, fits_in_one_buffer};
 use dino_ar::knn::MemoryBank;
+use dino_ar::readback::read_back;
 use dino_ar::rng::Rng;
 use dino_ar::score::patch_scores;
 use dino_ar::spec::{FitSpec, InputSize};
@@ -95,23 +96,27 @@ impl std::fmt::Display for Stats {
 }
 
 /// Milliseconds per call of `f`.
-fn time(warmup: usize, runs: usize, mut f: impl FnMut()) -> Stats {
+/// Times `f` after `warmup` untimed calls; the first failure ends the case with its message.
+fn time(
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> Result<(), String>,
+) -> Result<Stats, String> {
     for _ in 0..warmup {
-        f();
+        f()?;
     }
-    let mut ms: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    let mut ms = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     ms.sort_by(f64::total_cmp);
-    Stats {
+    Ok(Stats {
         median: ms[ms.len() / 2],
         min: ms[0],
         max: ms[ms.len() - 1],
-    }
+    })
 }
 
 /// Peak resident memory (MB) since the last reset, from /proc (Linux); None elsewhere.
@@ -151,9 +156,12 @@ fn random_grid(rng: &mut Rng, shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(rng.uniform(-1.0, 1.0, n), shape), device)
 }
 
-fn read(t: Tensor<3>) {
-    // Reading back is part of scoring: it waits for the work to finish.
-    let _ = t.into_data();
+/// Reading back is part of scoring: it waits for the work to finish, and on a GPU it is where
+/// failed work (a buffer over the device's limit) surfaces, as the library's error.
+fn read<const N: usize>(t: Tensor<N>, what: &'static str) -> Result<(), String> {
+    pollster::block_on(read_back(t, what))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
@@ -211,8 +219,11 @@ fn heads(
         let head = ArHead::new(&config, &mut rng, device).map_err(|e| e.to_string())?;
         let params = head.num_params();
         let t = time(warmup, runs, || {
-            read(patch_scores(head.forward(test.clone()), test.clone()))
-        });
+            read(
+                patch_scores(head.forward(test.clone()), test.clone()),
+                "patch scores",
+            )
+        })?;
         println!(
             "{:<12} {:>12} {:>10.1} {t} {:>13}",
             format!("ar:{variant}"),
@@ -229,8 +240,18 @@ fn heads(
     let mut knn_at = Vec::new();
     for &n in banks {
         reset_peak();
-        // Random unit rows: as many as the bank of n images holds, built in place.
+        // Random unit rows: as many as the bank of n images holds, built in place — unless the
+        // bank is more than the device takes in one buffer: that size is reported and skipped.
         let rows = n * g * g;
+        let bytes = (rows * dim * size_of::<f32>()) as u64;
+        let row_bytes = (g * g * dim * size_of::<f32>()) as u64;
+        let what = format!("the kNN bank of {n} images");
+        if let Err(e) = fits_in_one_buffer(device, bytes, &what, |limit| {
+            format!("use banks of at most {} images here", limit / row_bytes)
+        }) {
+            println!("# knn {n}: skipped, {e}");
+            continue;
+        }
         let mut data = rng.uniform(-1.0, 1.0, rows * dim);
         for row in data.chunks_mut(dim) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -239,7 +260,9 @@ fn heads(
         let bank = MemoryBank {
             bank: Tensor::from_data(TensorData::new(data, [rows, dim]), device),
         };
-        let t = time(warmup, runs, || read(bank.patch_scores(test.clone())));
+        let t = time(warmup, runs, || {
+            read(bank.patch_scores(test.clone()), "patch scores")
+        })?;
         println!(
             "{:<12} {:>12} {:>10.1} {t} {:>13}",
             "knn",
@@ -254,7 +277,7 @@ fn heads(
         .find(|(n, _)| *n == 1000)
         .or(knn_at.last())
         .copied()
-        .ok_or("no bank sizes given")?;
+        .ok_or("no kNN bank fitted this device")?;
     println!("knn_over_ar_at_{n}={:.2}", knn / ar.median);
     Ok(())
 }
@@ -312,14 +335,11 @@ fn backbone_forward(
         let pixels = rng.uniform(-2.0, 2.0, 3 * h * w);
         reset_peak();
         let forward = || {
-            let x = model
-                .pixels_tensor(pixels.clone(), h, w)
-                .expect("size checked above");
-            let out = model.forward(x).expect("size checked above");
-            let _ = out.patch_grid().into_data();
+            let x = model.pixels_tensor(pixels.clone(), h, w)?;
+            read(model.forward(x)?.patch_grid(), "patch grid")
         };
-        let first = time(0, 1, forward);
-        let t = time(warmup, runs, forward);
+        let first = time(0, 1, forward)?;
+        let t = time(warmup, runs, forward)?;
         println!(
             "{:<10} {:>10.2} {t} {:>13} {:>16}",
             format!("{h}x{w}"),
@@ -362,16 +382,11 @@ fn train(
         ..FitSpec::default()
     };
     reset_peak();
-    let mut failed = None;
     let t = time(warmup, runs, || {
-        if let Err(e) = pollster::block_on(fit(grids.clone(), &spec, |_| ControlFlow::Continue(())))
-        {
-            failed = Some(e.to_string());
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
+        pollster::block_on(fit(grids.clone(), &spec, |_| ControlFlow::Continue(())))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     println!(
         "{:<10} {t} {:>13} {:>16}",
         spec.variant,
