@@ -450,7 +450,20 @@ fn the_gpu_linear_kernel_matches_burns_matmul() {
             );
         }
     }
-    // Shapes the kernel does not take keep burn's matmul.
+    // Shapes the kernel does not take keep burn's matmul: widths not multiples of 4, shapes that
+    // do not agree, the CPU.
+    let x = tensor(values(8, 1), [2, 4]);
+    assert!(!gpu_linear::applies(
+        &x,
+        &tensor(values(32, 2), [8, 4]),
+        None
+    ));
+    let b = Tensor::<1>::from_data(TensorData::new(values(8, 3), [8]), device);
+    assert!(!gpu_linear::applies(
+        &x,
+        &tensor(values(16, 2), [4, 4]),
+        Some(&b)
+    ));
     let odd = tensor(values(6, 1), [2, 3]);
     assert!(!gpu_linear::applies(
         &odd,

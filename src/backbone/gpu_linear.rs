@@ -25,9 +25,9 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::template::{KernelSource, SourceKernel, SourceTemplate};
 use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 
-/// Output rows and `vec4` columns per invocation, and invocations per workgroup (x: columns,
-/// y: rows). 8 × 4 was the fastest of 2×8 … 8×4 … 4×16 on SwiftShader at ViT-S/16's shapes, for
-/// 201 and 789 rows alike.
+/// Output rows per invocation (each of them 4 columns, one `vec4`), and invocations per workgroup
+/// (x: columns, y: rows). Among the register tiles tried (2×8 … 4×16, BENCHMARKS.md §6) 8 × 4 was
+/// among the fastest at ViT-S/16's shapes, and it needs only `n % 4 == 0`.
 const ROWS: usize = 8;
 const GROUP: (usize, usize) = (16, 4);
 /// WebGPU's guaranteed largest workgroup count per dimension.
@@ -62,18 +62,20 @@ impl LinearOps for CubeBackend {
     }
 }
 
-/// Whether `x [m, k] · w [k, n] (+ b)` takes this kernel: a GPU, f32 throughout, `k` and `n`
-/// multiples of 4 (the `vec4` reads; every DINOv3 width is), rows within one dispatch, and no
-/// autodiff graph (the extension has no backward pass); not when `DINO_AR_BACKEND_KERNELS=1` asks
-/// for burn's own matmul.
+/// Whether `x [m, k] · w [k, n] (+ b [n])` takes this kernel: shapes that agree, a GPU, f32
+/// throughout, `k` and `n` multiples of 4 (the `vec4` reads; every DINOv3 width is), rows within
+/// one dispatch, and no autodiff graph (the extension has no backward pass); not when
+/// `DINO_AR_BACKEND_KERNELS=1` asks for burn's own matmul.
 pub fn applies(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> bool {
-    let ([m, k], [_, n]) = (x.dims(), w.dims());
+    let ([m, k], [w_k, n]) = (x.dims(), w.dims());
+    let agree = w_k == k && b.is_none_or(|b| b.dims() == [n]);
     let f32s = x.dtype() == DType::F32
         && w.dtype() == DType::F32
         && b.is_none_or(|b| b.dtype() == DType::F32);
     let tracked =
         x.is_require_grad() || w.is_require_grad() || b.is_some_and(|b| b.is_require_grad());
-    x.device() != Device::flex()
+    agree
+        && x.device() != Device::flex()
         && !super::cpu_kernels::backend_kernels_asked()
         && f32s
         && !tracked
