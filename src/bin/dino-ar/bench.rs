@@ -95,8 +95,8 @@ impl std::fmt::Display for Stats {
     }
 }
 
-/// Milliseconds per call of `f`.
-/// Times `f` after `warmup` untimed calls; the first failure ends the case with its message.
+/// Milliseconds per call of `f`, after `warmup` untimed calls; the first failure ends the case
+/// with its message.
 fn time(
     warmup: usize,
     runs: usize,
@@ -244,10 +244,10 @@ fn heads(
         // bank is more than the device takes in one buffer: that size is reported and skipped.
         let rows = n * g * g;
         let bytes = (rows * dim * size_of::<f32>()) as u64;
-        let row_bytes = (g * g * dim * size_of::<f32>()) as u64;
+        let image_bytes = (g * g * dim * size_of::<f32>()) as u64;
         let what = format!("the kNN bank of {n} images");
         if let Err(e) = fits_in_one_buffer(device, bytes, &what, |limit| {
-            format!("use banks of at most {} images here", limit / row_bytes)
+            format!("use banks of at most {} images here", limit / image_bytes)
         }) {
             println!("# knn {n}: skipped, {e}");
             continue;
