@@ -412,14 +412,7 @@ fn the_gpu_linear_kernel_matches_burns_matmul() {
         return;
     };
     let device = &gpu.device;
-    let values = |n: usize, seed: u32| -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
-                    - 1.0
-            })
-            .collect()
-    };
+    let values = |n: usize, seed: u64| dino_ar::rng::Rng::new(seed).uniform(-1.0, 1.0, n);
     let tensor =
         |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), device);
     for (m, k, n) in [(37, 12, 20), (1, 4, 4), (201, 64, 256), (70, 256, 64)] {
@@ -438,11 +431,7 @@ fn the_gpu_linear_kernel_matches_burns_matmul() {
             assert_eq!(ours.dims(), [m, n]);
             let ours = ours.into_data().try_into_vec::<f32>().unwrap();
             let expected = expected.into_data().try_into_vec::<f32>().unwrap();
-            let worst = ours
-                .iter()
-                .zip(&expected)
-                .map(|(a, e)| (a - e).abs())
-                .fold(0.0f32, f32::max);
+            let worst = max_abs_diff(&ours, &expected);
             assert!(
                 worst <= 1e-5 * k as f32,
                 "{m}×{k}×{n}, bias {}: off by {worst:e}",

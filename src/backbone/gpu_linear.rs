@@ -30,6 +30,7 @@ use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 /// among the fastest at ViT-S/16's shapes, and it needs only `n % 4 == 0`.
 const ROWS: usize = 8;
 const GROUP: (usize, usize) = (16, 4);
+const WORKGROUP: Dim3 = Dim3::new_2d(GROUP.0 as u32, GROUP.1 as u32);
 /// WebGPU's guaranteed largest workgroup count per dimension.
 const MAX_GROUPS: usize = 65_535;
 
@@ -83,8 +84,15 @@ pub fn applies(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> bool {
         && k > 0
         && k % 4 == 0
         && n % 4 == 0
-        && m.div_ceil(ROWS * GROUP.1) <= MAX_GROUPS
-        && (n / 4).div_ceil(GROUP.0) <= MAX_GROUPS
+        && {
+            let (columns, rows) = workgroups(m, n);
+            columns <= MAX_GROUPS && rows <= MAX_GROUPS
+        }
+}
+
+/// Workgroups along the output's `vec4` columns and its row blocks.
+fn workgroups(m: usize, n: usize) -> (usize, usize) {
+    ((n / 4).div_ceil(GROUP.0), m.div_ceil(ROWS * GROUP.1))
 }
 
 /// `x · w + b` through the kernel; call only where [`applies`] holds.
@@ -118,11 +126,8 @@ fn launch(x: CubeTensor, w: CubeTensor, b: Option<CubeTensor>) -> CubeTensor {
         n,
         bias: b.is_some(),
     };
-    let groups = CubeCount::Static(
-        (n / 4).div_ceil(GROUP.0) as u32,
-        m.div_ceil(ROWS * GROUP.1) as u32,
-        1,
-    );
+    let (columns, rows) = workgroups(m, n);
+    let groups = CubeCount::Static(columns as u32, rows as u32, 1);
     let mut args = KernelArguments::new()
         .with_buffer_io(x.handle.clone().binding(), BufferIOAttr::ReadOnly)
         .with_buffer_io(w.handle.clone().binding(), BufferIOAttr::ReadOnly);
@@ -130,8 +135,11 @@ fn launch(x: CubeTensor, w: CubeTensor, b: Option<CubeTensor>) -> CubeTensor {
         args = args.with_buffer_io(b.handle.clone().binding(), BufferIOAttr::ReadOnly);
     }
     args = args.with_buffer_io(out.handle.clone().binding(), BufferIOAttr::WriteOnly);
-    let dim = CubeDim::new_2d(GROUP.0 as u32, GROUP.1 as u32);
-    client.launch(Box::new(SourceKernel::new(kernel, dim)), groups, args);
+    client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim(WORKGROUP))),
+        groups,
+        args,
+    );
     out
 }
 
@@ -150,9 +158,7 @@ impl KernelSource for LinearKernel {
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-            .info(*self)
-            .cube_dim(Dim3::new_2d(GROUP.0 as u32, GROUP.1 as u32))
+        KernelId::new::<Self>().info(*self).cube_dim(WORKGROUP)
     }
 
     fn lang(&self) -> &'static str {
