@@ -197,7 +197,7 @@ impl Bundle {
         let tensors = TensorFile::from_bytes(bytes)?;
         let json = tensors.metadata.get(META_KEY).ok_or_else(|| {
             BundleError::NotABundle(
-                "a tensor file without dino-ar metadata (is it backbone weights? those go in --backbone)".into(),
+                "a tensor file without dino-ar metadata (is it backbone weights? those are loaded as the backbone, not as a model)".into(),
             )
         })?;
         let version: serde_json::Value = serde_json::from_str(json)

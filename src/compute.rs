@@ -137,8 +137,36 @@ pub fn auto_declines(found: Result<&Adapter, &str>) -> Option<String> {
     }
 }
 
+named_choice! {
+    /// Where to compute, chosen the same way everywhere (`--device`, `Detector.create`, the
+    /// page's menu); `auto` is decided by one rule, [`auto_declines`].
+    pub enum DeviceChoice ("device") {
+        Auto = "auto", "a hardware GPU if there is one, else the CPU";
+        Cpu = "cpu", "the CPU (every core where the build has threads)";
+        Gpu = "gpu", "the GPU (wgpu natively, WebGPU in the browser), a software adapter if it is the only one";
+    }
+}
+
+impl DeviceChoice {
+    /// The choice named `s`; `webgpu`, the JS API's first spelling of `gpu`, is still read.
+    pub fn parse_any(s: &str) -> Result<Self, crate::named::SettingError> {
+        match s {
+            "webgpu" => Ok(DeviceChoice::Gpu),
+            other => other.parse(),
+        }
+    }
+}
+
+named_choice! {
+    /// Where a detector computes once `auto` is decided (the JS API's `det.device`).
+    pub enum DeviceKind ("device kind") {
+        Cpu = "cpu", "the CPU";
+        Gpu = "gpu", "a GPU";
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::{Compute, DeviceChoice, open};
+pub use native::{Compute, open};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -146,21 +174,13 @@ mod native {
 
     use burn::tensor::Device;
 
-    use super::{Adapter, auto_declines, record_limits};
-
-    named_choice! {
-        /// Where the native CLI computes (`--device`).
-        pub enum DeviceChoice ("device") {
-            Auto = "auto", "a hardware GPU if there is one, else the CPU";
-            Cpu = "cpu", "the CPU (burn-flex, every core)";
-            Gpu = "gpu", "a GPU through wgpu (Vulkan, Metal, DX12), a software adapter if it is the only one";
-        }
-    }
+    use super::{Adapter, DeviceChoice, DeviceKind, auto_declines, record_limits};
 
     /// The device chosen, and the line that tells the user what it is.
     #[derive(Clone)]
     pub struct Compute {
         pub device: Device,
+        pub kind: DeviceKind,
         pub label: String,
     }
 
@@ -187,6 +207,7 @@ mod native {
     fn cpu(label: String) -> Compute {
         Compute {
             device: Device::flex(),
+            kind: DeviceKind::Cpu,
             label,
         }
     }
@@ -206,9 +227,10 @@ mod native {
             DeviceChoice::Gpu => match gpu() {
                 Ok((device, adapter)) => Ok(Compute {
                     device: device.clone(),
+                    kind: DeviceKind::Gpu,
                     label: adapter.label.clone(),
                 }),
-                Err(why) => Err(format!("--device gpu: {why}")),
+                Err(why) => Err(format!("the GPU was asked for: {why}")),
             },
             DeviceChoice::Auto => {
                 let found = gpu().as_ref().map(|(_, a)| a).map_err(String::as_str);

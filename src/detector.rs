@@ -49,6 +49,11 @@ pub enum DetectorError {
     /// What the caller did with a result failed (writing an overlay, …).
     #[error("{0}")]
     Output(String),
+    #[error("nothing to fit on: {}", match background {
+        0 => format!("none of the {files} files is a readable image or volume for the window"),
+        n => format!("the {n} slices read are background only (see the skip-empty level)"),
+    })]
+    EmptyTrainingSet { files: usize, background: usize },
     #[error("need at least 2 normal images (one or more are held out for calibration), got {0}")]
     TooFewImages(usize),
     #[error("{grids} embedding grids but {sizes} image sizes")]
@@ -505,7 +510,7 @@ pub async fn fit_model_validated(
     validation: Option<&Validation>,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, DetectorError> {
-    spec.validate()?;
+    spec.validate_with(validation.is_some())?;
     let n = grids.dims()[0];
     if image_sizes.len() != n {
         return Err(DetectorError::SizeCount {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{MaskedMap, MetricError, auroc, average_precision, f1_max, pro};
+use crate::preprocess::RgbImage;
 use crate::score::upsample_bilinear;
 use crate::spec::FitSpec;
 
@@ -141,6 +142,59 @@ pub struct Evaluation {
 }
 
 /// One scored test image and its ground truth.
+/// What is known about one test image (a picture, or a slice of a volume): the ground-truth rules
+/// of every evaluation and validation, in one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroundTruth {
+    pub anomalous: bool,
+    /// The defect mask at the image's size, when there is one.
+    pub mask: Option<Vec<bool>>,
+}
+
+/// A mask pixel (grey, 0–1) marks a defect above this level.
+pub const MASK_LEVEL: f32 = 0.5;
+
+impl GroundTruth {
+    /// A picture's: its folder's label, and its mask picture (any channel above [`MASK_LEVEL`]),
+    /// sampled nearest-neighbour at `width × height` when it has another size.
+    pub fn picture(anomalous: bool, mask: Option<&RgbImage>, width: usize, height: usize) -> Self {
+        let mask = mask.map(|m| {
+            let mut out = Vec::with_capacity(width * height);
+            for y in 0..height {
+                let sy = (y * m.height / height).min(m.height - 1);
+                for x in 0..width {
+                    let sx = (x * m.width / width).min(m.width - 1);
+                    let p = &m.data[(sy * m.width + sx) * 3..][..3];
+                    out.push(p.iter().any(|&v| v > MASK_LEVEL));
+                }
+            }
+            out
+        });
+        Self { anomalous, mask }
+    }
+
+    /// A slice's: with its slice of a mask volume, the slice is anomalous where the mask marks
+    /// anything (whatever its file's folder says); without, it takes its file's label.
+    pub fn slice(file_anomalous: bool, mask: Option<&[f32]>) -> Self {
+        let mask: Option<Vec<bool>> = mask.map(|m| m.iter().map(|&v| v > MASK_LEVEL).collect());
+        let anomalous = match &mask {
+            Some(m) => m.iter().any(|&v| v),
+            None => file_anomalous,
+        };
+        Self { anomalous, mask }
+    }
+
+    /// The mask pixel metrics use: the mask, or all normal for a normal image; `None` for an
+    /// anomalous image without one (it counts for the image-level metrics only).
+    pub fn pixel_mask(&self, width: usize, height: usize) -> Option<Vec<bool>> {
+        match (&self.mask, self.anomalous) {
+            (Some(m), _) => Some(m.clone()),
+            (None, false) => Some(vec![false; width * height]),
+            (None, true) => None,
+        }
+    }
+}
+
 pub struct Scored<'a> {
     pub category: &'a str,
     pub anomalous: bool,

@@ -12,7 +12,7 @@
 //! page and other pages use). The model code never knows which one drives it.
 
 #[macro_use]
-mod named;
+pub mod named;
 
 pub mod ar;
 pub mod backbone;
@@ -22,6 +22,7 @@ pub mod detector;
 pub mod evaluate;
 pub mod explain;
 pub mod grids;
+pub mod input;
 pub mod knn;
 pub mod metrics;
 pub mod overlay;
@@ -32,6 +33,7 @@ pub mod score;
 pub mod scores_csv;
 pub mod spec;
 pub mod train;
+pub mod training_set;
 pub mod volume;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -3,7 +3,24 @@
 //! [`choose`]); the serde names are the same names, so the CLI, the JS API, the page's menus and
 //! the bundle all spell a choice one way.
 
-use crate::spec::SpecError;
+/// A setting that cannot be read: an unknown name, or a value out of its range. It sits here, below
+/// every module that defines a setting (volume windows, devices, AR variants), so none of them
+/// needs the fit specification; [`crate::spec::SpecError`] wraps it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("fit setting `{name}` must be {rule}, got {got}")]
+    OutOfRange {
+        name: &'static str,
+        rule: &'static str,
+        got: String,
+    },
+    #[error("unknown {what} `{got}`: use {choices}")]
+    UnknownChoice {
+        what: &'static str,
+        got: String,
+        choices: String,
+    },
+}
 
 /// `pub enum Name ("what it is") { Variant = "name", "label for people"; … }`, with any doc
 /// comments and attributes on the enum and its variants.
@@ -39,6 +56,12 @@ macro_rules! named_choice {
             }
         }
 
+        impl $crate::named::NamedChoice for $name {
+            fn names() -> Vec<&'static str> {
+                $name::names()
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.name())
@@ -46,7 +69,7 @@ macro_rules! named_choice {
         }
 
         impl std::str::FromStr for $name {
-            type Err = $crate::spec::SpecError;
+            type Err = $crate::named::SettingError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 $crate::named::choose($what, $name::ALL, $name::name, s)
             }
@@ -60,11 +83,11 @@ pub fn choose<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
     s: &str,
-) -> Result<T, SpecError> {
+) -> Result<T, SettingError> {
     all.iter()
         .copied()
         .find(|&c| name(c) == s)
-        .ok_or_else(|| SpecError::UnknownChoice {
+        .ok_or_else(|| SettingError::UnknownChoice {
             what,
             got: s.to_string(),
             choices: all
@@ -73,4 +96,19 @@ pub fn choose<T: Copy>(
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// A clap parser for a named choice: its names listed in `--help`, parsed by [`choose`].
+#[cfg(feature = "cli")]
+pub fn clap_choice<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: NamedChoice + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(T::names()).try_map(|s| s.parse::<T>())
+}
+
+/// What every [`named_choice!`] enum is, for code generic over them.
+pub trait NamedChoice: std::str::FromStr<Err = SettingError> + Copy + 'static {
+    fn names() -> Vec<&'static str>;
 }

@@ -11,6 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::score::is_anomalous;
+// Where a map's scores sit (threshold and display range) is the scoring rule's; drawing reads it.
+pub use crate::score::Scale;
 
 named_choice! {
     /// A colour scale from 0 (cold) to 1 (hot), sampled at evenly spaced stops.
@@ -91,21 +93,24 @@ impl Default for OverlayStyle {
     }
 }
 
-/// The numbers that place a map's scores: the verdict threshold and the display range.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Scale {
-    pub threshold: f32,
-    pub display_low: f32,
-    pub display_high: f32,
-}
+impl OverlayStyle {
+    /// A style, checked ([`OverlayStyle::validate`]).
+    pub fn new(colormap: Colormap, opacity: f32, contour: bool) -> Result<Self, String> {
+        let style = Self {
+            colormap,
+            opacity,
+            contour,
+        };
+        style.validate()?;
+        Ok(style)
+    }
 
-impl Scale {
-    /// A pixel score in display units: 0 = typical normal, 1 = the calibrated threshold.
-    pub fn display(&self, score: f32) -> f32 {
-        let span = self.display_high - self.display_low;
-        let span = if span > 0.0 { span } else { 1.0 };
-        ((score - self.display_low) / span).clamp(0.0, 1.0)
+    /// The one check of a style, wherever it comes from (a CLI flag, a JS option).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.opacity) {
+            return Err(format!("opacity must be in [0, 1], got {}", self.opacity));
+        }
+        Ok(())
     }
 }
 
@@ -140,7 +145,8 @@ pub fn render(
             map.len()
         ));
     }
-    let opacity = style.opacity.clamp(0.0, 1.0);
+    style.validate()?;
+    let opacity = style.opacity;
     let mut out = Vec::with_capacity(n * 4);
     for (px, &s) in base.chunks_exact(4).zip(map) {
         let t = scale.display(s);

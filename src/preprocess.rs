@@ -1,6 +1,6 @@
 //! Image → normalised pixel tensor, shared by the CLI and the browser.
 //!
-//! Decode (native only; the browser hands over RGBA from a canvas) → RGB in [0, 1] → resize to
+//! Decoded picture ([`crate::input`]) or canvas RGBA → RGB in [0, 1] → resize to
 //! the model size with antialiased bilinear filtering (the triangle filter of PIL and
 //! `torch.nn.functional.interpolate(..., antialias=True)`, widened when shrinking) → ImageNet
 //! mean/std, channel-major.
@@ -8,6 +8,10 @@
 /// ImageNet statistics used by every DINOv3 checkpoint.
 pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Training pictures are shrunk to at most this many times the model's longer side first
+/// ([`RgbImage::for_training`]).
+pub const TRAINING_SIDE_FACTOR: usize = 2;
 
 /// Largest side accepted, to refuse absurd inputs before allocating for them.
 pub const MAX_SIDE: usize = 16_384;
@@ -20,7 +24,7 @@ pub struct RgbImage {
     pub data: Vec<f32>,
 }
 
-fn check_dims(width: usize, height: usize) -> Result<(), String> {
+pub(crate) fn check_dims(width: usize, height: usize) -> Result<(), String> {
     if width == 0 || height == 0 {
         return Err(format!("image is empty ({width}x{height} pixels)"));
     }
@@ -55,24 +59,19 @@ impl RgbImage {
         })
     }
 
-    /// Decode PNG / JPEG / BMP / TIFF: 8 or 16 bit, grey, grey+alpha, RGB, RGBA, palette.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let img = image::load_from_memory(bytes).map_err(|e| match e {
-            image::ImageError::Unsupported(u) => {
-                format!("not a supported image ({u}; PNG, JPEG, BMP and TIFF are read)")
-            }
-            other => format!("not a readable image: {other}"),
-        })?;
-        let (width, height) = (img.width() as usize, img.height() as usize);
-        check_dims(width, height)?;
-        // Full precision for 16-bit sources; grey is replicated to RGB, alpha dropped.
-        let data = img.to_rgb32f().into_raw();
-        Ok(Self {
-            width,
-            height,
-            data,
-        })
+    /// The one pre-resize rule for training pictures, in every front end: a picture larger than
+    /// [`TRAINING_SIDE_FACTOR`] times the model's longer side is first shrunk to that (aspect
+    /// kept), so a folder of camera images fits in memory; the backbone sees the model size
+    /// either way.
+    pub fn for_training(self, (h, w): (usize, usize)) -> RgbImage {
+        let limit = TRAINING_SIDE_FACTOR * h.max(w);
+        let side = self.width.max(self.height);
+        if side <= limit {
+            return self;
+        }
+        let s = limit as f64 / side as f64;
+        let scaled = |v: usize| ((v as f64 * s).round() as usize).max(1);
+        self.resize(scaled(self.height), scaled(self.width))
     }
 
     /// Resize with antialiased bilinear filtering (align_corners = false).

@@ -11,7 +11,6 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::overlay::Scale;
 use crate::readback::{ReadBackError, read_back};
 use crate::weights::{TensorFile, WeightsError};
 
@@ -261,6 +260,24 @@ impl Calibration {
             display_low: self.display_low,
             display_high: self.display_high,
         }
+    }
+}
+
+/// The numbers that place a map's scores: the verdict threshold and the display range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scale {
+    pub threshold: f32,
+    pub display_low: f32,
+    pub display_high: f32,
+}
+
+impl Scale {
+    /// A pixel score in display units: 0 = typical normal, 1 = the calibrated threshold.
+    pub fn display(&self, score: f32) -> f32 {
+        let span = self.display_high - self.display_low;
+        let span = if span > 0.0 { span } else { 1.0 };
+        ((score - self.display_low) / span).clamp(0.0, 1.0)
     }
 }
 

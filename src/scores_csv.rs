@@ -3,9 +3,9 @@
 //! reason in the verdict column. A volume has a row per slice (`slice` set) and one for the whole
 //! volume (`worst_slice` says where its score, the highest, is).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::score::verdict;
+use crate::score::{ImageScore, verdict};
 
 pub const HEADER: [&str; 8] = [
     "file",
@@ -20,7 +20,7 @@ pub const HEADER: [&str; 8] = [
 
 /// One image's line.
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScoreRow {
     pub file: String,
@@ -42,6 +42,116 @@ pub struct ScoreRow {
     /// What the user should know (how a file was read, a window against its modality).
     #[serde(default)]
     pub note: Option<String>,
+}
+
+impl ScoreRow {
+    /// A picture's row, or a row with only the file (then `error` or a score is set).
+    pub fn new(file: &str, threshold: f32) -> Self {
+        Self {
+            file: file.to_string(),
+            score: None,
+            score_top1: None,
+            threshold,
+            error: None,
+            slice: None,
+            worst_slice: None,
+            note: None,
+        }
+    }
+
+    pub fn scored(file: &str, score: &ImageScore, threshold: f32) -> Self {
+        Self {
+            score: Some(score.max),
+            score_top1: Some(score.top1),
+            ..Self::new(file, threshold)
+        }
+    }
+
+    /// A file that could not be scored, with why.
+    pub fn refused(file: &str, threshold: f32, error: &str) -> Self {
+        Self {
+            error: Some(error.to_string()),
+            ..Self::new(file, threshold)
+        }
+    }
+
+    /// A volume's rows: one per slice (`slices[n]` is slice n's score), then the volume's own
+    /// (the worst slice's score, which slice, and what the reader and the window said).
+    pub fn volume(
+        file: &str,
+        slices: &[ImageScore],
+        worst: usize,
+        threshold: f32,
+        notes: &[String],
+    ) -> Vec<Self> {
+        let mut rows: Vec<Self> = slices
+            .iter()
+            .enumerate()
+            .map(|(n, s)| Self {
+                slice: Some(n),
+                ..Self::scored(file, s, threshold)
+            })
+            .collect();
+        if let Some(w) = slices.get(worst) {
+            rows.push(Self {
+                worst_slice: Some(worst),
+                note: (!notes.is_empty()).then(|| notes.join("; ")),
+                ..Self::scored(file, w, threshold)
+            });
+        }
+        rows
+    }
+}
+
+/// The files a scoring run writes for one input, by its stem ([`crate::input::stem`]): the same
+/// names from the CLI and the page.
+pub mod names {
+    use crate::volume::Plane;
+
+    pub fn overlay(stem: &str) -> String {
+        format!("{stem}_overlay.png")
+    }
+
+    /// A volume's anomaly map on its own voxel grid.
+    pub fn anomaly_map(stem: &str) -> String {
+        format!("{stem}_anomaly.nii.gz")
+    }
+
+    /// The folder (the CLI) or ZIP archive (the page, with `.zip`) of a volume's slice overlays.
+    pub fn slice_overlays(stem: &str) -> String {
+        format!("{stem}_overlays")
+    }
+
+    pub fn slice_overlay(plane: Plane, n: usize) -> String {
+        format!("{plane}_{n:04}.png")
+    }
+
+    /// One slice's overlay saved on its own (the page's export of the slice shown).
+    pub fn slice_overlay_alone(stem: &str, plane: Plane, n: usize) -> String {
+        overlay(&format!("{stem}_{plane}_{n:04}"))
+    }
+
+    /// The description a NIfTI anomaly map carries.
+    pub fn map_description(threshold: f32) -> String {
+        format!("dino-ar anomaly map, threshold {threshold}")
+    }
+
+    /// Stems made unique within one run: the second `scan` is `scan_2`, and so on.
+    #[derive(Default)]
+    pub struct Unique(std::collections::HashSet<String>);
+
+    impl Unique {
+        pub fn stem(&mut self, stem: &str) -> String {
+            let mut name = stem.to_string();
+            for k in 2.. {
+                if self.0.insert(name.clone()) {
+                    break;
+                }
+                name = format!("{stem}_{k}");
+            }
+            name
+        }
+    }
 }
 
 fn field(s: &str) -> String {

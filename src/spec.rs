@@ -1,7 +1,7 @@
 //! How a model is fit: one specification, its defaults (the paper's) and its validation.
 //!
-//! Every front end fills a [`FitSpec`] and nothing else: the CLI maps its flags onto it (their
-//! defaults are read from [`FitSpec::default`]), the JS API deserialises the options object into it
+//! Every front end fills a [`FitSpec`] and nothing else: the CLI's flags are its fields (clap's
+//! derive, behind the `cli` feature: help from the field docs, defaults from [`FitSpec::default`]), the JS API deserialises the options object into it
 //! (an unknown key is an error that names it), and the page fills its form from the defaults the
 //! wasm reports. The bundle stores the whole spec, so a model says exactly how it was made.
 //!
@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ar::{ArConfig, Variant};
+use crate::named::SettingError;
 use crate::volume::Plane;
 use crate::volume::window::Window;
 
@@ -118,68 +119,93 @@ impl<'de> Deserialize<'de> for InputSize {
 
 /// Everything that decides how a model is fit. The defaults are the paper's; each field's doc
 /// says it (for the TypeScript types), and a test holds those lines to [`FitSpec::default`].
+///
+/// The CLI's `fit` flags are these fields (`--batch-size` for `batch_size`), their help these docs.
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FitSpec {
     /// `ar` (the paper) or `knn` (the baseline). Default: `"ar"`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().method, hide_default_value = true, value_parser = crate::named::clap_choice::<Method>()))]
     pub method: Method,
     /// AR head: `dilated` (dilation 4, the paper), `standard` (dilation 1) or `gated` (two
     /// stacks, no blind spot). Default: `"dilated"`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().variant, hide_default_value = true, value_parser = crate::named::clap_choice::<Variant>()))]
     pub variant: Variant,
     /// AR head: hidden channels. Default: 256.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().hidden, hide_default_value = true))]
     pub hidden: usize,
     /// AR head: masked convolution layers (for `gated`: the input pair, each gated block and the
     /// output, so ≥ 3). Default: 5.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().layers, hide_default_value = true))]
     pub layers: usize,
     /// AR head: kernel size (odd). Default: 3.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().kernel, hide_default_value = true))]
     pub kernel: usize,
     /// AR head: passes over the training images. Default: 40.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().epochs, hide_default_value = true))]
     pub epochs: usize,
     /// AR head: images per optimisation step. Default: 64.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().batch_size, hide_default_value = true))]
     pub batch_size: usize,
     /// AR head: AdamW learning rate. Default: 0.001.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().learning_rate, hide_default_value = true))]
     pub learning_rate: f64,
     /// AR head: AdamW weight decay. Default: 0.01.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().weight_decay, hide_default_value = true))]
     pub weight_decay: f64,
     /// AR head: chance per batch that the input gets feature noise. Default: 0.2.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().noise_prob, hide_default_value = true))]
     pub noise_prob: f64,
     /// AR head: the noise's size relative to each channel's spread. Default: 0.03.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().noise_scale, hide_default_value = true))]
     pub noise_scale: f64,
     /// Seeds the initialisation, the batch order, the noise and the hold-out split. Default: 42.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().seed, hide_default_value = true))]
     pub seed: u64,
-    /// Model input size, `[height, width]` (multiples of the backbone's patch size). Default:
-    /// `[448, 448]`.
+    /// Model input size, `[height, width]` (`S` or `HxW` on the command line; multiples of the
+    /// backbone's patch size). Default: `[448, 448]`.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "[number, number]"))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().size, hide_default_value = true))]
     pub size: InputSize,
     /// Share of the normal images held out of training to calibrate the threshold. Default: 0.1.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().holdout, hide_default_value = true))]
     pub holdout: f64,
     /// The threshold is this quantile of the held-out images' scores. Default: 0.99.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().quantile, hide_default_value = true))]
     pub quantile: f64,
     /// AR head: `none` (the squared error, the paper) or `standardise` (per grid position).
     /// Default: `"none"`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().position_norm, hide_default_value = true, value_parser = crate::named::clap_choice::<PositionNorm>()))]
     pub position_norm: PositionNorm,
-    /// How intensities become grey values: `as-is` (8-bit pictures), a CT preset (`ct-brain`,
-    /// `ct-liver`, `ct-soft-tissue`, `ct-bone`), `ct:CENTRE,WIDTH` (HU), `percentile` (0.5–99.5 %
-    /// per volume) or `percentile:LOW,HIGH`. Scoring uses the model's. Default: `"as-is"`.
+    /// How intensities become grey values: `auto` (pictures and 8-bit volumes as they are, other
+    /// volumes by percentiles), `as-is` (8-bit only), a CT preset (`ct-brain`, `ct-liver`,
+    /// `ct-soft-tissue`, `ct-bone`), `ct:CENTRE,WIDTH` (HU), `percentile` (0.5–99.5 % per volume)
+    /// or `percentile:LOW,HIGH`. Scoring uses the model's. Default: `"auto"`.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "string"))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().window, hide_default_value = true))]
     pub window: Window,
     /// Volumes: the plane they are cut into, `axial`, `coronal` or `sagittal` (slices shown the
     /// radiological way). Scoring uses the model's. Default: `"axial"`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().plane, hide_default_value = true, value_parser = crate::named::clap_choice::<Plane>()))]
     pub plane: Plane,
     /// Volumes: training skips slices where fewer than 1 % of the pixels are brighter than this
     /// grey level (0–1, after the window); 0 keeps every slice. Default: 0.0.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().skip_empty, hide_default_value = true))]
     pub skip_empty: f32,
 }
 
 impl Default for FitSpec {
     fn default() -> Self {
+        // The head's shape is the AR head's own default (the paper's).
+        let head = ArConfig::new(0);
         Self {
             method: Method::Ar,
-            variant: Variant::Dilated,
-            hidden: 256,
-            layers: 5,
-            kernel: 3,
+            variant: head.variant,
+            hidden: head.hidden,
+            layers: head.layers,
+            kernel: head.kernel,
             epochs: 40,
             batch_size: 64,
             learning_rate: 1e-3,
@@ -191,7 +217,7 @@ impl Default for FitSpec {
             holdout: 0.1,
             quantile: 0.99,
             position_norm: PositionNorm::None,
-            window: Window::AsIs,
+            window: Window::Auto,
             plane: Plane::Axial,
             skip_empty: 0.0,
         }
@@ -201,27 +227,28 @@ impl Default for FitSpec {
 /// What is wrong with a fit specification; each message names the setting.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
-    #[error("fit setting `{name}` must be {rule}, got {got}")]
-    OutOfRange {
-        name: &'static str,
-        rule: &'static str,
-        got: String,
-    },
-    #[error("unknown {what} `{got}`: use {choices}")]
-    UnknownChoice {
-        what: &'static str,
-        got: String,
-        choices: String,
-    },
+    #[error(transparent)]
+    Setting(#[from] SettingError),
     #[error("{0}")]
     Size(String),
     #[error("fit options: {0}")]
     Options(String),
+    #[error("a validation split picks the AR head's best epoch; the kNN baseline has no epochs")]
+    ValidationNeedsAr,
 }
 
 impl FitSpec {
     /// Check every setting on its own; what depends on the backbone (the size against its patch
     /// size) is checked where the backbone is known.
+    /// [`FitSpec::validate`], and whether a validation split (`validation`) can pick an epoch.
+    pub fn validate_with(&self, validation: bool) -> Result<(), SpecError> {
+        self.validate()?;
+        if validation && self.method != Method::Ar {
+            return Err(SpecError::ValidationNeedsAr);
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), SpecError> {
         fn check<T: fmt::Display>(
             name: &'static str,
@@ -232,11 +259,12 @@ impl FitSpec {
             if ok {
                 Ok(())
             } else {
-                Err(SpecError::OutOfRange {
+                Err(SettingError::OutOfRange {
                     name,
                     rule,
                     got: value.to_string(),
-                })
+                }
+                .into())
             }
         }
         let at_least_one = "a whole number ≥ 1";
@@ -282,7 +310,7 @@ impl FitSpec {
         )?;
         let e = self.skip_empty;
         check("skipEmpty", e, (0.0..1.0).contains(&e), "in [0, 1)")?;
-        self.window.validate()
+        Ok(self.window.validate()?)
     }
 
     /// The AR head's shape for embeddings of `channels` dimensions.

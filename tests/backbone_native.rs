@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use burn::tensor::Device;
 use common::*;
 use dino_ar::backbone::{DinoV3, Layout, load_backbone};
-use dino_ar::preprocess::RgbImage;
 use dino_ar::weights::{FileFormat, TensorFile, WeightsError, write_safetensors_f32};
 
 fn run(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
@@ -153,7 +152,9 @@ fn wrong_head_count_is_a_different_model() {
 fn check_image(png: &[u8], reference_bytes: &[u8]) {
     let (shape, expected) = fixture_tensor(reference_bytes, "pixel_values");
     let (h, w) = (shape[2], shape[3]);
-    let pixels = RgbImage::decode(png).unwrap().to_model_input(h, w);
+    let pixels = dino_ar::input::decode_picture(png)
+        .unwrap()
+        .to_model_input(h, w);
     let d = max_abs_diff(&pixels, &expected);
     // Float summation order differs from torch's; 1e-4 (normalised units) is ~1/170 of one 8-bit step.
     assert!(d <= 1e-4, "preprocessed pixels differ from torch by {d:e}");

@@ -320,7 +320,7 @@ fn windows_refuse_what_they_cannot_read() {
     std::fs::write(mixed.join("ct.nii.gz"), nifti_bytes(&floats, false)).unwrap();
     let whole = nifti_bytes(&floats, true);
     std::fs::write(mixed.join("cut.nii"), &whole[..whole.len() / 2]).unwrap();
-    let err = fit(&mixed, &out.join("m.safetensors"), &[]);
+    let err = fit(&mixed, &out.join("m.safetensors"), &["--window", "as-is"]);
     assert!(
         err.contains("ct.nii.gz") && err.contains("not 8-bit"),
         "{err}"
@@ -330,6 +330,17 @@ fn windows_refuse_what_they_cannot_read() {
         "{err}"
     );
     assert!(err.contains("skipped 2 of 14 files"), "{err}");
+    // The default window (`auto`) reads any input: the float volume fits by its percentiles
+    // beside the pictures; only the truncated file is skipped.
+    let err = fit(&mixed, &out.join("auto.safetensors"), &[]);
+    assert!(err.contains("skipped 1 of 14 files"), "{err}");
+    assert!(
+        err.contains(&format!("{SLICES} of {SLICES} axial slices")),
+        "{err}"
+    );
+    // One volume given as a file, not a folder, with the defaults: a first run succeeds.
+    let err = fit(&mixed.join("ct.nii.gz"), &out.join("one.safetensors"), &[]);
+    assert!(err.contains("fit on"), "{err}");
 
     // A CT-windowed model: the volumes fit, a picture is refused in its row.
     let ct = out.join("ct.safetensors");

@@ -4,12 +4,12 @@
 mod common;
 
 use common::{fixture_tensor, max_abs_diff};
-use dino_ar::preprocess::RgbImage;
+use dino_ar::input::decode_picture;
 
 const EXPECTED: &[u8] = include_bytes!("fixtures/tiny/decode_expected.safetensors");
 
 fn check(name: &str, bytes: &[u8], tolerance: f32) {
-    let img = RgbImage::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let img = decode_picture(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (shape, expected) = fixture_tensor(EXPECTED, name);
     assert_eq!([img.height, img.width, 3], shape[..], "{name}: size");
     let d = max_abs_diff(&img.data, &expected);
@@ -48,15 +48,19 @@ case!(jpeg_grey8, "decode_grey8.jpg", 3.0 / 255.0);
 
 #[test]
 fn undecodable_bytes_are_an_error_naming_the_problem() {
-    let e = RgbImage::decode(b"definitely not an image").unwrap_err();
+    let e = decode_picture(b"definitely not an image")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("not a"), "{e}");
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-    let e = RgbImage::decode(gif).unwrap_err();
+    let e = decode_picture(gif).unwrap_err().to_string();
     assert!(
-        e.contains("not a supported image") && e.contains("Gif"),
+        e.contains("not a supported file") && e.contains("GIF"),
         "{e}"
     );
     let png = include_bytes!("fixtures/tiny/decode_rgba8.png");
-    let e = RgbImage::decode(&png[..png.len() / 2]).unwrap_err();
-    assert!(e.contains("not a readable image"), "{e}");
+    let e = decode_picture(&png[..png.len() / 2])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a readable PNG image"), "{e}");
 }

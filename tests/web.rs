@@ -216,7 +216,9 @@ async fn wasm_cpu_ar_head_and_training() {
 
 async fn session_fit_load_score(kind: &str) {
     use common::golden;
-    let s = Session::create(kind, Precision::F32).await.unwrap();
+    let s = Session::create(kind.parse().unwrap(), Precision::F32)
+        .await
+        .unwrap();
     // Errors before anything is loaded, and the session stays usable after them.
     let e = s
         .score(&golden::rgba_texture(1, 64, false), 64, 64)
@@ -246,7 +248,7 @@ async fn session_fit_load_score(kind: &str) {
     let mut steps = 0;
     let mut embedded = 0;
     let bundle = s
-        .fit(&images, &options, |p| match p {
+        .fit_pictures(&images, &options, |p| match p {
             FitProgress::Embedded { image, images } => {
                 assert_eq!((image, images), (embedded + 1, 6));
                 embedded = image;
@@ -289,7 +291,7 @@ async fn session_fit_load_score(kind: &str) {
     assert!(e.contains("largest side accepted"), "{e}");
     // Cancelling mid-run rejects with a clear message.
     let e = s
-        .fit(&images, &options, |_| s.cancel())
+        .fit_pictures(&images, &options, |_| s.cancel())
         .await
         .err()
         .unwrap();
@@ -304,13 +306,15 @@ async fn session_on_cpu_fits_loads_and_scores() {
 #[wasm_bindgen_test]
 async fn session_on_webgpu_fits_loads_and_scores() {
     webgpu().await;
-    session_fit_load_score("webgpu").await;
+    session_fit_load_score("gpu").await;
 }
 
 /// A model fit natively (the CLI's path, golden file) scores the same here; one fit here equals it.
 async fn golden_cross_check(kind: &str) {
     use common::golden::{self, SEED, SIZE};
-    let s = Session::create(kind, Precision::F32).await.unwrap();
+    let s = Session::create(kind.parse().unwrap(), Precision::F32)
+        .await
+        .unwrap();
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
     let expected_map = fixture_tensor(golden::MAP, "map").1;
 
@@ -330,7 +334,10 @@ async fn golden_cross_check(kind: &str) {
         seed: SEED,
         ..FitSpec::default()
     };
-    let bytes = s.fit(&golden::normals(), &options, |_| {}).await.unwrap();
+    let bytes = s
+        .fit_pictures(&golden::normals(), &options, |_| {})
+        .await
+        .unwrap();
     let ours = dino_ar::bundle::Bundle::read(&bytes).unwrap();
     let theirs = dino_ar::bundle::Bundle::read(golden::BUNDLE).unwrap();
     let bank =
@@ -360,7 +367,7 @@ async fn cli_and_page_bundles_score_alike_on_cpu() {
 #[wasm_bindgen_test]
 async fn cli_and_page_bundles_score_alike_on_webgpu() {
     webgpu().await;
-    golden_cross_check("webgpu").await;
+    golden_cross_check("gpu").await;
 }
 
 /// The random-backbone generator gives the same weights in wasm as natively: the fingerprint

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TINY_CONFIG, TINY_HF, golden};
-use dino_ar::compute::Precision;
+use dino_ar::compute::{DeviceChoice, Precision};
 use dino_ar::web::{Session, lose_webgpu_device_for_tests};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -29,7 +29,9 @@ async fn sleep(ms: i32) {
 
 #[wasm_bindgen_test]
 async fn a_lost_device_falls_back_to_the_cpu_and_says_so() {
-    let s = Session::create("webgpu", Precision::F32).await.unwrap();
+    let s = Session::create(DeviceChoice::Gpu, Precision::F32)
+        .await
+        .unwrap();
     assert!(s.backend().starts_with("webgpu"), "{}", s.backend());
     s.load_backbone(TINY_HF, Some(TINY_CONFIG)).unwrap();
     s.load_model(golden::BUNDLE).unwrap();
@@ -66,12 +68,14 @@ async fn a_lost_device_falls_back_to_the_cpu_and_says_so() {
         .unwrap();
     assert_eq!(r.map.len(), golden::SIZE * golden::SIZE);
     // New detectors asking for WebGPU are told why they cannot have it; "auto" takes the CPU.
-    let e = Session::create("webgpu", Precision::F32)
+    let e = Session::create(DeviceChoice::Gpu, Precision::F32)
         .await
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("lost earlier"), "{e}");
-    let auto = Session::create("auto", Precision::F32).await.unwrap();
+    let auto = Session::create(DeviceChoice::Auto, Precision::F32)
+        .await
+        .unwrap();
     assert!(auto.backend().starts_with("cpu"), "{}", auto.backend());
 }

@@ -39,7 +39,7 @@ export class Engine {
       if (data.progress) return p.onProgress?.(data.progress);
       this.pending.delete(data.id);
       if ("error" in data) {
-        p.reject(new Error(data.error));
+        p.reject(Object.assign(new Error(data.error), { kind: data.kind }));
         if (data.fatal) this.restart().catch(() => {});
       } else p.resolve(data.result);
     };
@@ -49,8 +49,9 @@ export class Engine {
     };
   }
 
-  failAll(message) {
-    for (const p of this.pending.values()) p.reject(new Error(message));
+  // `kind` as the library's errors carry it (`"cancelled"` when the page stopped the work).
+  failAll(message, kind) {
+    for (const p of this.pending.values()) p.reject(Object.assign(new Error(message), { kind }));
     this.pending.clear();
   }
 
@@ -101,26 +102,32 @@ export class Engine {
 
   // A picture's result, or a volume's (`volume` set: every slice's and the worst's; progress
   // reports { slice, slices }).
-  score(name, blob, onProgress) {
-    return this.call("score", { name, blob }, onProgress);
+  // `item` is one of www/files.js's items.
+  score(item, onProgress) {
+    return this.call("score", { item }, onProgress);
+  }
+
+  // A picture as the model read it (upright, 8-bit for drawing): { rgba, width, height }.
+  picture(item) {
+    return this.call("picture", { item });
   }
 
   // Slice `n` of a volume as the model sees it: { rgba, width, height }.
-  slice(name, blob, n) {
-    return this.call("slice", { name, blob, n });
+  slice(item, n) {
+    return this.call("slice", { item, n });
   }
 
   // { explanation: { gridH, gridW, actual, predicted } | null } (null for a kNN model); `slice`
   // for a volume.
-  explain(name, blob, slice) {
-    return this.call("explain", { name, blob, slice });
+  explain(item, slice) {
+    return this.call("explain", { item, slice });
   }
 
   // Stop whatever runs now: a fresh worker, with the backbone and model loaded again.
   restart(reason = "cancelled") {
     this.worker?.terminate();
     this.worker = null;
-    this.failAll(reason);
+    this.failAll(reason, "cancelled");
     this.spawn();
     const done = this.reload();
     this.restarting = done.catch(() => {});

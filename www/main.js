@@ -1,66 +1,23 @@
 // The page: wires the controls to the engine (a worker that owns the Detector), the storage of the
 // weights on this device, and the overlay drawing. Data flows one way: files → worker → scores →
 // overlays and table. Nothing here computes on the model; nothing here leaves the device.
-import { Engine } from "./engine.js";
 import * as storage from "./storage.js";
 import { isolate } from "./isolate.js";
 import { dino, load as loadLibrary, threads } from "./library.js";
+import * as files from "./files.js";
+import { $, dropZone, el, fmt, guard, mb, progress, showError } from "./ui.js";
+import { engine, setThreshold, state } from "./state.js";
+import * as viewer from "./viewer.js";
+import { setSlice, show } from "./viewer.js";
+import { renderTable } from "./table.js";
+import * as training from "./training.js";
+import { normals, setNormals } from "./training.js";
 
-const $ = (id) => document.getElementById(id);
-const engine = new Engine();
+viewer.hooks.changed = renderTable;
+training.hooks.trained = (bundle, name) => useModel(bundle, name, { store: true });
+training.hooks.changed = () => updateControls();
 
-const state = {
-  backbone: null, // { name, size, source, info }
-  model: null, // { name, info, bundle: Blob }
-  // { name, file, score, top1, grid, gridH, gridW, width, height, error }; a volume also has
-  // `volume` (how the model cuts it), `slices` (each slice's result), `worst`, `slice` (the one
-  // shown: its grid and size are the row's grid and size) and `anomalyMap` (.nii.gz bytes).
-  results: [],
-  current: -1,
-  sort: { key: null, dir: 1 },
-  view: null, // { base: ImageData, map: Float32Array, result }
-  probe: null, // patch [row, col] under the pointer or the keyboard cursor
-  threshold: NaN, // the verdict threshold in use: the model's, or the slider's
-};
 
-const IMAGE_NAME = /\.(png|jpe?g|webp|bmp)$/i;
-const VOLUME_NAME = /\.(nii|nii\.gz|dcm)$/i;
-const stemOf = (name) => name.replace(/\.nii\.gz$/i, "").replace(/\.[^./]*$/, "").replace(/[\/ ]+/g, "_");
-const mb = (n) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} MB`;
-const fmt = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
-
-// ---- messages ------------------------------------------------------------------------------
-
-function showError(message) {
-  $("error-text").textContent = message;
-  $("error").hidden = false;
-}
-$("error-close").onclick = () => ($("error").hidden = true);
-
-function progress(id, value, max) {
-  const p = $(id);
-  p.hidden = value === null;
-  if (value === undefined) p.removeAttribute("value");
-  else if (value !== null) [p.max, p.value] = [max, value];
-}
-
-// Runs an action from a control: errors are shown, the page stays usable.
-async function guard(action) {
-  try {
-    $("error").hidden = true;
-    return await action();
-  } catch (e) {
-    showError(e.message ?? String(e));
-  }
-}
-
-function download(blob, name) {
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
-}
 
 // ---- engine --------------------------------------------------------------------------------
 
@@ -76,9 +33,10 @@ async function startEngine() {
 
 // The engine line: the backend, on the CPU its threads and why not more, and the precision that
 // runs (with why, when it is not the one asked for).
-function engineLine({ backend, threads: n, threadsNote, precision, precisionNote }) {
+function engineLine({ device, backend, threads: n, threadsNote, precision, precisionNote }) {
+  state.device = device;
   const parts = [backend];
-  if (/^cpu/.test(backend)) parts.push(`${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`);
+  if (device === "cpu") parts.push(`${n} thread${n === 1 ? "" : "s"}${threadsNote ? ` (${threadsNote})` : ""}`);
   parts.push(precisionNote ? `${precision} (${precisionNote})` : precision);
   return parts.join(" · ");
 }
@@ -101,24 +59,17 @@ function fillForms() {
     }
     input.value = String(value);
   }
+  // The pickers offer what the library reads (it still tells files apart by their content).
+  $("normal-files").accept = $("score-files").accept = files.formats().extensions.join(",");
   fill($("colormap"), choices.colormap);
   fill($("precision"), choices.precision); // the library lists its default first
+  fill($("backend"), choices.device); // `auto` first: the one rule that picks WebGPU or the CPU
   const style = dino.overlayDefaults();
   $("colormap").value = style.colormap;
   $("opacity").value = style.opacity;
   $("contour").checked = style.contour;
 }
 
-// The form's settings as fit options; the library checks them (and names a bad one).
-function fitOptions() {
-  const options = {};
-  for (const input of document.querySelectorAll("[data-fit]")) {
-    const v = input.value.trim();
-    options[input.dataset.fit] = input.type === "number" && v !== "" ? Number(v) : v;
-  }
-  if (/^\d+$/.test(options.size)) options.size = Number(options.size);
-  return options;
-}
 engine.onRestart = (started, lost) => {
   $("backend-status").textContent = engineLine(started);
   if (lost) {
@@ -192,13 +143,6 @@ function showBackbone() {
   dl.hidden = false;
   $("backbone-forget").hidden = b.source !== "stored";
   updateControls();
-}
-
-function el(tag, text, attrs = {}) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  Object.assign(e, attrs);
-  return e;
 }
 
 async function pickBackbone(fileList) {
@@ -287,121 +231,32 @@ $("model-file").onchange = (e) =>
 
 $("model-download").onclick = () => download(state.model.bundle, state.model.name.replace(/(\.safetensors)?$/, ".safetensors"));
 
-// Training.
-let normals = [];
-function setNormals(files) {
-  const usable = (f) => IMAGE_NAME.test(f.name) || VOLUME_NAME.test(f.name);
-  normals = [...files].filter(usable);
-  // Files that are not images are named, not silently dropped.
-  const skipped = [...files].filter((f) => !usable(f)).map((f) => f.name);
-  const named = skipped.slice(0, 5).join(", ") + (skipped.length > 5 ? ` and ${skipped.length - 5} more` : "");
-  const volumes = normals.filter((f) => VOLUME_NAME.test(f.name)).length;
-  $("normal-count").textContent = (normals.length
-    ? `${normals.length - volumes} normal images` + (volumes ? ` and ${volumes} volume files (their slices)` : "") + " chosen"
-    : "no normal images chosen") +
-    (skipped.length ? `; skipped ${skipped.length} that are not images (PNG, JPEG, WebP, BMP) or volumes (NIfTI, DICOM): ${named}` : "");
-  updateControls();
-}
-$("normal-files").onchange = (e) => setNormals(e.target.files);
-$("normal-folder").onchange = (e) => setNormals(e.target.files);
-
-$("fit-run").onclick = () =>
-  guard(async () => {
-    // The worker has the library check the options before it reads any image.
-    await train(normals, fitOptions(), `model-${normals.length}-normals.safetensors`);
-  });
-
-async function train(files, options, name) {
-  $("fit-cancel").hidden = false;
-  updateControls();
-  $("fit-log").replaceChildren();
-  progress("fit-progress", 0, 1);
-  const status = $("fit-status");
-  status.textContent = "reading the images…";
-  try {
-    // A DICOM series goes as one item; the library cuts volumes into their slices.
-    const images = (await groupDicom(files)).map((f) => (f.series ? f : { name: f.name, blob: f }));
-    const result = await engine.fit(images, options, (p) => {
-      if (p.phase === "decode") {
-        status.textContent = `reading image ${p.image} of ${p.images}`;
-      } else if (p.phase === "embed") {
-        status.textContent = `embedding image ${p.image} of ${p.images} with the backbone` +
-          (p.images > files.length ? " (volumes count each slice)" : "");
-        progress("fit-progress", p.image, p.images * 2);
-      } else {
-        const done = (p.epoch - 1) * p.steps + p.step;
-        status.textContent = `training: epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}, loss ${p.loss.toFixed(5)}`;
-        progress("fit-progress", p.epochs * p.steps + done, p.epochs * p.steps * 2);
-        if (p.step === p.steps) $("fit-log").append(el("li", `epoch ${p.epoch}: loss ${p.loss.toFixed(5)}`));
-      }
-    });
-    status.textContent = "trained; loading the model…";
-    await useModel(new Blob([result.bundle]), name, { store: true });
-    status.textContent = `trained on ${files.length} images. Score images below, or download the bundle.`;
-  } catch (e) {
-    status.textContent = e.message === "training cancelled" ? "training cancelled" : "training failed";
-    if (e.message !== "training cancelled") throw e;
-  } finally {
-    $("fit-cancel").hidden = true;
-    progress("fit-progress", null);
-    updateControls();
-  }
-}
-
-$("fit-cancel").onclick = () => guard(() => engine.restart("training cancelled"));
-
 // ---- scoring -------------------------------------------------------------------------------
 
 let stopScoring = false;
 
-// The DICOM files of a pick grouped by series (the library reads each file's SeriesInstanceUID,
-// not its pixels): one volume each ({ name, series }), in the place of its first file. A file
-// whose series cannot be read stays alone (its row will say why).
-async function groupDicom(files) {
-  const dcm = files.filter((f) => /\.dcm$/i.test(f.name));
-  const uids = dcm.length ? dino.dicomSeries(await Promise.all(dcm.map(async (f) => new Uint8Array(await f.arrayBuffer())))) : [];
-  const uidOf = new Map(dcm.map((f, k) => [f, uids[k]]));
-  const out = [];
-  const series = new Map();
-  for (const f of files) {
-    const uid = uidOf.get(f);
-    if (!uid) {
-      out.push(f);
-      continue;
-    }
-    if (!series.has(uid)) {
-      const folder = (f.webkitRelativePath || "").split("/").slice(0, -1).join("/");
-      const item = { name: `${folder || "DICOM"} series …${uid.slice(-6)}`, series: [] };
-      series.set(uid, item);
-      out.push(item);
-    }
-    series.get(uid).series.push(f);
-  }
-  // A "series" of one file is that file.
-  return out.map((x) => (x.series?.length === 1 ? x.series[0] : x));
-}
-
-async function scoreFiles(files) {
-  files = await groupDicom([...files]);
+async function scoreFiles(picked) {
+  const items = await files.items(picked);
   if (!$("fit-cancel").hidden) throw new Error("a model is being trained: score the images once it is done");
   if (!state.model) throw new Error("load or train a model first");
   stopScoring = false;
   $("score-stop").hidden = false;
   let failed = 0;
   try {
-    for (const [k, file] of files.entries()) {
+    for (const [k, item] of items.entries()) {
       if (stopScoring) break;
-      $("score-status").textContent = `scoring ${file.name} (${k + 1} of ${files.length})` +
-        (k === 0 && state.results.length === 0 && !/^cpu/.test($("backend-status").textContent)
+      $("score-status").textContent = `scoring ${item.name} (${k + 1} of ${items.length})` +
+        (k === 0 && state.results.length === 0 && state.device === "gpu"
           ? " — the first run compiles GPU shaders" : "");
-      progress("score-progress", k, files.length);
+      progress("score-progress", k, items.length);
       let entry;
       try {
+        if (item.error) throw new Error(item.error);
         const status = $("score-status").textContent;
-        const r = await engine.score(file.name, file, (p) => {
+        const r = await engine.score(item, (p) => {
           $("score-status").textContent = `${status}: slice ${p.slice} of ${p.slices}`;
         });
-        entry = { name: rowName(file), file, score: r.score, top1: r.scoreTop1, grid: r.grid,
+        entry = { name: rowName(item), item, score: r.score, top1: r.scoreTop1, grid: r.grid,
           gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height };
         if (r.volume) {
           Object.assign(entry, { volume: r.volume, slices: r.slices, worst: r.worstSlice, anomalyMap: r.anomalyMap });
@@ -411,7 +266,7 @@ async function scoreFiles(files) {
       } catch (e) {
         if (stopScoring) break;
         failed++;
-        entry = { name: rowName(file), file, error: e.message };
+        entry = { name: rowName(item), item, error: e.message };
       }
       state.results.push(entry);
       renderTable();
@@ -437,21 +292,10 @@ $("score-stop").onclick = () => {
   engine.restart("stopped").catch(() => {});
 };
 
-// The threshold is kept exactly (the model's own value, not the slider's nearest step).
-function threshold() {
-  return state.threshold;
-}
-function setThreshold(t) {
-  state.threshold = t;
-  $("threshold").value = t;
-  $("threshold-value").textContent = fmt(t);
-}
-const verdictOf = (r) => (r.error ? "error" : dino.verdict(r.score, threshold()));
-
-// A row's name: the path inside a picked folder where the browser gives it, and numbered when two
-// picked files still share it (`good/000.png` and `cut/000.png` picked one by one).
-function rowName(file) {
-  const name = file.webkitRelativePath || file.name;
+// A row's name: the item's (the path inside a picked folder where the browser gives it), numbered
+// when two picked files still share it (`good/000.png` and `cut/000.png` picked one by one).
+function rowName(item) {
+  const name = item.name;
   const taken = new Set(state.results.map((r) => r.name));
   if (!taken.has(name)) return name;
   let k = 2;
@@ -469,388 +313,11 @@ function clearResults() {
 }
 $("batch-clear").onclick = clearResults;
 
-// ---- viewer --------------------------------------------------------------------------------
-
-// Show slice `n` of a volume's row: its grid and size become the row's (the table keeps the
-// volume's own score, its worst slice's).
-function setSlice(r, n) {
-  const s = r.slices[n];
-  Object.assign(r, { slice: n, grid: s.grid, gridH: s.gridH, gridW: s.gridW, width: s.width, height: s.height });
-  r.explanation = null;
-}
-
-// What the viewer draws the map over: the picture, or the volume's slice as the model saw it.
-async function baseBitmap(r) {
-  if (!r.slices) return await createImageBitmap(r.file, { imageOrientation: "from-image", colorSpaceConversion: "none" });
-  const img = await engine.slice(r.file.name, r.file, r.slice);
-  return await createImageBitmap(new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height));
-}
-
-async function show(index, slice) {
-  const r = state.results[index];
-  if (!r || r.error) return;
-  state.current = index;
-  if (r.slices && slice !== undefined && slice !== r.slice) setSlice(r, slice);
-  const bitmap = await baseBitmap(r);
-  const canvas = $("overlay");
-  [canvas.width, canvas.height] = [r.width, r.height];
-  canvas.dataset.gridRows = r.gridH; // the patch grid's rows, for whoever reads the canvas
-  // Shown at a comfortable size whatever the image's: up to 34 rem wide, 75 % of the window high.
-  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize);
-  canvas.style.width = `${Math.round(Math.min(34 * rem, (0.75 * innerHeight * r.width) / r.height))}px`;
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0, r.width, r.height);
-  bitmap.close();
-  state.view = { base: ctx.getImageData(0, 0, r.width, r.height), map: dino.upsampleMap(r.grid, r.gridH, r.gridW, r.height, r.width), result: r };
-  state.probe = null;
-  $("viewer").hidden = false;
-  $("view-name").textContent = r.slices ? `${r.name} — ${r.volume.plane} slice ${r.slice} of ${r.slices.length}` : r.name;
-  $("slice-control").hidden = !r.slices;
-  $("export-nifti").hidden = !r.slices;
-  $("export-overlays").hidden = !r.slices;
-  $("view-volume").hidden = !r.slices;
-  if (r.slices) {
-    $("slice").max = r.slices.length - 1;
-    $("slice").value = r.slice;
-    $("slice-value").textContent = `${r.slice} of ${r.slices.length}`;
-    const notes = [r.volume.warning, ...r.volume.notes].filter(Boolean).join("; ");
-    $("view-volume").textContent = `Volume: ${r.volume.plane} slices through the model's window (${r.volume.window}); ` +
-      `its score is its worst slice's (slice ${r.worst}: ${fmt(r.score)}, ${verdictOf(r)})` + (notes ? `. ${notes}` : "");
-  }
-  drawView();
-  renderTable();
-}
-
-$("slice").oninput = () =>
-  guard(async () => {
-    if (state.current >= 0) await show(state.current, Number($("slice").value));
-  });
-
-// Every slice's overlay as a PNG (as `dino-ar score` writes them), in one ZIP.
-$("export-overlays").onclick = () =>
-  guard(async () => {
-    const r = state.view?.result;
-    if (!r?.slices) return;
-    const names = [];
-    const files = [];
-    for (const [n, s] of r.slices.entries()) {
-      $("score-status").textContent = `drawing the overlay of slice ${n + 1} of ${r.slices.length}`;
-      const img = await engine.slice(r.file.name, r.file, n);
-      const base = new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height);
-      const map = dino.upsampleMap(s.grid, s.gridH, s.gridW, img.height, img.width);
-      const canvas = new OffscreenCanvas(img.width, img.height);
-      canvas.getContext("2d").putImageData(renderOverlay(base, map, overlayOptions()), 0, 0);
-      const png = await canvas.convertToBlob({ type: "image/png" });
-      names.push(`${r.volume.plane}_${String(n).padStart(4, "0")}.png`);
-      files.push(new Uint8Array(await png.arrayBuffer()));
-    }
-    $("score-status").textContent = "";
-    download(new Blob([dino.zipFiles(names, files)], { type: "application/zip" }), `${stemOf(r.name)}_overlays.zip`);
-  });
-
-// The anomaly map of the volume on its own voxel grid, with its affine: it opens aligned over the
-// scan in 3D Slicer or ITK-SNAP.
-$("export-nifti").onclick = () => {
-  const r = state.view?.result;
-  if (r?.anomalyMap) download(new Blob([r.anomalyMap], { type: "application/gzip" }), `${stemOf(r.name)}_anomaly.nii.gz`);
-};
-
-function overlayOptions() {
-  const i = state.model.info;
-  return { colormap: $("colormap").value, opacity: Number($("opacity").value), threshold: threshold(),
-    displayLow: i.displayLow, displayHigh: i.displayHigh, contour: $("contour").checked };
-}
-
-// The library draws the map over the image (the same rule as the CLI's overlay PNGs).
-function renderOverlay(base, map, options) {
-  const px = dino.renderOverlay(base.data, base.width, base.height, map, options);
-  return new ImageData(new Uint8ClampedArray(px.buffer, px.byteOffset, px.length), base.width, base.height);
-}
-
-function drawView() {
-  const v = state.view;
-  if (!v) return;
-  const r = v.result;
-  const ctx = $("overlay").getContext("2d");
-  ctx.putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
-  const explain = $("explain").checked;
-  let counts = null; // patches of the grid the probed prediction sees / cannot see
-  if (state.probe) {
-    // Outline the probed patch; with "show what the model saw", lighten the patches its
-    // prediction could use (the receptive field; outside the grid they are zero padding) and
-    // darken those before it, within reach, that it cannot see (the blind spot).
-    const [row, col] = state.probe;
-    const [sx, sy] = [r.width / r.gridW, r.height / r.gridH];
-    if (explain) {
-      const shade = (offsets, style) => {
-        ctx.fillStyle = style;
-        let n = 0;
-        for (let k = 0; k < offsets.length; k += 2) {
-          const [y, x] = [row + offsets[k], col + offsets[k + 1]];
-          if (y >= 0 && x >= 0 && y < r.gridH && x < r.gridW) {
-            ctx.fillRect(x * sx, y * sy, sx, sy);
-            n++;
-          }
-        }
-        return n;
-      };
-      counts = {
-        seen: shade(state.model.field, "rgba(255, 255, 255, 0.45)"),
-        blind: shade(state.model.blindSpot, "rgba(0, 0, 0, 0.55)"),
-      };
-    }
-    ctx.strokeStyle = "#fff";
-    ctx.lineWidth = Math.max(1, r.width / 300);
-    ctx.strokeRect(col * sx, row * sy, sx, sy);
-  }
-  $("explain-caption").hidden = !explain;
-  if (explain) $("explain-caption").textContent = explainCaption(counts);
-  drawExplanation(explain ? r : null);
-  // A volume's viewer judges the slice shown; the table judges the volume (its worst slice).
-  const shown = r.slices ? { score: r.slices[r.slice].score, top1: r.slices[r.slice].scoreTop1 } : r;
-  const verdict = verdictOf(shown);
-  $("view-verdict").textContent = verdict;
-  $("view-verdict").className = `verdict v-${verdict}`;
-  $("view-score").textContent = fmt(shown.score);
-  $("view-top1").textContent = fmt(shown.top1);
-  $("view-threshold").textContent = `${fmt(threshold())} (calibrated ${fmt(state.model.info.threshold)})`;
-  if (state.probe) {
-    const [row, col] = state.probe;
-    $("view-hover").textContent = `patch row ${row + 1}, column ${col + 1}: ${fmt(r.grid[row * r.gridW + col])}`;
-  } else $("view-hover").textContent = "—";
-}
-
-// The embeddings, the prediction and the error, one pixel per patch. The explanation is asked of
-// the worker once per result, when first wanted, and the grids are painted when it arrives or when
-// the result or the overlay's settings change — not on every move of the probe.
-function drawExplanation(r) {
-  const box = $("explain-grids");
-  if (!r || state.model.field.length === 0) {
-    box.hidden = true;
-    box.dataset.painted = "";
-    return;
-  }
-  if (!r.explanation) {
-    box.hidden = true; // not another image's grids while this one's are computed
-    r.explanation = engine.explain(r.file.name, r.file, r.slice).then((x) => x.explanation, (e) => {
-      showError(e.message);
-      return null;
-    });
-    r.explanation.then(() => { if (state.view?.result === r) drawExplanation(r); });
-    return;
-  }
-  const options = { ...overlayOptions(), opacity: 1, contour: false };
-  const key = JSON.stringify([state.current, options]);
-  if (box.dataset.painted === key) return;
-  box.dataset.painted = key;
-  r.explanation.then((e) => {
-    if (state.view?.result !== r || !$("explain").checked) return;
-    if (!e) {
-      box.hidden = true;
-      return;
-    }
-    const paint = (id, rgba) => {
-      const c = $(id);
-      [c.width, c.height] = [e.gridW, e.gridH];
-      c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), e.gridW, e.gridH), 0, 0);
-    };
-    paint("explain-actual", e.actual);
-    paint("explain-predicted", e.predicted);
-    // The error grid in the overlay's colours: the map drawn at full opacity on opaque black.
-    const black = new Uint8ClampedArray(e.gridW * e.gridH * 4);
-    for (let i = 3; i < black.length; i += 4) black[i] = 255;
-    paint("explain-error", dino.renderOverlay(black, e.gridW, e.gridH, r.grid, options));
-    box.hidden = false;
-  });
-}
-
-// What "show what the model saw" says, for the model in use and, once a patch is pointed at, the
-// number of patches of this image its prediction sees and cannot see (`counts`).
-function explainCaption(counts) {
-  const spec = state.model.info.spec;
-  if (state.model.field.length === 0) {
-    return "The kNN baseline scores each patch on its own: its distance to the closest patch of the normal images.";
-  }
-  const blindHead = state.model.blindSpot.length > 0;
-  const seen = counts ? `the ${counts.seen} patches before it that it can see (lightened)` : "patches before it (point at a patch or use the arrow keys to see which)";
-  const holes = !blindHead
-    ? " It sees every patch before it within its reach: no blind spot."
-    : counts
-      ? ` Darkened: ${counts.blind} patches before it, within its reach, that its masked convolutions never see (its blind spot).`
-      : " Some patches before it, within its reach, its masked convolutions never see (its blind spot, darkened).";
-  return `The model (${spec.variant} head) reads the image's patches in raster order, like text: left to right, top to bottom. ` +
-    `It predicts each patch's embedding from ${seen}, never from the patch itself or anything after it. ` +
-    `The map shows how far the real embedding is from the prediction.${holes}`;
-}
-
-for (const id of ["colormap", "opacity", "contour", "explain"]) $(id).oninput = drawView;
-$("threshold").oninput = () => {
-  state.threshold = Number($("threshold").value);
-  $("threshold-value").textContent = fmt(threshold());
-  drawView();
-  renderTable();
-};
-$("threshold-reset").onclick = () => {
-  setThreshold(state.model.info.threshold);
-  drawView();
-  renderTable();
-};
-
-// The pointer probes a patch: hovering with a mouse, or tapping on a touch screen (where the probe
-// stays until the next tap, since a finger does not hover).
-const probeAt = (e) => {
-  const v = state.view;
-  if (!v) return;
-  const rect = e.target.getBoundingClientRect();
-  const x = ((e.clientX - rect.left) / rect.width) * v.result.gridW;
-  const y = ((e.clientY - rect.top) / rect.height) * v.result.gridH;
-  state.probe = [Math.min(Math.max(Math.floor(y), 0), v.result.gridH - 1), Math.min(Math.max(Math.floor(x), 0), v.result.gridW - 1)];
-  drawView();
-};
-$("overlay").onpointermove = probeAt;
-$("overlay").onpointerdown = probeAt;
-$("overlay").onpointerleave = (e) => {
-  if (e.pointerType !== "mouse") return;
-  state.probe = null;
-  drawView();
-};
-// Keyboard: arrows move the probed patch.
-$("overlay").onkeydown = (e) => {
-  const v = state.view;
-  const step = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[e.key];
-  if (!v || !step) return;
-  e.preventDefault();
-  const [row, col] = state.probe ?? [0, 0];
-  state.probe = [Math.min(Math.max(row + step[0], 0), v.result.gridH - 1), Math.min(Math.max(col + step[1], 0), v.result.gridW - 1)];
-  drawView();
-};
-
-// The overlay at the image's own size, without the probe's outline.
-$("export-png").onclick = () => {
-  const v = state.view;
-  const r = v.result;
-  const name = stemOf(r.name) + (r.slices ? `_${r.volume.plane}_${String(r.slice).padStart(4, "0")}` : "");
-  const canvas = new OffscreenCanvas(v.base.width, v.base.height);
-  canvas.getContext("2d").putImageData(renderOverlay(v.base, v.map, overlayOptions()), 0, 0);
-  canvas.convertToBlob({ type: "image/png" }).then((blob) => download(blob, `${name}_overlay.png`));
-};
-
-// ---- batch table ---------------------------------------------------------------------------
-
-function sorted() {
-  const { key, dir } = state.sort;
-  const rows = state.results.map((r, index) => ({ r, index }));
-  if (!key) return rows;
-  const value = (r) => (key === "score" ? (r.error ? -Infinity : r.score) : key === "verdict" ? verdictOf(r) : r.name);
-  return rows.sort((a, b) => {
-    const [x, y] = [value(a.r), value(b.r)];
-    return (x < y ? -1 : x > y ? 1 : 0) * dir;
-  });
-}
-
-const THUMB = 72;
-function thumbnail(r) {
-  const c = el("canvas", undefined, { width: THUMB, height: Math.max(1, Math.round((THUMB * r.height) / r.width)) });
-  c.setAttribute("aria-hidden", "true");
-  // A volume's thumbnail is its worst slice.
-  const source = r.slices
-    ? engine.slice(r.file.name, r.file, r.worst).then((img) => new ImageData(new Uint8ClampedArray(img.rgba.buffer), img.width, img.height))
-    : Promise.resolve(r.file);
-  const [grid, gridH, gridW] = r.slices ? [r.slices[r.worst].grid, r.slices[r.worst].gridH, r.slices[r.worst].gridW] : [r.grid, r.gridH, r.gridW];
-  source.then((src) => createImageBitmap(src, { resizeWidth: c.width, resizeHeight: c.height, resizeQuality: "medium" }))
-    .then((bmp) => {
-      const ctx = c.getContext("2d");
-      ctx.drawImage(bmp, 0, 0);
-      bmp.close();
-      const base = ctx.getImageData(0, 0, c.width, c.height);
-      const map = dino.upsampleMap(grid, gridH, gridW, c.height, c.width);
-      ctx.putImageData(renderOverlay(base, map, { ...overlayOptions(), contour: false }), 0, 0);
-    })
-    .catch(() => {});
-  return c;
-}
-
-function renderTable() {
-  $("batch").hidden = state.results.length === 0;
-  const body = $("results").tBodies[0];
-  body.replaceChildren(...sorted().map(({ r, index }) => {
-    const tr = el("tr");
-    if (index === state.current) tr.className = "current";
-    r.thumb ??= r.error ? null : thumbnail(r);
-    const name = r.error ? el("span", r.name) : el("button", r.name, { type: "button", onclick: () => show(index, r.worst) });
-    const cell = el("td");
-    cell.append(name);
-    const verdict = verdictOf(r);
-    tr.append(
-      el("td").appendChild(r.thumb ?? el("span", "—")).parentNode,
-      cell,
-      el("td", r.error ? "" : fmt(r.score)),
-      el("td", r.error ? `could not be scored: ${r.error}` : verdict, { className: `v-${verdict}` }),
-    );
-    if (!r.slices) return [tr];
-    // A volume lists its slices on demand, each a way into the viewer at that slice.
-    const toggle = el("button", r.expanded ? "hide slices" : `${r.slices.length} slices`, {
-      type: "button", className: "slices-toggle",
-      onclick: () => { r.expanded = !r.expanded; renderTable(); },
-    });
-    toggle.setAttribute("aria-expanded", String(!!r.expanded));
-    cell.append(el("span", ` worst: ${r.volume.plane} slice ${r.worst} `, { className: "hint" }), toggle);
-    if (!r.expanded) return [tr];
-    return [tr, ...r.slices.map((s, n) => {
-      const v = verdictOf({ score: s.score });
-      const row = el("tr", undefined, { className: "slice-row" + (index === state.current && n === r.slice ? " current" : "") });
-      row.append(el("td"), el("td").appendChild(el("button", `${r.volume.plane} slice ${n}`, { type: "button", onclick: () => show(index, n) })).parentNode,
-        el("td", fmt(s.score)), el("td", v, { className: `v-${v}` }));
-      return row;
-    })];
-  }).flat());
-  for (const th of $("results").tHead.rows[0].cells) {
-    const key = th.querySelector("button")?.dataset.sort;
-    if (key) th.setAttribute("aria-sort", state.sort.key === key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
-  }
-}
-
-for (const b of $("results").tHead.querySelectorAll("button[data-sort]")) {
-  b.onclick = () => {
-    const key = b.dataset.sort;
-    state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === "score" ? -1 : 1 };
-    renderTable();
-  };
-}
-
-// The same file as `dino-ar score` writes (the library writes both), at the threshold in use.
-$("export-csv").onclick = () => {
-  const rows = sorted().flatMap(({ r }) => (r.error
-    ? [{ file: r.name, threshold: threshold(), error: r.error }]
-    : r.slices
-      ? [...r.slices.map((s, n) => ({ file: r.name, score: s.score, scoreTop1: s.scoreTop1, threshold: threshold(), slice: n })),
-        { file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold(), worstSlice: r.worst,
-          ...(r.volume.warning || r.volume.notes.length ? { note: [r.volume.warning, ...r.volume.notes].filter(Boolean).join("; ") } : {}) }]
-      : [{ file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold() }]));
-  download(new Blob([dino.scoresCsv(rows)], { type: "text/csv" }), "dino-ar-scores.csv");
-};
-
 // ---- drag and drop -------------------------------------------------------------------------
 
-function dropZone(id, onFiles) {
-  const zone = $(id);
-  zone.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("over");
-    guard(() => onFiles([...e.dataTransfer.files]));
-  });
-}
 dropZone("backbone-drop", pickBackbone);
-dropZone("normal-drop", async (files) => setNormals(files));
+dropZone("normal-drop", setNormals);
 dropZone("score-drop", scoreFiles);
-// A file dropped outside a zone must not navigate away from the page (and lose its state).
-for (const ev of ["dragover", "drop"]) window.addEventListener(ev, (e) => e.preventDefault());
-
 function updateControls() {
   const busy = !$("fit-cancel").hidden;
   $("fit-run").disabled = busy || !state.backbone || normals.length === 0;

@@ -17,77 +17,49 @@ async function loadThreaded({ glue, wasm }) {
 
 let detector = null;
 
-// Images for training are decoded to at most this many times the model's side (keeping the
-// aspect ratio) before they are handed to Rust: the backbone only sees the model size, and a
-// folder of camera images at full size would not fit in the tab's memory.
-const FIT_DECODE_FACTOR = 2;
-
-async function decode(blob, name, maxSide = 0) {
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(blob, {
-      colorSpaceConversion: "none",
-      premultiplyAlpha: "none",
-      imageOrientation: "from-image",
-    });
-  } catch {
-    throw new Error(`${name}: not an image this browser can decode (the page reads PNG, JPEG, WebP and BMP)`);
-  }
-  let { width, height } = bitmap;
-  if (maxSide > 0 && Math.max(width, height) > maxSide) {
-    const s = maxSide / Math.max(width, height);
-    const [w, h] = [Math.max(1, Math.round(width * s)), Math.max(1, Math.round(height * s))];
-    bitmap.close();
-    bitmap = await createImageBitmap(blob, {
-      colorSpaceConversion: "none",
-      premultiplyAlpha: "none",
-      imageOrientation: "from-image",
-      resizeWidth: w,
-      resizeHeight: h,
-      resizeQuality: "high",
-    });
-    [width, height] = [w, h];
-  }
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
-  return { rgba, width, height };
-}
-
-// A volume: a NIfTI or DICOM file (known by its name: the page's picker offers .nii, .nii.gz and
-// .dcm), or a DICOM series the page grouped ({ series: File[] }).
-const isVolume = (name, source) => /\.(nii|nii\.gz|dcm)$/i.test(name) || Array.isArray(source?.series);
+// Every file is read by the library (src/input.rs), in the wasm: a picture decodes to the same
+// pixels as in the CLI (16-bit kept, EXIF orientation applied), and a volume is cut the same way.
+// An item is what www/files.js made of a pick: { name, kind, file } or { name, kind, series }.
+const bytesOf = async (blob) => new Uint8Array(await blob.arrayBuffer());
+const isVolume = (item) => item.kind !== "picture";
 
 // The volumes scored last, read once each: the page asks for their slices while it shows them.
 const volumes = new Map(); // name → { size, volume }
 const KEEP_VOLUMES = 3;
-const sizeOf = (source) => (source.series ? source.series.reduce((n, f) => n + f.size, 0) : source.size);
+const sizeOf = (item) => (item.series ? item.series.reduce((n, f) => n + f.size, 0) : item.file.size);
 function forgetVolumes() {
   for (const v of volumes.values()) v.volume.free();
   volumes.clear();
 }
-async function volumeOf(name, source) {
-  const kept = volumes.get(name);
-  if (kept && kept.size === sizeOf(source)) return kept.volume;
-  const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
+async function volumeOf(item) {
+  const kept = volumes.get(item.name);
+  if (kept && kept.size === sizeOf(item)) return kept.volume;
   let volume;
   try {
-    const dicom = source.series ?? (/\.dcm$/i.test(name) ? [source] : null);
-    volume = dicom
-      ? lib.Volume.readDicom(await Promise.all(dicom.map(bytes)), dicom.map((f) => f.name ?? name))
-      : lib.Volume.read(await bytes(source));
+    volume = item.series
+      ? lib.Volume.readDicom(await Promise.all(item.series.map(bytesOf)), item.series.map((f) => f.name))
+      : lib.Volume.readFile(await bytesOf(item.file), item.file.name);
   } catch (e) {
-    throw new Error(`${name}: ${e.message}`);
+    throw new Error(`${item.name}: ${e.message}`);
   }
-  volumes.set(name, { size: sizeOf(source), volume });
+  volumes.set(item.name, { size: sizeOf(item), volume });
   for (const [old, v] of volumes) {
     if (volumes.size <= KEEP_VOLUMES) break;
     v.volume.free();
     volumes.delete(old);
   }
   return volume;
+}
+
+// Runs a library call on an item, naming the item in its error (the kind travels along).
+async function named(item, call) {
+  try {
+    return await call();
+  } catch (e) {
+    const err = new Error(`${item.name}: ${e.message}`);
+    err.kind = e.kind;
+    throw err;
+  }
 }
 
 function need() {
@@ -99,6 +71,7 @@ function need() {
 let backendLine = null;
 let oneThreadWhy = null;
 const engineInfo = () => ({
+  device: detector.device,
   backend: backendLine && detector.backend === "cpu" ? backendLine : detector.backend,
   threads: detector.threads,
   threadsNote: detector.threads === 1 ? (oneThreadWhy ?? detector.threadsNote) : detector.threadsNote,
@@ -117,11 +90,11 @@ const ops = {
     lib = one;
     let line = null; // the backend as the `auto` rule put it, when the CPU is its answer
     oneThreadWhy = threads.why ?? null;
-    if (backend !== "webgpu" && !threads.why) {
+    if (backend !== "gpu" && !threads.why) {
       if (backend === "auto") {
         // The library's `auto` rule (pkg/ sees the WebGPU adapter): keep WebGPU if it picks it.
         const probe = await one.Detector.create("auto", { precision });
-        if (/^cpu/.test(probe.backend)) {
+        if (probe.device === "cpu") {
           line = probe.backend;
           probe.free();
         } else detector = probe;
@@ -152,69 +125,55 @@ const ops = {
     return await need().loadModel(new Uint8Array(await bundle.arrayBuffer()));
   },
 
+  // Each item's bytes go to the library as they are: it reads, shrinks, windows and slices them
+  // by the same rules as `dino-ar fit`.
   async fit({ images, options }, progress) {
     const det = need();
-    // The library reads the options (defaults filled in, every key checked) before any image is.
-    const spec = one.fitSpec(options);
-    const maxSide = FIT_DECODE_FACTOR * Math.max(...spec.size);
-    const decoded = [];
-    const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
-    for (const [k, { name, blob, series }] of images.entries()) {
-      // Volumes go to the library as files: it cuts them through the fit's window and plane.
-      if (series) decoded.push({ dicom: await Promise.all(series.map(bytes)), names: series.map((f) => f.name) });
-      else if (/\.dcm$/i.test(name)) decoded.push({ dicom: [await bytes(blob)], names: [name] });
-      else if (/\.nii(\.gz)?$/i.test(name)) decoded.push({ nifti: await bytes(blob), name });
-      else decoded.push(await decode(blob, name, maxSide));
-      progress({ phase: "decode", image: k + 1, images: images.length });
+    // The library reads the options (defaults filled in, every key checked) before any file is.
+    one.fitSpec(options);
+    const inputs = [];
+    for (const [k, item] of images.entries()) {
+      inputs.push(item.series
+        ? { dicom: await Promise.all(item.series.map(bytesOf)), names: item.series.map((f) => f.name) }
+        : { bytes: await bytesOf(item.file), name: item.name });
+      progress({ phase: "read", image: k + 1, images: images.length });
     }
-    const bundle = await det.fit(decoded, options, (p) => progress(p));
+    const bundle = await det.fit(inputs, options, (p) => progress(p));
     return { bundle, transfer: [bundle.buffer] };
   },
 
-  async score({ name, blob }, progress) {
+  async score({ item }, progress) {
     const det = need();
-    if (isVolume(name, blob)) {
-      const volume = await volumeOf(name, blob);
-      let info, r;
-      try {
-        info = det.volumeSlices(volume);
-        r = await det.scoreVolume(volume, (p) => progress(p));
-      } catch (e) {
-        throw new Error(`${name}: ${e.message}`);
-      }
+    if (isVolume(item)) {
+      const volume = await volumeOf(item);
+      const [info, r] = await named(item, async () => [det.volumeSlices(volume), await det.scoreVolume(volume, (p) => progress(p))]);
       const transfer = [r.anomalyMap.buffer, ...r.slices.map((s) => s.grid.buffer)];
       return { ...r, volume: info, width: info.width, height: info.height, backend: det.backend, transfer };
     }
-    const img = await decode(blob, name);
-    let r;
-    try {
-      r = await det.score(img.rgba, img.width, img.height);
-    } catch (e) {
-      throw new Error(`${name}: ${e.message}`);
-    }
+    const bytes = await bytesOf(item.file);
+    const r = await named(item, () => det.scoreFile(bytes));
     // Only the patch grid crosses to the page (the library upsamples it there when it draws).
     return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
   },
 
+  // A picture as the model read it (upright, 8-bit for drawing), for the page to draw.
+  async picture({ item }) {
+    const img = await named(item, async () => one.decodePicture(await bytesOf(item.file)));
+    return { ...img, transfer: [img.rgba.buffer] };
+  },
+
   // Slice `n` of a scored volume as the model sees it (grey RGBA), for the page to draw.
-  async slice({ name, blob, n }) {
-    const volume = await volumeOf(name, blob);
+  async slice({ item, n }) {
+    const volume = await volumeOf(item);
     const img = need().sliceImage(volume, n);
     return { ...img, transfer: [img.rgba.buffer] };
   },
 
-  async explain({ name, blob, slice }) {
-    let e;
-    try {
-      if (isVolume(name, blob)) {
-        e = await need().explainSlice(await volumeOf(name, blob), slice);
-      } else {
-        const img = await decode(blob, name);
-        e = await need().explain(img.rgba, img.width, img.height);
-      }
-    } catch (err) {
-      throw new Error(`${name}: ${err.message}`);
-    }
+  async explain({ item, slice }) {
+    const det = need();
+    const e = await named(item, async () => isVolume(item)
+      ? await det.explainSlice(await volumeOf(item), slice)
+      : await det.explainFile(await bytesOf(item.file)));
     return e ? { explanation: e, transfer: [e.actual.buffer, e.predicted.buffer] } : { explanation: null };
   },
 
@@ -244,6 +203,6 @@ async function handle({ id, op, ...args }) {
     // page starts a fresh worker.
     const fatal = e instanceof WebAssembly.RuntimeError;
     const error = fatal ? `internal error in the engine (${e.message}); it was restarted` : (e?.message ?? String(e));
-    self.postMessage({ id, error, fatal });
+    self.postMessage({ id, error, kind: e?.kind, fatal });
   }
 }

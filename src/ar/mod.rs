@@ -21,7 +21,6 @@ pub use masked::{MaskKind, MaskedConv2d};
 
 use crate::readback::{ReadBackError, read_back};
 use crate::rng::Rng;
-use crate::spec::FitSpec;
 use crate::weights::{TensorFile, WeightsError};
 
 named_choice! {
@@ -77,9 +76,16 @@ pub struct ArConfig {
 }
 
 impl ArConfig {
-    /// The paper's head (the defaults of [`FitSpec`]) for `channels`-d embeddings.
+    /// The paper's head for `channels`-d embeddings: 5 dilated masked layers of 256 channels,
+    /// kernel 3 (the fit specification's defaults are these).
     pub fn new(channels: usize) -> Self {
-        FitSpec::default().ar_config(channels)
+        Self {
+            channels,
+            hidden: 256,
+            layers: 5,
+            kernel: 3,
+            variant: Variant::Dilated,
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -14,23 +14,9 @@ use burn::tensor::Device;
 
 use super::config::BackboneConfig;
 use super::model::DinoV3;
+pub use super::source::Layout;
 use super::source::{Source, Store};
 use crate::weights::{TensorFile, WeightsError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    HuggingFace,
-    Meta,
-}
-
-impl std::fmt::Display for Layout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Layout::HuggingFace => "Hugging Face DINOv3",
-            Layout::Meta => "Meta DINOv3",
-        })
-    }
-}
 
 const HF_PATCH: &str = "embeddings.patch_embeddings.weight";
 const META_PATCH: &str = "patch_embed.proj.weight";

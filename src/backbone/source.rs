@@ -11,8 +11,23 @@ use std::cell::{Cell, RefCell};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::load::Layout;
 use crate::weights::{TensorFile, WeightsError};
+
+/// Which key table a checkpoint's tensor names follow (beside the tables themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    HuggingFace,
+    Meta,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::HuggingFace => "Hugging Face DINOv3",
+            Layout::Meta => "Meta DINOv3",
+        })
+    }
+}
 
 /// The two published key layouts as one table: a name the modules ask for (Hugging Face's, relative
 /// to the key prefix), and what Meta's checkpoints call it. Where Meta has two names (the GELU MLP

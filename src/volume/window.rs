@@ -11,8 +11,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Volume, finite_range};
+use crate::named::SettingError;
 use crate::preprocess::RgbImage;
-use crate::spec::SpecError;
 
 /// CT presets: name, centre (level) and width in Hounsfield units, what it shows.
 pub const CT_PRESETS: [(&str, f32, f32, &str); 4] = [
@@ -25,13 +25,17 @@ pub const CT_PRESETS: [(&str, f32, f32, &str); 4] = [
 /// The default percentile window, per volume (or per picture).
 const PERCENTILES: (f32, f32) = (0.5, 99.5);
 
-/// How raw intensities become grey values. Written (CLI, JS, bundle) as `as-is`, a CT preset
+/// How raw intensities become grey values. Written (CLI, JS, bundle) as `auto`, `as-is`, a CT preset
 /// (`ct-brain`, `ct-liver`, `ct-soft-tissue`, `ct-bone`), `ct:CENTRE,WIDTH` (HU), `percentile`
 /// (0.5–99.5 % of each volume) or `percentile:LOW,HIGH`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Window {
-    /// 8-bit pictures and 8-bit volumes as they are (value / 255).
+    /// The default, for any input: pictures and 8-bit volumes as they are, every other volume
+    /// through its own percentiles (as [`Window::Percentile`]'s default). The rule is decided per
+    /// file, so scoring reads each file as training read one of its kind.
     #[default]
+    Auto,
+    /// 8-bit pictures and 8-bit volumes as they are (value / 255).
     AsIs,
     /// A CT window: `centre ± width / 2` Hounsfield units map to black … white.
     Ct { centre: f32, width: f32 },
@@ -44,10 +48,16 @@ impl Window {
     /// The windows a menu offers (a typed `ct:C,W` or `percentile:L,H` is accepted too), each
     /// with a label for people.
     pub fn menu() -> Vec<(String, String)> {
-        let mut out = vec![(
-            Window::AsIs.to_string(),
-            "as is (8-bit pictures)".to_string(),
-        )];
+        let mut out = vec![
+            (
+                Window::Auto.to_string(),
+                "auto (pictures as they are, other volumes by percentiles)".to_string(),
+            ),
+            (
+                Window::AsIs.to_string(),
+                "as is (8-bit pictures)".to_string(),
+            ),
+        ];
         for (name, centre, width, what) in CT_PRESETS {
             out.push((
                 name.to_string(),
@@ -75,6 +85,8 @@ impl Window {
     /// cannot read it; with a warning when it reads it against its kind (a CT window on MR).
     pub fn levels(&self, volume: &Volume) -> Result<(Levels, Option<String>), String> {
         match *self {
+            Window::Auto if volume.eight_bit => Window::AsIs.levels(volume),
+            Window::Auto => Window::percentile().levels(volume),
             Window::AsIs => {
                 if volume.eight_bit {
                     Ok((Levels { lo: 0.0, hi: 255.0 }, None))
@@ -107,7 +119,7 @@ impl Window {
     /// A decoded picture (values in [0, 1]) through this window.
     pub fn picture(&self, image: RgbImage) -> Result<RgbImage, String> {
         match *self {
-            Window::AsIs => Ok(image),
+            Window::Auto | Window::AsIs => Ok(image),
             Window::Ct { .. } => Err(format!(
                 "the model windows CT volumes ({self}) and a picture file has no Hounsfield \
                  units: give it the CT volumes themselves (NIfTI)"
@@ -121,16 +133,16 @@ impl Window {
         }
     }
 
-    pub fn validate(&self) -> Result<(), SpecError> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let bad = |rule: &'static str| {
-            Err(SpecError::OutOfRange {
+            Err(SettingError::OutOfRange {
                 name: "window",
                 rule,
                 got: self.to_string(),
             })
         };
         match *self {
-            Window::AsIs => Ok(()),
+            Window::Auto | Window::AsIs => Ok(()),
             Window::Ct { centre, width } => {
                 if centre.is_finite() && width.is_finite() && width > 0.0 {
                     Ok(())
@@ -152,6 +164,7 @@ impl Window {
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Window::Auto => f.write_str("auto"),
             Window::AsIs => f.write_str("as-is"),
             Window::Ct { centre, width } => {
                 match CT_PRESETS.iter().find(|p| p.1 == centre && p.2 == width) {
@@ -168,9 +181,9 @@ impl fmt::Display for Window {
 }
 
 impl FromStr for Window {
-    type Err = SpecError;
-    fn from_str(s: &str) -> Result<Self, SpecError> {
-        let unknown = || SpecError::UnknownChoice {
+    type Err = SettingError;
+    fn from_str(s: &str) -> Result<Self, SettingError> {
+        let unknown = || SettingError::UnknownChoice {
             what: "window",
             got: s.to_string(),
             choices: Window::menu()
@@ -180,13 +193,15 @@ impl FromStr for Window {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        let pair = |t: &str| -> Result<(f32, f32), SpecError> {
+        let pair = |t: &str| -> Result<(f32, f32), SettingError> {
             let (a, b) = t.split_once(',').ok_or_else(unknown)?;
             let num = |x: &str| x.trim().parse::<f32>().map_err(|_| unknown());
             Ok((num(a)?, num(b)?))
         };
         let s = s.trim();
-        let window = if s == "as-is" {
+        let window = if s == "auto" {
+            Window::Auto
+        } else if s == "as-is" {
             Window::AsIs
         } else if s == "percentile" {
             Window::percentile()

@@ -8,13 +8,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
-    explanation_object, fit_images, fit_options, from_js, get, grid_object, js_err, rgba_object,
-    score_object, to_js, volume_object,
+    explanation_object, fit_item, fit_items, fit_options, from_js, get, grid_object, js_err,
+    js_err_kind, rgba_object, score_object, to_js, volume_object,
 };
 use super::session::{Session, SessionError};
 use super::threads::{self, Threads};
-use crate::compute::Precision;
-use crate::volume::{Volume, dicom, nifti};
+use crate::compute::{DeviceChoice, Precision};
+use crate::input;
+use crate::volume::{Volume, nifti};
 
 /// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
 /// cuts it into slices through its model's window and plane.
@@ -38,19 +39,34 @@ impl JsVolume {
     /// they are sorted by position), or one multi-frame file. `names` name the files in errors.
     #[wasm_bindgen(js_name = readDicom)]
     pub fn read_dicom(files: Vec<Uint8Array>, names: Vec<String>) -> Result<JsVolume, JsValue> {
-        let mut images = Vec::with_capacity(files.len());
-        for (k, f) in files.iter().enumerate() {
-            let name = names
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| format!("file {}", k + 1));
-            let img = dicom::read(&f.to_vec()).map_err(|e| js_err(format!("{name}: {e}")))?;
-            images.push((name, img));
-        }
-        let volume = dicom::volume(images).map_err(js_err)?;
+        let files = files
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let name = names
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("file {}", k + 1));
+                (name, f.to_vec())
+            })
+            .collect();
+        let volume = input::read_series(files).map_err(|e| js_err_kind(&e, e.kind()))?;
         Ok(JsVolume {
             volume: Rc::new(volume),
         })
+    }
+
+    /// Read a volume file, NIfTI or DICOM, known by its content (as `dino-ar` reads it); a
+    /// picture or an unsupported file is an error that says so (`kind` says which).
+    #[wasm_bindgen(js_name = readFile)]
+    pub fn read_file(bytes: &[u8], name: &str) -> Result<JsVolume, JsValue> {
+        match input::read(name, bytes).map_err(|e| js_err_kind(&e, e.kind()))? {
+            input::Input::Volume(v) => Ok(JsVolume { volume: Rc::new(v) }),
+            input::Input::Picture(_) => Err(js_err_kind(
+                "a picture, not a volume: score it as an image",
+                "picture",
+            )),
+        }
     }
 
     /// Voxels along the stored axes `[i, j, k]`.
@@ -90,8 +106,11 @@ struct CreateOptions {
 
 #[wasm_bindgen(typescript_custom_section)]
 const OPTIONS: &str = r#"
-/** Where the model runs: `"auto"` takes WebGPU on a hardware adapter, else the CPU. */
-export type Backend = "webgpu" | "cpu" | "auto";
+/**
+ * Where the model runs: `"auto"` takes WebGPU on a hardware adapter, else the CPU; `"gpu"` is
+ * WebGPU (`"webgpu"`, its first spelling, is still accepted). The CLI's `--device` takes the same.
+ */
+export type Backend = DeviceChoice | "webgpu";
 
 /**
  * `fit`'s options: any settings of the fit specification (`fitDefaults()` gives each default;
@@ -114,9 +133,9 @@ struct ScoreOptions {
 
 #[wasm_bindgen(js_class = Detector)]
 impl JsDetector {
-    /// `"webgpu"`, `"cpu"` or `"auto"`: WebGPU when the browser offers a hardware adapter, else the
-    /// CPU backend (a software WebGPU adapter is far slower than it). `options.threads` limits the
-    /// CPU backend's threads.
+    /// `"auto"`, `"cpu"` or `"gpu"`: `auto` takes WebGPU when the browser offers a hardware
+    /// adapter, else the CPU backend (a software WebGPU adapter is far slower than it).
+    /// `options.threads` limits the CPU backend's threads.
     #[wasm_bindgen(unchecked_return_type = "Promise<Detector>")]
     pub fn create(
         #[wasm_bindgen(unchecked_param_type = "Backend")] kind: String,
@@ -130,7 +149,10 @@ impl JsDetector {
             let limit = options.threads.map(|n| n as usize);
             // The session first: a bad backend must not start the pool with the default size.
             let precision = options.precision.unwrap_or_default();
-            let session = Session::create(&kind, precision).await.map_err(js_err)?;
+            let choice = DeviceChoice::parse_any(&kind).map_err(SessionError::UnknownBackend)?;
+            let session = Session::create(choice, precision)
+                .await
+                .map_err(JsValue::from)?;
             let threads = threads::start(limit).await.map_err(js_err)?;
             Ok(JsDetector {
                 session: Rc::new(session),
@@ -166,7 +188,14 @@ impl JsDetector {
         self.session.precision().1
     }
 
-    /// The backend in use, e.g. `webgpu: <adapter>` or `cpu`.
+    /// Where it computes: `"cpu"` or `"gpu"` (what `auto` decided; the CPU after a lost WebGPU
+    /// device). `backend` says it for people.
+    #[wasm_bindgen(getter, unchecked_return_type = "DeviceKind")]
+    pub fn device(&self) -> String {
+        self.session.device_kind().name().into()
+    }
+
+    /// The backend in use, for people, e.g. `webgpu: <adapter>` or `cpu (why)`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.session.backend()
@@ -179,7 +208,7 @@ impl JsDetector {
         future_to_promise(async move {
             let info = s
                 .load_backbone(&bytes, config_json.as_deref())
-                .map_err(js_err)?;
+                .map_err(JsValue::from)?;
             to_js(&info)
         })
     }
@@ -188,7 +217,7 @@ impl JsDetector {
     #[wasm_bindgen(js_name = loadModel, unchecked_return_type = "Promise<ModelInfo>")]
     pub fn load_model(&self, bytes: Vec<u8>) -> Promise {
         let s = self.session.clone();
-        future_to_promise(async move { to_js(&s.load_model(&bytes).map_err(js_err)?) })
+        future_to_promise(async move { to_js(&s.load_model(&bytes).map_err(JsValue::from)?) })
     }
 
     /// Normalised pixels `[3·h·w]` → `{ data: Float32Array [D, gridH, gridW], gridH, gridW }`.
@@ -199,7 +228,7 @@ impl JsDetector {
             let (data, gh, gw) = s
                 .embed_pixels(pixels, height, width)
                 .await
-                .map_err(js_err)?;
+                .map_err(JsValue::from)?;
             Ok(grid_object(&data, gh, gw))
         })
     }
@@ -220,7 +249,7 @@ impl JsDetector {
                 None => ScoreOptions::default(),
                 Some(o) => from_js(o.into(), "score options").map_err(js_err)?,
             };
-            let r = s.score(&rgba, width, height).await.map_err(js_err)?;
+            let r = s.score(&rgba, width, height).await.map_err(JsValue::from)?;
             Ok(score_object(&r, options.map))
         })
     }
@@ -237,14 +266,48 @@ impl JsDetector {
     ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            let e = s.explain(&rgba, width, height).await.map_err(js_err)?;
+            let e = s
+                .explain(&rgba, width, height)
+                .await
+                .map_err(JsValue::from)?;
             Ok(e.as_ref().map_or(JsValue::NULL, explanation_object))
         })
     }
 
-    /// Fit on `[{ rgba, width, height }]` normal images → the bundle bytes (`Uint8Array`). An
-    /// item may also be a normal volume, `{ nifti: bytes }` or `{ dicom: [bytes…] }` (one
-    /// series): its slices, through the options' `window` and `plane`, are normal images.
+    /// A picture file's bytes (PNG, JPEG, WebP, BMP, TIFF; 16-bit kept, EXIF orientation
+    /// applied: decoded by the library exactly as the CLI decodes it) → as `score`.
+    #[wasm_bindgen(js_name = scoreFile, unchecked_return_type = "Promise<ScoreResult>")]
+    pub fn score_file(
+        &self,
+        bytes: Vec<u8>,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScoreOptions")] options: Option<Object>,
+    ) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let options: ScoreOptions = match options {
+                None => ScoreOptions::default(),
+                Some(o) => from_js(o.into(), "score options").map_err(js_err)?,
+            };
+            let r = s.score_file(&bytes).await?;
+            Ok(score_object(&r, options.map))
+        })
+    }
+
+    /// A picture file's bytes → as `explain`.
+    #[wasm_bindgen(js_name = explainFile, unchecked_return_type = "Promise<Explanation | null>")]
+    pub fn explain_file(&self, bytes: Vec<u8>) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let e = s.explain_file(&bytes).await?;
+            Ok(e.as_ref().map_or(JsValue::NULL, explanation_object))
+        })
+    }
+
+    /// Fit on normal inputs → the bundle bytes (`Uint8Array`). Each item is a file,
+    /// `{ bytes, name }` (a picture, NIfTI or DICOM file, read by the library as the CLI reads
+    /// it: pictures shrunk to at most twice the model side first), the files of one DICOM series,
+    /// `{ dicom: [bytes…], names }`, or decoded pixels, `{ rgba, width, height }`. A volume's
+    /// slices, through the options' `window` and `plane`, are normal images.
     /// `options` is a fit specification (every key optional; `fitDefaults()` lists them with
     /// their defaults; an unknown key is an error) plus `signal`, an AbortSignal. `onProgress` is
     /// called after each image is embedded with `{ phase: "embed", image, images }` and after
@@ -262,14 +325,16 @@ impl JsDetector {
             // The options first: a bad one is named before any image is copied.
             let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (spec, signal) = fit_options(&options).map_err(js_err)?;
-            let (images, volumes) = fit_images(&images).map_err(js_err)?;
+            let items = fit_items(&images).map_err(js_err)?;
             let aborted =
                 |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
             if signal.as_ref().is_some_and(aborted) {
-                return Err(js_err(SessionError::Cancelled));
+                return Err(SessionError::Cancelled.into());
             }
+            let count = items.length() as usize;
+            let item = |k: usize| fit_item(k, &items.get(k as u32));
             let bytes = s
-                .fit_with_volumes(&images, &volumes, &spec, |p| {
+                .fit(count, item, &spec, |p| {
                     if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
                         // A throwing callback must not abort the training.
                         let _ = f.call1(&JsValue::NULL, &v);
@@ -279,8 +344,7 @@ impl JsDetector {
                         s.cancel();
                     }
                 })
-                .await
-                .map_err(js_err)?;
+                .await?;
             Ok(Uint8Array::from(bytes.as_slice()).into())
         })
     }
@@ -289,7 +353,12 @@ impl JsDetector {
     /// notes }`; an error when the model's window cannot read it (an "as is" model on a CT scan).
     #[wasm_bindgen(js_name = volumeSlices, unchecked_return_type = "SliceInfo")]
     pub fn volume_slices(&self, volume: &JsVolume) -> Result<JsValue, JsValue> {
-        to_js(&self.session.volume_slices(&volume.volume).map_err(js_err)?)
+        to_js(
+            &self
+                .session
+                .volume_slices(&volume.volume)
+                .map_err(JsValue::from)?,
+        )
     }
 
     /// Slice `n` as the model sees it (its window and plane): `{ rgba, width, height }`, grey.
@@ -298,7 +367,7 @@ impl JsDetector {
         let img = self
             .session
             .slice_image(&volume.volume, n)
-            .map_err(js_err)?;
+            .map_err(JsValue::from)?;
         Ok(rgba_object(&img))
     }
 
@@ -308,7 +377,7 @@ impl JsDetector {
         let s = self.session.clone();
         let volume = volume.volume.clone();
         future_to_promise(async move {
-            let e = s.explain_slice(&volume, n).await.map_err(js_err)?;
+            let e = s.explain_slice(&volume, n).await.map_err(JsValue::from)?;
             Ok(e.as_ref().map_or(JsValue::NULL, explanation_object))
         })
     }
@@ -340,7 +409,7 @@ impl JsDetector {
                     }
                 })
                 .await
-                .map_err(js_err)?;
+                .map_err(JsValue::from)?;
             Ok(volume_object(&v, &nii))
         })
     }

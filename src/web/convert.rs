@@ -10,10 +10,16 @@ use wasm_bindgen::prelude::*;
 use crate::detector::{AnomalyMap, VolumeMap};
 use crate::preprocess::RgbImage;
 use crate::spec::{FitSpec, SpecError, named};
-use crate::volume::{Volume, dicom, nifti};
 
 pub fn js_err(msg: impl std::fmt::Display) -> JsValue {
     JsError::new(&msg.to_string()).into()
+}
+
+/// An `Error` with a machine-readable `kind` beside its message (`err.kind === "cancelled"`).
+pub fn js_err_kind(msg: impl std::fmt::Display, kind: &str) -> JsValue {
+    let e = js_err(msg);
+    let _ = Reflect::set(&e, &"kind".into(), &kind.into());
+    e
 }
 
 fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
@@ -71,94 +77,72 @@ pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
 #[wasm_bindgen(typescript_custom_section)]
 const FIT_IMAGE: &str = r#"
 /**
- * One normal image for `fit`: RGBA bytes (a canvas's `ImageData.data`), row-major; or a normal
- * volume, whose slices (through the fit's window and plane) are all normal images: a NIfTI file's
- * bytes, or the files of one DICOM series.
+ * One normal input for `fit`: a file's bytes (a picture, NIfTI or DICOM file, known by its
+ * content; `name` names it in errors), the files of one DICOM series, or decoded RGBA bytes (a
+ * canvas's `ImageData.data`, row-major). A volume's slices, through the fit's window and plane,
+ * are all normal images. `nifti` is the older spelling of `bytes` for a NIfTI file.
  */
 export type FitImage =
+    | { bytes: Uint8Array; name?: string }
+    | { dicom: Uint8Array[]; names?: string[] }
     | { rgba: Uint8Array | Uint8ClampedArray; width: number; height: number }
-    | { nifti: Uint8Array; name?: string }
-    | { dicom: Uint8Array[]; names?: string[] };
+    | { nifti: Uint8Array; name?: string };
 "#;
 
-/// A normal volume for `fit`, read when its turn comes (one volume in memory at a time).
-pub enum VolumeFile {
-    Nifti(String, Vec<u8>),
-    Dicom(String, Vec<String>, Vec<Vec<u8>>),
+/// One `FitImage`, copied into wasm memory when its turn comes (one file in memory at a time).
+pub enum FitItem {
+    Rgba(Vec<u8>, usize, usize),
+    File(String, Vec<u8>),
+    Series(Vec<(String, Vec<u8>)>),
 }
 
-impl VolumeFile {
-    pub fn name(&self) -> &str {
-        match self {
-            VolumeFile::Nifti(name, _) | VolumeFile::Dicom(name, _, _) => name,
-        }
-    }
-
-    pub fn read(&self) -> Result<Volume, String> {
-        match self {
-            VolumeFile::Nifti(_, bytes) => nifti::read(bytes),
-            VolumeFile::Dicom(_, names, files) => {
-                let mut images = Vec::with_capacity(files.len());
-                for (name, bytes) in names.iter().zip(files) {
-                    images.push((
-                        name.clone(),
-                        dicom::read(bytes).map_err(|e| format!("{name}: {e}"))?,
-                    ));
-                }
-                dicom::volume(images)
-            }
-        }
-    }
+/// The `FitImage[]` array, checked to be one.
+pub fn fit_items(js: &JsValue) -> Result<Array, String> {
+    js.dyn_ref::<Array>().cloned().ok_or(
+        "fit expects an array of { bytes, name } (or { rgba, width, height } / { dicom })".into(),
+    )
 }
 
-/// `FitImage[]` → the pictures' owned buffers and the volumes' files.
-#[allow(clippy::type_complexity)]
-pub fn fit_images(js: &JsValue) -> Result<(Vec<(Vec<u8>, usize, usize)>, Vec<VolumeFile>), String> {
-    let array: &Array = js
-        .dyn_ref()
-        .ok_or("fit expects an array of { rgba, width, height } (or { nifti } / { dicom })")?;
-    let mut volumes = Vec::new();
-    let mut pictures = Vec::new();
-    for (k, item) in array.iter().enumerate() {
-        if let Some(bytes) = get(&item, "nifti") {
-            let name = get(&item, "name")
-                .and_then(|n| n.as_string())
-                .unwrap_or_else(|| format!("volume {k}"));
-            volumes.push(VolumeFile::Nifti(name, Uint8Array::new(&bytes).to_vec()));
-            continue;
-        }
-        if let Some(files) = get(&item, "dicom") {
-            let files: &Array = files
-                .dyn_ref()
-                .ok_or(format!("image {k}: `dicom` must be an array of file bytes"))?;
-            let names: Vec<String> = get(&item, "names")
-                .and_then(|n| n.dyn_into::<Array>().ok())
-                .map(|a| a.iter().filter_map(|n| n.as_string()).collect())
-                .unwrap_or_default();
-            let names = (0..files.length() as usize)
-                .map(|i| {
-                    names
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| format!("file {}", i + 1))
-                })
-                .collect::<Vec<_>>();
-            let name = format!(
-                "DICOM series ({} files, {})",
-                names.len(),
-                names.first().cloned().unwrap_or_default()
-            );
-            let bytes = files.iter().map(|f| Uint8Array::new(&f).to_vec()).collect();
-            volumes.push(VolumeFile::Dicom(name, names, bytes));
-            continue;
-        }
-        pictures.push(picture(k, &item)?);
+/// Item `k` of a `FitImage[]`, with the name its errors carry.
+pub fn fit_item(k: usize, item: &JsValue) -> Result<(String, FitItem), String> {
+    let name = get(item, "name")
+        .and_then(|n| n.as_string())
+        .unwrap_or_else(|| format!("image {k}"));
+    if let Some(bytes) = get(item, "bytes").or_else(|| get(item, "nifti")) {
+        return Ok((
+            name.clone(),
+            FitItem::File(name, Uint8Array::new(&bytes).to_vec()),
+        ));
     }
-    Ok((pictures, volumes))
-}
-
-fn picture(k: usize, item: &JsValue) -> Result<(Vec<u8>, usize, usize), String> {
-    let rgba = get(item, "rgba").ok_or(format!("image {k}: missing `rgba`"))?;
+    if let Some(files) = get(item, "dicom") {
+        let files: &Array = files
+            .dyn_ref()
+            .ok_or(format!("image {k}: `dicom` must be an array of file bytes"))?;
+        let names: Vec<String> = get(item, "names")
+            .and_then(|n| n.dyn_into::<Array>().ok())
+            .map(|a| a.iter().filter_map(|n| n.as_string()).collect())
+            .unwrap_or_default();
+        let files: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let n = names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("file {}", i + 1));
+                (n, Uint8Array::new(&f).to_vec())
+            })
+            .collect();
+        let name = format!(
+            "DICOM series ({} files, {})",
+            files.len(),
+            files.first().map(|f| f.0.as_str()).unwrap_or_default()
+        );
+        return Ok((name, FitItem::Series(files)));
+    }
+    let rgba = get(item, "rgba").ok_or(format!(
+        "image {k}: give `bytes` (a file), `dicom` (a series) or `rgba` with `width` and `height`"
+    ))?;
     let rgba = Uint8Array::new(&rgba).to_vec();
     let dim = |key: &str| {
         get(item, key)
@@ -166,7 +150,8 @@ fn picture(k: usize, item: &JsValue) -> Result<(Vec<u8>, usize, usize), String> 
             .filter(|v| *v >= 0.0 && v.fract() == 0.0)
             .ok_or(format!("image {k}: `{key}` must be a whole number"))
     };
-    Ok((rgba, dim("width")? as usize, dim("height")? as usize))
+    let (w, h) = (dim("width")? as usize, dim("height")? as usize);
+    Ok((name, FitItem::Rgba(rgba, w, h)))
 }
 
 #[wasm_bindgen(typescript_custom_section)]

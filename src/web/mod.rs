@@ -13,6 +13,8 @@
 //!   `pkg-threads/`, started by `pool`).
 //! - [`page`]: free functions the page calls on its own thread: drawing an overlay, the verdict,
 //!   the defaults its forms start from, the CSV.
+//! - [`files`]: the one input path (what a file holds, decoding, DICOM series) and the names and
+//!   CSV rows of a run's outputs.
 
 mod api;
 mod convert;
@@ -21,6 +23,7 @@ mod device;
 #[cfg(target_feature = "atomics")]
 #[path = "device_none.rs"]
 mod device;
+mod files;
 mod page;
 #[cfg(target_feature = "atomics")]
 mod pool;

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::{fit_options, from_js, js_err, to_js};
 use crate::ar::{ArConfig, Variant};
 use crate::backbone::random::RandomBackbone;
-use crate::compute::Precision;
+use crate::compute::{DeviceChoice, Precision};
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
@@ -55,10 +55,11 @@ pub struct Choices {
     window: Vec<Choice>,
     plane: Vec<Choice>,
     precision: Vec<Choice>,
+    device: Vec<Choice>,
 }
 
 /// The named choices of the fit and overlay settings and of the engine's precision, `{ method,
-/// variant, colormap, positionNorm, window, plane, precision }`, each a list
+/// variant, colormap, positionNorm, window, plane, precision, device }`, each a list
 /// of `{ value, label }`: the page's menus are filled from them.
 #[wasm_bindgen(unchecked_return_type = "Choices")]
 pub fn choices() -> Result<JsValue, JsValue> {
@@ -85,6 +86,7 @@ pub fn choices() -> Result<JsValue, JsValue> {
             .collect(),
         plane: list(Plane::ALL, Plane::name, Plane::label),
         precision: list(Precision::ALL, Precision::name, Precision::label),
+        device: list(DeviceChoice::ALL, DeviceChoice::name, DeviceChoice::label),
     })
 }
 
@@ -232,21 +234,6 @@ pub fn scores_csv(
 ) -> Result<String, JsValue> {
     let rows: Vec<ScoreRow> = from_js(rows, "CSV rows").map_err(js_err)?;
     Ok(scores_csv::write(&rows))
-}
-
-/// The SeriesInstanceUID of each DICOM file (`""` for one that is unreadable or has none), read
-/// without decoding pixels: the page groups a pick's files into series (one volume each).
-#[wasm_bindgen(js_name = dicomSeries)]
-pub fn dicom_series(files: Vec<js_sys::Uint8Array>) -> Vec<String> {
-    files
-        .iter()
-        .map(|f| {
-            crate::volume::dicom::series_uid(&f.to_vec())
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// A ZIP archive (stored, not compressed: PNGs are compressed already) of `files` under `names`,

@@ -2,7 +2,7 @@
 //! the same module on the same shared memory (`pool.js`). The same scheme as wasm-bindgen-rayon,
 //! kept here because its bundler-free helper starts workers from `blob:` URLs, which the page's
 //! Content-Security-Policy (`worker-src 'self'`) refuses, and so that a thread that stops is
-//! announced to the page ([`super::threads::CHANNEL`]).
+//! announced to the page on the channel [`start`] is given ([`panics`]).
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -68,8 +68,10 @@ impl PoolBuilder {
     }
 }
 
-/// Starts `threads` workers; resolves once rayon's global pool runs on them.
-pub fn start(threads: usize) -> Promise {
+/// Starts `threads` workers; resolves once rayon's global pool runs on them. A pool thread's
+/// panic is announced on the `BroadcastChannel` named `channel`.
+pub fn start(threads: usize, channel: &'static str) -> Promise {
+    panics::install(channel);
     let (sender, receiver) = channel();
     let builder = PoolBuilder {
         threads,
@@ -80,7 +82,7 @@ pub fn start(threads: usize) -> Promise {
         wasm_bindgen::module(),
         wasm_bindgen::memory(),
         GLUE_URL.with(Clone::clone),
-        super::threads::CHANNEL,
+        channel,
         builder,
     )
 }
@@ -99,4 +101,39 @@ pub fn dino_ar_pool_thread(receiver: *const Mutex<Receiver<ThreadBuilder>>) -> R
         .map_err(|_| JsValue::from_str("the pool was dropped before this worker got a thread"))?;
     thread.run();
     Ok(())
+}
+
+/// A panic on a pool thread cannot unwind in wasm (panic = abort): that thread stops, and the
+/// thread that called the library waits for it forever. The panic hook therefore announces it on
+/// a `BroadcastChannel` before the abort, where a thread that is not blocked — the page's own —
+/// hears it, rejects the pending call with the message and starts a fresh worker
+/// (`engineChannel()`, `www/engine.js`). An abort without a panic (memory exhausted) is announced
+/// by the pool worker's script (`pool.js`) without the message.
+pub mod panics {
+    use std::sync::Once;
+
+    use wasm_bindgen::prelude::*;
+
+    use super::announce;
+
+    /// Test hook: a pool thread panics while the calling thread waits for it (it never returns).
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = panicOnPoolThreadForTests)]
+    pub fn panic_on_pool_thread_for_tests() {
+        rayon::join(|| (), || panic!("a test panic on a pool thread"));
+    }
+
+    /// The hook, announcing on the `BroadcastChannel` named `channel`.
+    pub fn install(channel: &'static str) {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let before = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if rayon::current_thread_index().is_some() {
+                    announce(channel, &format!("a worker thread panicked: {info}"));
+                }
+                before(info);
+            }));
+        });
+    }
 }

@@ -5,29 +5,29 @@ use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use serde::Serialize;
 
-use super::convert::VolumeFile;
+use super::convert::FitItem;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
-use crate::compute::{Precision, auto_declines};
-use crate::detector::{
-    self, AnomalyMap, Detector, DetectorError, Explanation, VolumeMap, check_size,
-};
+use crate::compute::{DeviceChoice, DeviceKind, Precision, auto_declines};
+use crate::detector::{AnomalyMap, Detector, DetectorError, Explanation, VolumeMap};
+use crate::input::{self, DecodeError, Input};
 use crate::preprocess::RgbImage;
 use crate::readback::{ReadBackError, read_back};
 use crate::spec::FitSpec;
 use crate::train::Progress;
-use crate::volume::{Plane, Volume, is_background, nifti};
+use crate::training_set::{AddError, Keep, TrainingSet};
+use crate::volume::{Plane, Volume, nifti};
 use crate::weights::WeightsError;
 
 /// Everything a call can fail with; the message is what the JS `Error` says.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SessionError {
-    #[error("unknown backend `{0}`: use \"webgpu\", \"cpu\" or \"auto\"")]
-    UnknownBackend(String),
+    #[error("Detector.create: {0}")]
+    UnknownBackend(crate::named::SettingError),
     #[error("{0}")]
     WebGpu(String),
     #[error(
@@ -42,12 +42,14 @@ pub enum SessionError {
     NoModel,
     #[error("fit needs normal images")]
     NoImages,
-    #[error("image {index}: {message}")]
-    Image { index: usize, message: String },
     #[error("{0}")]
     Input(String),
     #[error("training cancelled")]
     Cancelled,
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Add(AddError),
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error(transparent)]
@@ -56,6 +58,32 @@ pub enum SessionError {
     Detector(#[from] DetectorError),
     #[error(transparent)]
     ReadBack(#[from] ReadBackError),
+}
+
+impl SessionError {
+    /// The machine-readable kind the JS `Error` carries as `err.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionError::UnknownBackend(_) => "options",
+            SessionError::WebGpu(_) => "webgpu",
+            SessionError::DeviceLost(_) => "device-lost",
+            SessionError::NoBackbone | SessionError::ModelBeforeBackbone => "no-backbone",
+            SessionError::NoModel => "no-model",
+            SessionError::NoImages | SessionError::Input(_) => "input",
+            SessionError::Cancelled => "cancelled",
+            SessionError::Decode(e) => e.kind(),
+            SessionError::Add(e) => e.kind(),
+            SessionError::Weights(_) => "weights",
+            SessionError::Bundle(_) => "bundle",
+            SessionError::Detector(_) | SessionError::ReadBack(_) => "model",
+        }
+    }
+}
+
+impl From<SessionError> for wasm_bindgen::JsValue {
+    fn from(e: SessionError) -> Self {
+        super::convert::js_err_kind(&e, e.kind())
+    }
 }
 
 /// What `loadBackbone` resolves to: the architecture read from the file.
@@ -135,23 +163,23 @@ pub struct Session {
 }
 
 impl Session {
-    /// `"webgpu"`, `"cpu"` or `"auto"` (WebGPU on a hardware adapter, else the CPU).
-    pub async fn create(kind: &str, precision: Precision) -> Result<Self, SessionError> {
+    /// Where to compute (`auto`: WebGPU on a hardware adapter, else the CPU; the one rule,
+    /// [`auto_declines`]).
+    pub async fn create(choice: DeviceChoice, precision: Precision) -> Result<Self, SessionError> {
         let cpu = |why: String| (Device::flex(), why, false);
-        let (device, backend, on_webgpu) = match kind {
-            "cpu" => cpu("cpu".into()),
-            "webgpu" => {
+        let (device, backend, on_webgpu) = match choice {
+            DeviceChoice::Cpu => cpu("cpu".into()),
+            DeviceChoice::Gpu => {
                 let gpu = webgpu_device().await.map_err(SessionError::WebGpu)?;
                 (gpu.device, gpu.adapter.label, true)
             }
-            "auto" => match webgpu_device().await {
+            DeviceChoice::Auto => match webgpu_device().await {
                 Ok(gpu) => match auto_declines(Ok(&gpu.adapter)) {
                     None => (gpu.device, gpu.adapter.label, true),
                     Some(why) => cpu(format!("cpu ({why})")),
                 },
                 Err(why) => cpu(format!("cpu ({why})")),
             },
-            other => return Err(SessionError::UnknownBackend(other.into())),
         };
         Ok(Self {
             device: RefCell::new(device),
@@ -163,6 +191,15 @@ impl Session {
             cancel: Cell::new(false),
             precision,
         })
+    }
+
+    /// Where it computes now (the CPU after a lost WebGPU device).
+    pub fn device_kind(&self) -> DeviceKind {
+        self.fall_back_if_lost();
+        match self.on_webgpu.get() {
+            true => DeviceKind::Gpu,
+            false => DeviceKind::Cpu,
+        }
     }
 
     pub fn backend(&self) -> String {
@@ -305,6 +342,30 @@ impl Session {
         Ok((det, img))
     }
 
+    /// A picture file's bytes, decoded by the library (as the CLI decodes it), through the
+    /// model's window.
+    fn detector_and_file(&self, bytes: &[u8]) -> Result<(Rc<Detector>, RgbImage), SessionError> {
+        let det = self.detector()?;
+        let img = input::decode_picture(bytes).map_err(SessionError::Decode)?;
+        let img = det
+            .meta
+            .spec
+            .window
+            .picture(img)
+            .map_err(SessionError::Input)?;
+        Ok((det, img))
+    }
+
+    pub async fn score_file(&self, bytes: &[u8]) -> Result<AnomalyMap, SessionError> {
+        let (det, img) = self.detector_and_file(bytes)?;
+        Ok(det.score(&img).await?)
+    }
+
+    pub async fn explain_file(&self, bytes: &[u8]) -> Result<Option<Explanation>, SessionError> {
+        let (det, img) = self.detector_and_file(bytes)?;
+        Ok(det.explain(&img).await?)
+    }
+
     pub async fn score(
         &self,
         rgba: &[u8],
@@ -388,8 +449,8 @@ impl Session {
                 other => other.into(),
             })?;
         let threshold = det.meta.calibration.threshold;
-        let description = format!("dino-ar anomaly map, threshold {threshold}");
         let map = std::mem::take(&mut v.map);
+        let description = crate::scores_csv::names::map_description(threshold);
         let nii = nifti::write_gz(&volume.with_data(map), &description);
         Ok((v, nii))
     }
@@ -405,114 +466,100 @@ impl Session {
         Ok(det.explain(&img).await?)
     }
 
-    /// Fit as `spec` says on normal images (RGBA, width, height) and return the bundle bytes;
-    /// `progress` sees every image embedded and every training step.
+    /// Fit as `spec` says on `count` normal inputs (`item(k)` hands input k over when its turn
+    /// comes, so one file at a time is in wasm memory) and return the bundle bytes. The library's
+    /// [`TrainingSet`] reads, windows, slices and embeds them; `progress` sees every image
+    /// embedded (a volume adds its slices to the total when it is read) and every training step.
     pub async fn fit(
         &self,
-        images: &[(Vec<u8>, usize, usize)],
-        spec: &FitSpec,
-        progress: impl FnMut(FitProgress),
-    ) -> Result<Vec<u8>, SessionError> {
-        self.fit_with_volumes(images, &[], spec, progress).await
-    }
-
-    /// [`Session::fit`] on pictures and normal volumes (every slice through the spec's window
-    /// and plane, background-only ones skipped when `skipEmpty` says so). Progress counts the
-    /// pictures and then every slice; volumes are read one at a time.
-    pub async fn fit_with_volumes(
-        &self,
-        images: &[(Vec<u8>, usize, usize)],
-        volumes: &[VolumeFile],
+        count: usize,
+        item: impl Fn(usize) -> Result<(String, FitItem), String>,
         spec: &FitSpec,
         mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, SessionError> {
-        spec.validate().map_err(DetectorError::from)?;
         let backbone = self.backbone()?;
-        let size = check_size(&backbone, spec.size)?;
-        if images.is_empty() && volumes.is_empty() {
+        let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?;
+        if count == 0 {
             return Err(SessionError::NoImages);
         }
         self.cancel.set(false);
-        // Grids stay on the device: nothing is read back between the backbone and the head.
-        let mut grids = Vec::with_capacity(images.len());
-        let mut sizes = Vec::with_capacity(images.len());
-        // Which input each grid came from: a volume's slices stay together in the hold-out split.
-        let mut sources = Vec::with_capacity(images.len());
-        // Volumes add their slices to the total as they are read.
-        let mut total = images.len();
-        let mut done = 0;
-        for (index, (rgba, width, height)) in images.iter().enumerate() {
-            let img = RgbImage::from_rgba8(rgba, *width, *height)
-                .and_then(|img| spec.window.picture(img))
-                .map_err(|message| SessionError::Image { index, message })?;
-            grids.push(detector::embed(&backbone, &img, size)?);
-            sizes.push((*width, *height));
-            sources.push(index);
-            done += 1;
-            progress(FitProgress::Embedded {
-                image: done,
-                images: total,
-            });
-            if self.cancel.get() {
-                return Err(SessionError::Cancelled);
+        let cancel = &self.cancel;
+        let (mut total, mut done) = (count, 0);
+        for k in 0..count {
+            let (name, it) = item(k).map_err(SessionError::Input)?;
+            let input = match it {
+                FitItem::Rgba(rgba, w, h) => RgbImage::from_rgba8(&rgba, w, h)
+                    .map(Input::Picture)
+                    .map_err(DecodeError::Size),
+                FitItem::File(name, bytes) => input::read(&name, &bytes),
+                FitItem::Series(files) => input::read_series(files).map(Input::Volume),
             }
-        }
-        for (v, file) in volumes.iter().enumerate() {
-            let named =
-                |message: String| SessionError::Input(format!("{}: {message}", file.name()));
-            let volume = file.read().map_err(named)?;
-            let slices = volume.slices(&spec.window, spec.plane).map_err(named)?;
-            total += slices.count();
-            for n in 0..slices.count() {
-                let img = slices.image(n);
+            .map_err(|source| {
+                let name = name.clone();
+                SessionError::Add(AddError::Unreadable { name, source })
+            })?;
+            let picture = matches!(input, Input::Picture(_));
+            let added = set
+                .add(&name, input, |n, slices| {
+                    if n == 1 {
+                        total += slices - 1;
+                    }
+                    done += 1;
+                    progress(FitProgress::Embedded {
+                        image: done,
+                        images: total,
+                    });
+                    match cancel.get() {
+                        true => ControlFlow::Break(()),
+                        false => ControlFlow::Continue(()),
+                    }
+                })
+                .await;
+            match added {
+                Ok(_) => {}
+                Err(AddError::Cancelled) => return Err(SessionError::Cancelled),
+                Err(e) => return Err(SessionError::Add(e)),
+            }
+            if picture {
                 done += 1;
-                if !(spec.skip_empty > 0.0 && is_background(&img, spec.skip_empty)) {
-                    grids.push(detector::embed(&backbone, &img, size)?);
-                    sizes.push((img.width, img.height));
-                    sources.push(images.len() + v);
-                }
                 progress(FitProgress::Embedded {
                     image: done,
                     images: total,
                 });
-                if self.cancel.get() {
-                    return Err(SessionError::Cancelled);
-                }
+            }
+            if cancel.get() {
+                return Err(SessionError::Cancelled);
             }
         }
-        if grids.is_empty() {
-            return Err(SessionError::Input(
-                "every slice of the volumes is background only (skipEmpty): nothing to fit on"
-                    .into(),
-            ));
-        }
-        let cancel = &self.cancel;
-        let [_, d, gh, gw] = grids[0].dims();
-        detector::check_training_grids(&backbone.device(), grids.len(), (d, gh, gw))?;
-        let grids = Tensor::cat(grids, 0);
-        let fitted = detector::fit_model_validated(
-            grids.into(),
-            &sizes,
-            Some(&sources),
-            &backbone,
-            spec,
-            None,
-            |p| {
+        let fitted = set
+            .fit(None, |p| {
                 progress(FitProgress::Trained(p));
-                if cancel.get() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
+                match cancel.get() {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
                 }
-            },
-        )
-        .await;
+            })
+            .await;
         match fitted {
             Err(DetectorError::Train(crate::train::TrainError::Cancelled)) => {
                 Err(SessionError::Cancelled)
             }
             other => Ok(other?),
         }
+    }
+
+    /// [`Session::fit`] on decoded RGBA pictures `(rgba, width, height)`.
+    pub async fn fit_pictures(
+        &self,
+        images: &[(Vec<u8>, usize, usize)],
+        spec: &FitSpec,
+        progress: impl FnMut(FitProgress),
+    ) -> Result<Vec<u8>, SessionError> {
+        let item = |k: usize| {
+            let (rgba, w, h) = &images[k];
+            Ok((format!("image {k}"), FitItem::Rgba(rgba.clone(), *w, *h)))
+        };
+        self.fit(images.len(), item, spec, progress).await
     }
 
     pub fn cancel(&self) {

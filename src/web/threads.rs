@@ -109,49 +109,12 @@ thread_local! {
 
 #[cfg(target_feature = "atomics")]
 fn init_pool(threads: usize) -> Promise {
-    panics::install();
-    super::pool::start(threads)
+    super::pool::start(threads, CHANNEL)
 }
 
 #[cfg(not(target_feature = "atomics"))]
 fn init_pool(_threads: usize) -> Promise {
     Promise::resolve(&wasm_bindgen::JsValue::UNDEFINED)
-}
-
-/// A panic on a pool thread cannot unwind in wasm (panic = abort): that thread stops, and the
-/// thread that called the library waits for it forever. The panic hook therefore announces it on
-/// a `BroadcastChannel` before the abort, where a thread that is not blocked — the page's own —
-/// hears it, rejects the pending call with the message and starts a fresh worker
-/// (`engineChannel()`, `www/engine.js`). An abort without a panic (memory exhausted) is announced
-/// by the pool worker's script (`pool.js`) without the message.
-#[cfg(target_feature = "atomics")]
-pub mod panics {
-    use std::sync::Once;
-
-    use wasm_bindgen::prelude::*;
-
-    use super::CHANNEL;
-    use crate::web::pool::announce;
-
-    /// Test hook: a pool thread panics while the calling thread waits for it (it never returns).
-    #[doc(hidden)]
-    #[wasm_bindgen(js_name = panicOnPoolThreadForTests)]
-    pub fn panic_on_pool_thread_for_tests() {
-        rayon::join(|| (), || panic!("a test panic on a pool thread"));
-    }
-
-    pub fn install() {
-        static ONCE: Once = Once::new();
-        ONCE.call_once(|| {
-            let before = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                if rayon::current_thread_index().is_some() {
-                    announce(CHANNEL, &format!("a worker thread panicked: {info}"));
-                }
-                before(info);
-            }));
-        });
-    }
 }
 
 /// The `BroadcastChannel` on which a threaded build announces a pool thread's panic.

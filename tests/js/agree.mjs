@@ -223,6 +223,57 @@ try {
     check(expected === "normal" ? contour === 0 : contour > 0, `threshold ${name} the score: the page's contour follows the same rule (${contour} cyan pixels)`);
     await r.context.close();
   }
+
+  // 3. One input path. Awkward files — a phone JPEG stored on its side with its EXIF orientation
+  // tag, a 16-bit PNG of 12-bit data, an RGBA PNG, a lossless WebP — score the same in the CLI and
+  // the page (to the digits the page shows); and one training folder of all kinds (one picture
+  // larger than twice the model side) fits the same model in both.
+  const awkward = join(root, "tests", "fixtures", "awkward");
+  const awkwardFiles = ["phone_rotated.jpg", "grey16_12bit.png", "rgba.png", "lossless.webp"].map((f) => join(awkward, f));
+  const trainDir = join(awkward, "train");
+  const trainFiles = readdirSync(trainDir).sort().map((f) => join(trainDir, f));
+  const fitArgs = ["--size", "64", "--epochs", "3", "--hidden", "16", "--no-cache"];
+  const cliModel = join(work, "awkward_cli.safetensors");
+  cli("fit", "--backbone", join(tiny, "hf.safetensors"), "--normal", trainDir, "--out", cliModel, ...fitArgs);
+  const scoreWith = (bundle, out) => {
+    cli("score", "--backbone", join(tiny, "hf.safetensors"), "--model", bundle, "--out", join(work, out), ...awkwardFiles);
+    return parseCsv(readFileSync(join(work, out, "scores.csv"), "utf8"));
+  };
+  const cliAwkward = scoreWith(cliModel, "awkward_cli");
+  const awkwardRun = await pageRun([join(tiny, "hf.safetensors"), join(tiny, "config.json")], cliModel, awkwardFiles);
+  for (const [file, c] of cliAwkward) {
+    const p = awkwardRun.rows.get(file);
+    check(p && Number(p.score).toFixed(4) === Number(c.score).toFixed(4) && p.verdict === c.verdict,
+      `${file}: the same score to the page's digits (CLI ${c.score} ${c.verdict}, page ${p?.score} ${p?.verdict})`);
+  }
+  // The page fits on the same folder, with the same settings, through its form.
+  const { page } = awkwardRun;
+  await page.evaluate(() => {
+    const size = document.querySelector("[data-fit=size]");
+    size.append(new Option("64", "64"));
+  });
+  await page.selectOption("[data-fit=size]", "64");
+  await page.fill("[data-fit=epochs]", "3");
+  await page.fill("[data-fit=hidden]", "16");
+  await page.setInputFiles("#normal-files", trainFiles);
+  await page.waitForFunction(() => !document.querySelector("#fit-run").disabled, null, { timeout: MINUTE });
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 5 * MINUTE });
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#model-download")]);
+  const pageModel = join(work, "awkward_page.safetensors");
+  copyFileSync(await download.path(), pageModel);
+  await awkwardRun.context.close();
+  const meta = (path) => JSON.parse(readTensors(path).header.__metadata__.dino_ar);
+  const [mc, mp] = [meta(cliModel), meta(pageModel)];
+  const close = (a, b) => Math.abs(a - b) <= 1e-3 * Math.max(1, Math.abs(a));
+  check(mc.train_images === mp.train_images && mc.calibration.images === mp.calibration.images && close(mc.calibration.threshold, mp.calibration.threshold),
+    `one folder, one model: the CLI's and the page's bundles (${mc.train_images}/${mp.train_images} training images, ` +
+    `${mc.calibration.images}/${mp.calibration.images} held out, threshold ${mc.calibration.threshold} / ${mp.calibration.threshold})`);
+  const pageAwkward = scoreWith(pageModel, "awkward_page");
+  for (const [file, c] of cliAwkward) {
+    const p = pageAwkward.get(file);
+    check(p && close(Number(p.score), Number(c.score)), `${file}: the page's model scores it as the CLI's (${p?.score} vs ${c.score})`);
+  }
 } catch (e) {
   failed = true;
   console.error(e);

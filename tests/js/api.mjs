@@ -39,7 +39,8 @@ try {
     out.info = await det.loadBackbone(bytes, config);
     const images = [0, 1, 2, 3, 4, 5].map((k) => texture(k, false));
     const progress = [];
-    const bundle = await det.fit(images, { epochs: 2, size: 32, seed: 1 }, (p) => progress.push(p));
+    // "as-is": the volume checks below need a model that reads 8-bit data only.
+    const bundle = await det.fit(images, { epochs: 2, size: 32, seed: 1, window: "as-is" }, (p) => progress.push(p));
     out.embedProgress = progress.filter((p) => p.phase === "embed").map((p) => `${p.image}/${p.images}`).join(" ");
     const train = progress.filter((p) => p.phase === "train");
     out.progress = train.length;
@@ -59,6 +60,7 @@ try {
     const ac = new AbortController();
     let seen = 0;
     out.aborted = await err(() => det.fit(images, { epochs: 50, size: 32, signal: ac.signal }, () => { if (++seen === 2) ac.abort(); }));
+    out.abortedKind = await det.fit(images, { epochs: 50, size: 32, signal: ac.signal }).catch((e) => e.kind);
     out.abortedAfter = seen;
     out.badOption = await err(() => det.fit(images, { variant: "wide" }));
     out.badSeed = await err(() => det.fit(images, { seed: -1.5 }));
@@ -111,12 +113,24 @@ try {
     // Normal volumes in `fit`: their slices, through the options' window and plane.
     const fitted = await det.fit([{ nifti: nii("uint8.nii"), name: "a.nii" }, texture(3, false), { nifti: nii("lps.nii.gz"), name: "b.nii.gz" }],
       { epochs: 1, size: 32, holdout: 0.2, window: "percentile", plane: "coronal" });
+    const check2b = async (b) => {
+      const d = await Detector.create("cpu");
+      await d.loadBackbone(bytes, config);
+      const info = await d.loadModel(b);
+      d.free();
+      return info;
+    };
     const check2 = await Detector.create("cpu");
     await check2.loadBackbone(bytes, config);
     const fittedInfo = await check2.loadModel(fitted);
     check2.free();
     out.volumeFit = { trainImages: fittedInfo.trainImages, window: fittedInfo.spec.window, plane: fittedInfo.spec.plane };
-    out.volumeFitAsIs = await err(() => det.fit([{ nifti: nii("float32.nii"), name: "f.nii" }], { epochs: 1, size: 32 }));
+    out.volumeFitAsIs = await err(() => det.fit([{ nifti: nii("float32.nii"), name: "f.nii" }], { epochs: 1, size: 32, window: "as-is" }));
+    // The default window reads any input: the float volume by its percentiles, given as a file.
+    const auto = await det.fit([{ bytes: nii("float32.nii"), name: "f.nii" }], { epochs: 1, size: 32 });
+    out.volumeFitAuto = (await check2b(auto)).spec.window;
+    out.unsupported = await det.fit([{ bytes: new TextEncoder().encode("%PDF-1.7"), name: "notes.pdf" }], { epochs: 1, size: 32 })
+      .catch((e) => `${e.kind}:${e.message}`);
     out.volumeFitBroken = await err(() => det.fit([{ nifti: nii("lps.nii.gz").subarray(0, 300), name: "cut.nii.gz" }], { epochs: 1, size: 32 }));
     // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
     const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
@@ -195,6 +209,10 @@ try {
   check(JSON.stringify(result.volumeFit) === '{"trainImages":7,"window":"percentile","plane":"coronal"}',
     `fit takes normal volumes (their slices, by the options' window and plane): ${JSON.stringify(result.volumeFit)}`);
   check(result.volumeFitAsIs.includes("f.nii: the model reads 8-bit images"), `an "as is" fit refuses a float volume, naming it: ${result.volumeFitAsIs}`);
+  check(result.volumeFitAuto === "auto", `the default window fits a float volume given as a file: ${result.volumeFitAuto}`);
+  check(result.unsupported.startsWith("unsupported:notes.pdf: not a supported file") && result.unsupported.includes("NIfTI"),
+    `an unsupported file is named, with a machine-readable kind: ${result.unsupported}`);
+  check(result.abortedKind === "cancelled", `a cancelled fit says so in err.kind: ${result.abortedKind}`);
   check(result.volumeFitBroken.includes("cut.nii.gz: truncated"), `a broken volume in fit is named: ${result.volumeFitBroken}`);
   check(result.volumeFloat.includes("not 8-bit") && result.volumeFloat.includes("ct-brain"), `an "as is" model refuses a float volume: ${result.volumeFloat}`);
   check(result.volumeCsv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\nv.nii,1,0.5,0.5,anomalous,2,,\nv.nii,1,0.5,0.5,anomalous,,2,a 4-D file\n",

@@ -256,7 +256,7 @@ try {
   await page.waitForFunction(() => document.querySelector("#score-status").textContent.includes("could not be read"), null, { timeout: MINUTE });
   check((await text("#score-status")).startsWith("5 images scored, 1 could not be read"), `batch status: ${await text("#score-status")}`);
   check((await text("#results")).includes("good_0.png (2)"), "two files that share a name get two rows told apart");
-  check((await text("#results")).includes("config.json: not an image"), "an unreadable file is reported in its row");
+  check((await text("#results")).includes("config.json: not a supported file (a .json file)"), "an unreadable file is reported in its row, saying what it is");
   await page.click("#results button:text('image_grey16.png')");
   await page.waitForFunction(() => document.querySelector("#view-name").textContent === "image_grey16.png", null, { timeout: MINUTE });
   const grey = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
@@ -296,23 +296,26 @@ try {
     `the CSV has a row per slice and one for the volume: ${volRows.join(" | ")}`);
 
   // DICOM: the files of a series picked together are one volume, told apart from another file of
-  // the same pick by their SeriesInstanceUID (this model reads 8-bit images as they are, so the CT
-  // series in HU is refused, saying why; the 8-bit RLE file is scored).
+  // the same pick by their SeriesInstanceUID and named as the CLI names it (this model's window is
+  // the default, `auto`: the CT series in HU is read by its percentiles; the 8-bit RLE file as is).
   const dicom = join(root, "tests/fixtures/dicom");
   await page.setInputFiles("#score-files", [...["a", "b", "c", "d", "e"].map((n) => join(dicom, "series", `${n}.dcm`)), join(dicom, "SC_rgb_rle.dcm")]);
-  await page.waitForFunction(() => /DICOM series …[\d.]+: the model reads 8-bit images/.test(document.querySelector("#results").textContent)
+  await page.waitForFunction(() => /series [\d.]+/.test(document.querySelector("#results").textContent)
     && document.querySelector("#results").textContent.includes("SC_rgb_rle.dcm"), null, { timeout: 2 * MINUTE });
-  check(true, "a DICOM series is read as one volume, and a model whose window cannot read it says why");
+  const seriesRow = await page.locator("#results button", { hasText: /^series [\d.]+$/ }).count();
+  check(seriesRow === 1 && !/series [\d.]+: /.test(await text("#results")),
+    `a DICOM series is read and scored as one volume, named "series <UID>" (${seriesRow} row)`);
   await page.click("#results button:text-is('SC_rgb_rle.dcm')");
   await page.waitForFunction(() => document.querySelector("#view-name").textContent.startsWith("SC_rgb_rle.dcm — axial slice 0 of 1"), null, { timeout: MINUTE });
   const rle = await page.evaluate(() => [document.querySelector("#overlay").width, document.querySelector("#overlay").height]);
   check(rle.join("x") === "100x100", `a DICOM file (RLE, colour) is scored as a one-slice volume (${rle.join("x")})`);
 
-  // Training on normal volumes (their slices) with a percentile window: a float volume, which the
-  // 8-bit model refused, is then scored.
+  // Training on normal volumes (their slices) with a percentile window: a float volume is then
+  // scored.
   const vols = join(root, "tests/fixtures/volumes");
   await page.setInputFiles("#normal-files", [join(vols, "uint8.nii"), join(vols, "lps.nii.gz"), join(vols, "oblique.nii.gz")]);
-  check((await text("#normal-count")).startsWith("0 normal images and 3 volume files"), `normal volumes chosen: ${await text("#normal-count")}`);
+  await page.waitForFunction(() => document.querySelector("#normal-count").textContent.includes("3 volumes"), null, { timeout: MINUTE });
+  check((await text("#normal-count")).startsWith("0 normal images and 3 volumes"), `normal volumes chosen: ${await text("#normal-count")}`);
   await page.evaluate(() => { document.querySelector("details.options").open = true; });
   await page.selectOption("[data-fit=window]", "percentile");
   await page.fill("[data-fit=epochs]", "2");
@@ -322,7 +325,7 @@ try {
   await page.waitForFunction(() => document.querySelector("#results").textContent.includes("float32.nii"), null, { timeout: 2 * MINUTE });
   check((await page.locator("#results button:text-is('float32.nii')").count()) === 1,
     "a model trained on volumes with a percentile window scores a float volume");
-  await page.selectOption("[data-fit=window]", "as-is");
+  await page.selectOption("[data-fit=window]", "auto");
   await page.evaluate(() => { document.querySelector("details.options").open = false; });
 
   // 4. Reload: the weights (and the model trained on them) are still there.

@@ -151,7 +151,7 @@ try {
   check(/a test panic on a pool thread/.test(panic.error) && /restarted/.test(panic.error), `a pool thread's panic rejects the call with its message (${panic.seconds.toFixed(1)} s): ${panic.error}`);
   check(/^loaded/.test(panic.again), `and the engine works again: ${panic.again}`);
   // WebGPU keeps working in the isolated page (from pkg/: the threaded build has none).
-  await a.page.selectOption("#backend", "webgpu");
+  await a.page.selectOption("#backend", "gpu");
   await a.page.waitForFunction(() => !/starting/.test(document.querySelector("#backend-status").textContent), null, { timeout: 2 * MINUTE });
   const gpuLine = await a.page.locator("#backend-status").innerText();
   check(/^webgpu: /.test(gpuLine) && await a.page.locator("#error").isHidden(), `WebGPU runs in the isolated page: "${gpuLine}"`);

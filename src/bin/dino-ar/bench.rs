@@ -33,7 +33,7 @@ pub struct BenchArgs {
     warmup: usize,
     /// Where to run: auto (a hardware GPU, else the CPU), cpu, gpu.
     #[arg(long, default_value_t = DeviceChoice::Auto, global = true,
-          value_parser = crate::cli::choice::<DeviceChoice>(DeviceChoice::names()))]
+          value_parser = crate::args::choice::<DeviceChoice>())]
     device: DeviceChoice,
 }
 
@@ -62,7 +62,7 @@ enum What {
         sizes: Vec<String>,
         /// f16: half-precision matmuls on a GPU with shader-f16 (else f32, saying why).
         #[arg(long, default_value_t = Precision::default(),
-              value_parser = crate::cli::choice::<Precision>(Precision::names()))]
+              value_parser = crate::args::choice::<Precision>())]
         precision: Precision,
     },
     /// Seconds per epoch of AR-head training.

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use dino_ar::compute::Precision;
+use dino_ar::input::{self, Group, Input};
 use dino_ar::preprocess::RgbImage;
-use dino_ar::volume::{Volume, dicom, nifti};
+use dino_ar::training_set::GridCache;
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
 /// Where a ground-truth mask may be found: `<name>_mask.<ext>` or `<name>.<ext>`.
@@ -13,41 +14,12 @@ const MASK_EXTENSIONS: [&str; 9] = [
     "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "nii.gz", "nii",
 ];
 
-/// What a file holds: a picture, or a volume to be cut into slices.
-pub enum Input {
-    Picture(RgbImage),
-    Volume(Volume),
-}
-
-/// Read a picture, a NIfTI volume or a DICOM file (a one-slice volume, or a multi-frame one),
-/// known by its name or its first bytes; the error names the file.
+/// Read one file (a picture, a NIfTI volume or a DICOM file) by the library's rule; the error
+/// names the file.
 pub fn read_input(path: &Path) -> Result<Input, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let input = if is_dicom(&bytes, &name) {
-        dicom::read(&bytes)
-            .and_then(|img| dicom::volume(vec![(name.to_string(), img)]))
-            .map(Input::Volume)
-    } else if nifti::looks_like(&bytes, &name) {
-        nifti::read(&bytes).map(Input::Volume)
-    } else {
-        RgbImage::decode(&bytes).map(Input::Picture)
-    };
-    input.map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn is_dicom(bytes: &[u8], name: &str) -> bool {
-    dicom::looks_like(bytes) || name.to_ascii_lowercase().ends_with(".dcm")
-}
-
-/// [`is_dicom`] from the file's first 132 bytes (the preamble and the `DICM` marker).
-fn starts_as_dicom(path: &Path, name: &str) -> bool {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(132);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(132).read_to_end(&mut head))
-        .is_ok()
-        && is_dicom(&head, name)
+    input::read(&name, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// What a run reads: one file, or the DICOM files of one series (one volume).
@@ -55,118 +27,97 @@ pub enum Source {
     File(PathBuf),
     Series {
         /// `<folder>/series <UID>`: how rows and messages name it.
-        path: PathBuf,
+        name: String,
+        /// The folder's name: its output files' stem.
+        stem: String,
         files: Vec<PathBuf>,
     },
 }
 
 impl Source {
-    pub fn path(&self) -> &Path {
+    /// How rows and messages name it.
+    pub fn name(&self) -> String {
         match self {
-            Source::File(p) | Source::Series { path: p, .. } => p,
+            Source::File(p) => p.display().to_string(),
+            Source::Series { name, .. } => name.clone(),
         }
     }
 
     /// Output names: the file's stem, or the series' folder.
     pub fn stem(&self) -> String {
         match self {
-            Source::File(p) => stem(p),
-            Source::Series { path, .. } => path
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "series".into()),
+            Source::File(p) => input::stem(&p.to_string_lossy()),
+            Source::Series { stem, .. } => stem.clone(),
         }
     }
 
     /// The picture or volume it holds; a series is refused whole when one of its files is
-    /// unreadable (a missing slice would misplace the others), naming that file.
+    /// unreadable, naming that file.
     pub fn read(&self) -> Result<Input, String> {
         match self {
             Source::File(p) => read_input(p),
-            Source::Series { path, files } => {
-                let mut images = Vec::with_capacity(files.len());
+            Source::Series { name, files, .. } => {
+                let mut bytes = Vec::with_capacity(files.len());
                 for f in files {
-                    let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-                    let img = dicom::read(&bytes)
-                        .map_err(|e| format!("{}: {e} (so its series is not read)", f.display()))?;
-                    images.push((f.display().to_string(), img));
+                    let b = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    bytes.push((f.display().to_string(), b));
                 }
-                dicom::volume(images)
+                input::read_series(bytes)
                     .map(Input::Volume)
-                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .map_err(|e| format!("{name}: {e}"))
             }
         }
     }
 }
 
-/// Files → what a run reads: DICOM files of one series (same SeriesInstanceUID, same folder)
-/// become one source, in the place of its first file; every other file stays itself.
-pub fn sources(files: Vec<PathBuf>) -> Vec<Source> {
-    let mut out: Vec<Source> = Vec::new();
-    let mut series: std::collections::HashMap<(PathBuf, String), usize> = Default::default();
-    for f in files {
-        let name = f
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        // Only DICOM files are read here (their header up to the pixel data is what a UID
-        // needs); every other file is read once, later, by `Source::read`.
-        let uid = Some(())
-            .filter(|_| starts_as_dicom(&f, &name))
-            .and_then(|_| std::fs::read(&f).ok())
-            .and_then(|b| dicom::series_uid(&b).ok().flatten());
-        let Some(uid) = uid else {
-            out.push(Source::File(f));
-            continue;
-        };
-        let folder = f.parent().map(Path::to_path_buf).unwrap_or_default();
-        match series.get(&(folder.clone(), uid.clone())) {
-            Some(&k) => {
-                if let Source::Series { files, .. } = &mut out[k] {
-                    files.push(f);
-                }
-            }
-            None => {
-                series.insert((folder.clone(), uid.clone()), out.len());
-                out.push(Source::Series {
-                    path: folder.join(format!("series {uid}")),
-                    files: vec![f],
-                });
-            }
-        }
+/// The SeriesInstanceUID of a DICOM file (its first bytes tell; only DICOM files are read whole).
+fn series_uid(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut head = Vec::with_capacity(352);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(352).read_to_end(&mut head))
+        .ok()?;
+    if input::sniff(&name, &head).ok()? != input::Kind::Dicom {
+        return None;
     }
-    // A series of one file reads as that file.
-    out.into_iter()
-        .map(|s| match s {
-            Source::Series { files, .. } if files.len() == 1 => {
-                Source::File(files.into_iter().next().unwrap())
-            }
-            other => other,
+    input::series_uid(&name, &std::fs::read(path).ok()?)
+}
+
+/// Files → what a run reads, by the library's grouping ([`input::group_series`]).
+pub fn sources(files: Vec<PathBuf>) -> Vec<Source> {
+    let keys: Vec<(String, Option<String>)> = files
+        .iter()
+        .map(|f| {
+            let folder = f.parent().map(|p| p.display().to_string());
+            (folder.unwrap_or_default(), series_uid(f))
+        })
+        .collect();
+    input::group_series(&keys)
+        .into_iter()
+        .map(|g| match g {
+            Group::File(k) => Source::File(files[k].clone()),
+            Group::Series {
+                name,
+                stem,
+                files: members,
+            } => Source::Series {
+                name,
+                stem,
+                files: members.iter().map(|&k| files[k].clone()).collect(),
+            },
         })
         .collect()
 }
 
-/// The file name without its extension (`.nii.gz` counts as one).
-pub fn stem(path: &Path) -> String {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let lower = name.to_ascii_lowercase();
-    for ext in [".nii.gz", ".nii"] {
-        if lower.ends_with(ext) {
-            return name[..name.len() - ext.len()].to_string();
-        }
+/// The files a path stands for: a folder's files (sorted; BMAD's `train/good` keeps them one
+/// level down, in `img/`), or the file itself.
+pub fn normal_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
     }
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The files of a folder of normal images; BMAD keeps them one level down, in `img/`.
-pub fn normal_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let files = files_in(dir)?;
-    let img = dir.join("img");
+    let files = files_in(path)?;
+    let img = path.join("img");
     if files.is_empty() && img.is_dir() {
         return files_in(&img);
     }
@@ -184,12 +135,6 @@ pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// Decode an image file; the error names the file.
-pub fn decode(path: &Path) -> Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    RgbImage::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A test image of an MVTec-style dataset with its ground truth.
@@ -236,7 +181,7 @@ pub fn test_set(root: &Path, split: &str) -> Result<Vec<TestImage>, String> {
             )
         };
         for path in files_in(&images)? {
-            let stem = stem(&path);
+            let stem = input::stem(&path.to_string_lossy());
             let mask = masks.iter().find_map(|gt| {
                 [format!("{stem}_mask"), stem.clone()]
                     .iter()
@@ -269,25 +214,6 @@ fn subfolders(dir: &Path) -> std::io::Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
-}
-
-/// A binary mask at `width × height` (nearest-neighbour when the mask has another size).
-pub fn read_mask(path: &Path, width: usize, height: usize) -> Result<Vec<bool>, String> {
-    Ok(mask_of(&decode(path)?, width, height))
-}
-
-/// A picture's bright pixels as a mask at `width × height` (nearest-neighbour).
-fn mask_of(img: &RgbImage, width: usize, height: usize) -> Vec<bool> {
-    let mut out = Vec::with_capacity(width * height);
-    for y in 0..height {
-        let sy = (y * img.height / height).min(img.height - 1);
-        for x in 0..width {
-            let sx = (x * img.width / width).min(img.width - 1);
-            let p = &img.data[(sy * img.width + sx) * 3..][..3];
-            out.push(p.iter().any(|&v| v > 0.5));
-        }
-    }
-    out
 }
 
 /// Embedding grids cached per (backbone, input size, image content): the backbone dominates the
@@ -333,16 +259,18 @@ impl FeatureCache {
             .as_ref()
             .map(|d| d.join(format!("{:016x}.safetensors", key(image))))
     }
+}
 
-    /// `(grid [D·h·w], [D, h, w])` when cached.
-    pub fn get(&self, image: &RgbImage) -> Option<(Vec<f32>, Vec<usize>)> {
+impl GridCache for FeatureCache {
+    fn get(&self, image: &RgbImage) -> Option<(Vec<f32>, (usize, usize))> {
         let bytes = std::fs::read(self.path(image)?).ok()?;
         let file = TensorFile::from_bytes(&bytes).ok()?;
         let t = file.get("grid")?;
-        Some((t.to_f32("grid").ok()?, t.shape.clone()))
+        let [_, h, w] = t.shape[..] else { return None };
+        Some((t.to_f32("grid").ok()?, (h, w)))
     }
 
-    pub fn put(&self, image: &RgbImage, grid: &[f32], shape: &[usize]) {
+    fn put(&self, image: &RgbImage, grid: &[f32], shape: [usize; 3]) {
         if let Some(path) = self.path(image)
             && let Ok(bytes) = write_safetensors_f32(&[("grid", shape.to_vec(), grid)], None)
         {

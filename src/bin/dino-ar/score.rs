@@ -1,0 +1,157 @@
+//! `dino-ar score`: images and volumes → `scores.csv`, an overlay per image, a NIfTI map and the
+//! slice overlays per volume. Rows, names and verdicts are the library's (`scores_csv`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use dino_ar::bundle::Bundle;
+use dino_ar::detector::{Detector, DetectorError};
+use dino_ar::input::Input;
+use dino_ar::scores_csv::{self, ScoreRow, names};
+use dino_ar::volume::nifti;
+
+use crate::args::{BackboneArgs, StyleArgs, bar, notes, read, say, skipped_summary, write};
+use crate::data;
+use crate::overlay::overlay_png;
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    backbone: BackboneArgs,
+    /// Model bundle from `dino-ar fit`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Images or volumes to score, or folders of them. A volume gets a row per slice and one for
+    /// the whole (the worst slice), a NIfTI anomaly map and an overlay folder.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Output folder for scores.csv and the overlays.
+    #[arg(long, default_value = "dino-ar-scores")]
+    out: PathBuf,
+    #[command(flatten)]
+    style: StyleArgs,
+}
+
+/// The backbone and the model bundle, checked against each other.
+pub fn detector(args: &BackboneArgs, model: &Path) -> Result<Detector, String> {
+    let backbone = args.load()?.model;
+    let bundle = Bundle::read(&read(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
+    Detector::new(backbone, &bundle).map_err(|e| format!("{}: {e}", model.display()))
+}
+
+pub fn run(args: ScoreArgs) -> Result<(), String> {
+    let style = args.style.style()?;
+    let det = detector(&args.backbone, &args.model)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    // A folder stands for the files in it (sorted), like `fit --normal`.
+    let mut files = Vec::new();
+    for path in &args.images {
+        if path.is_dir() {
+            let inside = data::files_in(path)?;
+            if inside.is_empty() {
+                eprintln!("{}: the folder is empty", path.display());
+            }
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err("no files to score in the given folders".into());
+    }
+    // The DICOM files of one series are one volume.
+    let sources = data::sources(files);
+    let threshold = det.meta.calibration.threshold;
+    let scale = det.meta.calibration.scale();
+    let plane = det.meta.spec.plane;
+    let mut rows = Vec::with_capacity(sources.len());
+    let pb = bar(sources.len(), "scoring");
+    let mut skipped = Vec::new();
+    let mut unique = names::Unique::default();
+    for source in &sources {
+        pb.inc(1);
+        let file = source.name();
+        let mut refuse = |e: String| {
+            say(&pb, format!("skipping {e}"));
+            rows.push(ScoreRow::refused(&file, threshold, &e));
+            skipped.push(e);
+        };
+        let input = match source.read() {
+            Ok(input) => input,
+            Err(e) => {
+                refuse(e);
+                continue;
+            }
+        };
+        let stem = unique.stem(&source.stem());
+        match input {
+            Input::Picture(img) => {
+                let img = match det.meta.spec.window.picture(img) {
+                    Ok(img) => img,
+                    Err(e) => {
+                        refuse(format!("{file}: {e}"));
+                        continue;
+                    }
+                };
+                let r = pollster::block_on(det.score(&img)).map_err(|e| format!("{file}: {e}"))?;
+                rows.push(ScoreRow::scored(&file, &r.score, threshold));
+                let png = overlay_png(&img, &r.map, &scale, &style)?;
+                write(&args.out.join(names::overlay(&stem)), &png)?;
+                let verdict = dino_ar::score::verdict(r.score.max, threshold);
+                say(&pb, format!("{:>10.5}  {verdict:<9}  {file}", r.score.max));
+            }
+            Input::Volume(volume) => {
+                notes(&pb, &file, &volume.notes);
+                let overlays = args.out.join(names::slice_overlays(&stem));
+                std::fs::create_dir_all(&overlays)
+                    .map_err(|e| format!("cannot create {}: {e}", overlays.display()))?;
+                let scored = det.score_volume(&volume, |n, img, r| {
+                    let png = overlay_png(img, &r.map, &scale, &style)?;
+                    write(&overlays.join(names::slice_overlay(plane, n)), &png)
+                });
+                let v = match pollster::block_on(scored) {
+                    Ok(v) => v,
+                    Err(DetectorError::Window(e)) => {
+                        refuse(format!("{file}: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(format!("{file}: {e}")),
+                };
+                let mut notes = volume.notes.clone();
+                if let Some(w) = &v.warning {
+                    say(&pb, format!("{file}: {w}"));
+                    notes.push(w.clone());
+                }
+                let scores: Vec<_> = v.slices.iter().map(|s| s.score).collect();
+                rows.extend(ScoreRow::volume(&file, &scores, v.worst, threshold, &notes));
+                let map = volume.with_data(v.map);
+                let nii = nifti::write_gz(&map, &names::map_description(threshold));
+                write(&args.out.join(names::anomaly_map(&stem)), &nii)?;
+                let worst = scores[v.worst].max;
+                let verdict = dino_ar::score::verdict(worst, threshold);
+                say(
+                    &pb,
+                    format!(
+                        "{worst:>10.5}  {verdict:<9}  {file} (worst: {plane} slice {} of {})",
+                        v.worst,
+                        scores.len()
+                    ),
+                );
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let csv_path = args.out.join("scores.csv");
+    write(&csv_path, scores_csv::write(&rows).as_bytes())?;
+    skipped_summary(&skipped, sources.len());
+    if skipped.len() == sources.len() {
+        return Err("none of the files is a readable image or volume for this model".into());
+    }
+    eprintln!(
+        "scored {} files: wrote {} and the overlays",
+        sources.len() - skipped.len(),
+        csv_path.display()
+    );
+    Ok(())
+}

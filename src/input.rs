@@ -1,0 +1,390 @@
+//! The one input path: what a file holds, known by its content first and its name second, and
+//! how it is read — for the CLI (files from disk), the JS API and the page (bytes from a picker)
+//! alike. Pictures are decoded here, in the wasm too, so the page and the CLI see the same pixels:
+//! 16-bit samples kept, a JPEG's (or WebP's, TIFF's) EXIF orientation applied, alpha dropped.
+//!
+//! Adding a format is one line in [`PICTURE_FORMATS`] (and the `image` crate's feature) or a
+//! reader beside `volume/nifti.rs` with a case in [`Kind`].
+
+use crate::preprocess::{RgbImage, check_dims};
+use crate::volume::{Volume, dicom, nifti};
+
+/// The pictures read: name for people, the decoder's format, the file extensions.
+pub const PICTURE_FORMATS: [(&str, image::ImageFormat, &[&str]); 5] = [
+    ("PNG", image::ImageFormat::Png, &["png"]),
+    ("JPEG", image::ImageFormat::Jpeg, &["jpg", "jpeg"]),
+    ("WebP", image::ImageFormat::WebP, &["webp"]),
+    ("BMP", image::ImageFormat::Bmp, &["bmp"]),
+    ("TIFF", image::ImageFormat::Tiff, &["tif", "tiff"]),
+];
+
+/// The volumes read: name for people, the file extensions.
+pub const VOLUME_FORMATS: [(&str, &[&str]); 2] =
+    [("NIfTI", &["nii", "nii.gz"]), ("DICOM", &["dcm"])];
+
+/// Every format read, as a person reads it: `PNG, JPEG, … pictures; NIfTI and DICOM volumes`.
+pub fn supported() -> String {
+    let pictures: Vec<&str> = PICTURE_FORMATS.iter().map(|f| f.0).collect();
+    format!(
+        "{} pictures (8 or 16 bit); NIfTI (.nii, .nii.gz) and DICOM volumes",
+        pictures.join(", ")
+    )
+}
+
+/// Every extension read, with its dot (`.png`, `.nii.gz`, …): what a file picker offers.
+pub fn extensions() -> Vec<String> {
+    PICTURE_FORMATS
+        .iter()
+        .flat_map(|f| f.2.iter())
+        .chain(VOLUME_FORMATS.iter().flat_map(|f| f.1.iter()))
+        .map(|e| format!(".{e}"))
+        .collect()
+}
+
+/// Why a file could not be read. [`DecodeError::kind`] is the machine-readable part (the JS
+/// API's `err.kind`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a supported file ({found}); dino-ar reads {}", supported())]
+    Unsupported { found: String },
+    #[error("not a readable {format} image: {message}")]
+    Corrupt {
+        format: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Size(String),
+    /// A NIfTI or DICOM reader's refusal (it names the field or tag).
+    #[error("{0}")]
+    Volume(String),
+}
+
+impl DecodeError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Unsupported { .. } => "unsupported",
+            DecodeError::Corrupt { .. } => "corrupt",
+            DecodeError::Size(_) => "size",
+            DecodeError::Volume(_) => "volume",
+        }
+    }
+}
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A picture; its format's name ("PNG", …).
+    Picture(&'static str),
+    Nifti,
+    /// A DICOM file: one slice of a series, or a volume of its own (multi-frame).
+    Dicom,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Picture(_) => "picture",
+            Kind::Nifti => "nifti",
+            Kind::Dicom => "dicom",
+        }
+    }
+
+    pub fn is_volume(self) -> bool {
+        !matches!(self, Kind::Picture(_))
+    }
+}
+
+/// The lower-case extension of `name` (`nii.gz` counts as one), if any.
+fn extension(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".nii.gz") {
+        return Some("nii.gz".into());
+    }
+    let base = lower.rsplit(['/', '\\']).next().unwrap_or(&lower);
+    base.rsplit_once('.').map(|(_, e)| e.to_string())
+}
+
+/// What `bytes` (the whole file, or at least its first 348 bytes) hold: by content — the DICOM
+/// marker, a NIfTI header or gzip, a picture's signature — and, where the content says nothing,
+/// by the extension of `name` (a DICOM file without its preamble). Anything else is refused,
+/// naming what it seems to be.
+pub fn sniff(name: &str, bytes: &[u8]) -> Result<Kind, DecodeError> {
+    if dicom::looks_like(bytes) {
+        return Ok(Kind::Dicom);
+    }
+    let guessed = image::guess_format(bytes).ok();
+    if let Some(format) = guessed
+        && let Some(f) = PICTURE_FORMATS.iter().find(|f| f.1 == format)
+    {
+        return Ok(Kind::Picture(f.0));
+    }
+    if guessed.is_none() && nifti::looks_like(bytes, "") {
+        return Ok(Kind::Nifti);
+    }
+    let ext = extension(name);
+    match ext.as_deref() {
+        Some("dcm") => return Ok(Kind::Dicom),
+        Some("nii" | "nii.gz") if guessed.is_none() => return Ok(Kind::Nifti),
+        _ => {}
+    }
+    let found = match (guessed, ext) {
+        (Some(format), _) => format!(
+            "a {} image",
+            format
+                .extensions_str()
+                .first()
+                .unwrap_or(&"?")
+                .to_uppercase()
+        ),
+        (None, Some(ext)) => match PICTURE_FORMATS.iter().find(|f| f.2.contains(&ext.as_str())) {
+            Some(f) => format!("named .{ext}, but its bytes are not a {} image", f.0),
+            None => format!("a .{ext} file"),
+        },
+        (None, None) => "unknown content".into(),
+    };
+    Err(DecodeError::Unsupported { found })
+}
+
+/// A picture's pixels as the model sees them, whichever front end reads it: 8 or 16 bit kept at
+/// full precision, grey replicated to RGB, alpha dropped (as `PIL.Image.convert("RGB")` does),
+/// and the orientation its EXIF tag gives applied (a phone photo stored on its side is upright,
+/// as a browser shows it).
+pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    use image::ImageDecoder;
+    let format = image::guess_format(bytes)
+        .ok()
+        .and_then(|g| PICTURE_FORMATS.iter().find(|f| f.1 == g));
+    let Some(&(name, format, _)) = format else {
+        return Err(sniff("", bytes)
+            .err()
+            .unwrap_or_else(|| DecodeError::Unsupported {
+                found: "not a picture".into(),
+            }));
+    };
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
+        format: name,
+        message: e.to_string(),
+    };
+    let mut decoder = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    check_dims(width as usize, height as usize).map_err(DecodeError::Size)?;
+    // A missing or unreadable orientation tag means the file is upright.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    Ok(RgbImage {
+        width,
+        height,
+        data: img.to_rgb32f().into_raw(),
+    })
+}
+
+/// What a file holds, read.
+pub enum Input {
+    Picture(RgbImage),
+    Volume(Volume),
+}
+
+/// Read one file — a picture, a NIfTI volume or a DICOM file (one slice, or multi-frame) — known
+/// by [`sniff`]. The caller names the file in the error.
+pub fn read(name: &str, bytes: &[u8]) -> Result<Input, DecodeError> {
+    match sniff(name, bytes)? {
+        Kind::Picture(_) => decode_picture(bytes).map(Input::Picture),
+        Kind::Nifti => nifti::read(bytes)
+            .map(Input::Volume)
+            .map_err(DecodeError::Volume),
+        Kind::Dicom => read_series(vec![(name.to_string(), bytes.to_vec())]).map(Input::Volume),
+    }
+}
+
+/// The DICOM files of one series (any order: sorted by position), or one multi-frame file, as a
+/// volume. A file that cannot be read refuses the series, naming it: a missing slice would
+/// misplace the others.
+pub fn read_series(files: Vec<(String, Vec<u8>)>) -> Result<Volume, DecodeError> {
+    let mut images = Vec::with_capacity(files.len());
+    let several = files.len() > 1;
+    for (name, bytes) in files {
+        let img = dicom::read(&bytes).map_err(|e| {
+            DecodeError::Volume(match several {
+                true => format!("{name}: {e} (so its series is not read)"),
+                false => e,
+            })
+        })?;
+        images.push((name, img));
+    }
+    dicom::volume(images).map_err(DecodeError::Volume)
+}
+
+/// One item of a run: a file, or the DICOM files of one series (one volume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Group {
+    /// The file at this index.
+    File(usize),
+    Series {
+        /// `<folder>/series <UID>`: how rows and messages name it.
+        name: String,
+        /// Its output names' stem: the folder's name.
+        stem: String,
+        files: Vec<usize>,
+    },
+}
+
+/// Files → the items of a run. `files[k]` is file k's folder (`""` for none) and, for a DICOM
+/// file, its SeriesInstanceUID. The DICOM files of one series in one folder become one
+/// [`Group::Series`] in the place of its first file; every other file stays itself, and so does
+/// a series of one file.
+pub fn group_series(files: &[(String, Option<String>)]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    let mut seen: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    for (k, (folder, uid)) in files.iter().enumerate() {
+        let Some(uid) = uid.as_deref().filter(|u| !u.is_empty()) else {
+            out.push(Group::File(k));
+            continue;
+        };
+        match seen.get(&(folder.as_str(), uid)) {
+            Some(&at) => {
+                if let Group::Series { files, .. } = &mut out[at] {
+                    files.push(k);
+                }
+            }
+            None => {
+                seen.insert((folder.as_str(), uid), out.len());
+                let name = if folder.is_empty() {
+                    format!("series {uid}")
+                } else {
+                    format!("{}/series {uid}", folder.trim_end_matches(['/', '\\']))
+                };
+                let stem = folder
+                    .trim_end_matches(['/', '\\'])
+                    .rsplit(['/', '\\'])
+                    .next()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("series")
+                    .to_string();
+                out.push(Group::Series {
+                    name,
+                    stem,
+                    files: vec![k],
+                });
+            }
+        }
+    }
+    out.into_iter()
+        .map(|g| match g {
+            Group::Series { files, .. } if files.len() == 1 => Group::File(files[0]),
+            other => other,
+        })
+        .collect()
+}
+
+/// The SeriesInstanceUID of a DICOM file (`None` for any other file, or one without a UID).
+pub fn series_uid(name: &str, bytes: &[u8]) -> Option<String> {
+    (sniff(name, bytes).ok() == Some(Kind::Dicom))
+        .then(|| dicom::series_uid(bytes).ok().flatten())
+        .flatten()
+}
+
+/// A file's name without its folder and extension (`.nii.gz` counts as one): the stem of its
+/// output files.
+pub fn stem(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let lower = base.to_ascii_lowercase();
+    for ext in [".nii.gz", ".nii"] {
+        if lower.ends_with(ext) {
+            return base[..base.len() - ext.len()].to_string();
+        }
+    }
+    match base.rsplit_once('.') {
+        Some((s, _)) if !s.is_empty() => s.to_string(),
+        _ => base.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32, pixels: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::from_raw(width, height, pixels.to_vec())
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn sniff_reads_content_before_names() {
+        let p = png(1, 1, &[1, 2, 3]);
+        assert_eq!(sniff("scan.dcm.png", &p), Ok(Kind::Picture("PNG")));
+        // A PNG named .jpg is still a PNG.
+        assert_eq!(sniff("photo.jpg", &p), Ok(Kind::Picture("PNG")));
+        let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+        let e = sniff("anim.gif", gif).unwrap_err();
+        assert_eq!(e.kind(), "unsupported");
+        assert!(e.to_string().contains("GIF"), "{e}");
+        let e = sniff("notes.txt", b"hello").unwrap_err();
+        assert!(e.to_string().contains(".txt"), "{e}");
+        let e = sniff("broken.png", b"hello").unwrap_err();
+        assert!(e.to_string().contains("not a PNG"), "{e}");
+        let mut dcm = vec![0u8; 132];
+        dcm[128..].copy_from_slice(b"DICM");
+        assert_eq!(sniff("x", &dcm), Ok(Kind::Dicom));
+        assert_eq!(sniff("slice.dcm", b"no preamble"), Ok(Kind::Dicom));
+        assert_eq!(sniff("t1.nii.gz", &[0x1f, 0x8b, 8, 0]), Ok(Kind::Nifti));
+        assert_eq!(sniff("noname", &348i32.to_le_bytes()), Ok(Kind::Nifti));
+    }
+
+    #[test]
+    fn every_listed_format_has_a_name_and_extensions() {
+        let ext = extensions();
+        for e in [".png", ".jpg", ".webp", ".tif", ".nii.gz", ".dcm"] {
+            assert!(ext.contains(&e.to_string()), "{e} in {ext:?}");
+        }
+        assert!(supported().starts_with("PNG, JPEG, WebP, BMP, TIFF pictures"));
+    }
+
+    #[test]
+    fn series_are_grouped_per_folder_and_uid() {
+        let f = |folder: &str, uid: Option<&str>| (folder.to_string(), uid.map(String::from));
+        let groups = group_series(&[
+            f("a", Some("1.2")),
+            f("a", None),
+            f("a", Some("1.2")),
+            f("b", Some("1.2")),
+            f("b/c", Some("9")),
+            f("b/c", Some("9")),
+        ]);
+        assert_eq!(
+            groups,
+            vec![
+                Group::Series {
+                    name: "a/series 1.2".into(),
+                    stem: "a".into(),
+                    files: vec![0, 2]
+                },
+                Group::File(1),
+                Group::File(3),
+                Group::Series {
+                    name: "b/c/series 9".into(),
+                    stem: "c".into(),
+                    files: vec![4, 5]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn stems() {
+        assert_eq!(stem("dir/case_01.nii.gz"), "case_01");
+        assert_eq!(stem("A.NII"), "A");
+        assert_eq!(stem("photo.v2.jpg"), "photo.v2");
+        assert_eq!(stem(".hidden"), ".hidden");
+        assert_eq!(stem("noext"), "noext");
+    }
+}

@@ -1,0 +1,350 @@
+//! The normal images a model is fit on, assembled one way for every front end: files in (bytes, or
+//! already read), each picture through the pre-resize rule and the spec's window, each volume cut
+//! into the spec's plane with background slices skipped, every image embedded as it comes, and
+//! which file each grid came from kept for the hold-out split (a volume's slices stay on one
+//! side). The CLI adds its feature cache and a progress bar; the page adds cancel; neither
+//! restates a rule.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::Tensor;
+
+use crate::backbone::DinoV3;
+use crate::detector::{
+    self, DetectorError, NormalGrid, check_size, check_training_grids, fit_model_validated,
+};
+use crate::grids::Grids;
+use crate::input::{self, DecodeError, Input};
+use crate::preprocess::RgbImage;
+use crate::spec::FitSpec;
+use crate::train::{Progress, Validation};
+use crate::volume::{Volume, is_background};
+
+/// Where the embedded grids wait for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// On the backbone's device, never read back (the page: nothing crosses back between the
+    /// backbone and the head). The set must fit in one buffer of the device.
+    Device,
+    /// On the host, each grid read back as it is embedded (the CLI: grids can be cached, and a
+    /// set larger than one GPU buffer goes to the device a batch at a time).
+    Host,
+}
+
+/// Embedding grids kept across runs, keyed by what the backbone sees (the CLI's disk cache).
+pub trait GridCache {
+    /// `(grid [D·h·w], grid size (h, w))` when this image was embedded before.
+    fn get(&self, image: &RgbImage) -> Option<(Vec<f32>, (usize, usize))>;
+    fn put(&self, image: &RgbImage, grid: &[f32], shape: [usize; 3]);
+}
+
+/// Why a file added nothing. [`AddError::skippable`] tells a file to name and move past (a batch
+/// goes on) from a failure of the run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AddError {
+    #[error("{name}: {source}")]
+    Unreadable { name: String, source: DecodeError },
+    /// The spec's window cannot read it (a CT window on a picture, `as-is` on a float volume).
+    #[error("{name}: {message}")]
+    Window { name: String, message: String },
+    #[error("{what}: {source}")]
+    Embed { what: String, source: DetectorError },
+    #[error("training cancelled")]
+    Cancelled,
+}
+
+impl AddError {
+    pub fn skippable(&self) -> bool {
+        matches!(self, AddError::Unreadable { .. } | AddError::Window { .. })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AddError::Unreadable { source, .. } => source.kind(),
+            AddError::Window { .. } => "window",
+            AddError::Embed { .. } => "embed",
+            AddError::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What one file added.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Added {
+    /// Images embedded (1 for a picture; a volume's slices that are not background).
+    pub images: usize,
+    /// A volume's slices in the spec's plane (`None` for a picture).
+    pub slices: Option<usize>,
+    /// What the reader said about the file and a window read against its kind.
+    pub notes: Vec<String>,
+}
+
+impl Added {
+    /// The line a front end shows for a volume: `12 of 20 axial slices (…)`.
+    pub fn describe(&self, spec: &FitSpec) -> Option<String> {
+        let count = self.slices?;
+        let skipped = if self.images < count {
+            format!(
+                " (the others are background only: skip-empty {})",
+                spec.skip_empty
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} of {count} {} slices{skipped}",
+            self.images, spec.plane
+        ))
+    }
+}
+
+/// The normal images of one fit, embedded.
+pub struct TrainingSet<'a> {
+    backbone: &'a DinoV3,
+    spec: FitSpec,
+    size: (usize, usize),
+    keep: Keep,
+    cache: Option<&'a dyn GridCache>,
+    on_device: Vec<Tensor<4>>,
+    on_host: Vec<NormalGrid>,
+    grid: (usize, usize),
+    sizes: Vec<(usize, usize)>,
+    sources: Vec<usize>,
+    files: usize,
+    background: usize,
+}
+
+impl<'a> TrainingSet<'a> {
+    /// An empty set for `spec` (checked, with its size against the backbone).
+    pub fn new(backbone: &'a DinoV3, spec: &FitSpec, keep: Keep) -> Result<Self, DetectorError> {
+        spec.validate()?;
+        let size = check_size(backbone, spec.size)?;
+        Ok(Self {
+            backbone,
+            spec: spec.clone(),
+            size,
+            keep,
+            cache: None,
+            on_device: Vec::new(),
+            on_host: Vec::new(),
+            grid: (0, 0),
+            sizes: Vec::new(),
+            sources: Vec::new(),
+            files: 0,
+            background: 0,
+        })
+    }
+
+    /// Look grids up in `cache` before embedding, and store the new ones there (host sets only).
+    pub fn with_cache(mut self, cache: &'a dyn GridCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn spec(&self) -> &FitSpec {
+        &self.spec
+    }
+
+    /// The model input size, `(h, w)`.
+    pub fn size(&self) -> (usize, usize) {
+        self.size
+    }
+
+    /// Images embedded so far.
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// Read one file (picture, NIfTI, DICOM; known by [`input::sniff`]) and add what it holds.
+    /// `each(done, total)` follows a volume's slices and may cancel.
+    pub async fn add_file(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        each: impl FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Added, AddError> {
+        let input = input::read(name, bytes).map_err(|source| AddError::Unreadable {
+            name: name.to_string(),
+            source,
+        })?;
+        self.add(name, input, each).await
+    }
+
+    /// Add a file's content, read by the caller (a DICOM series, a file from disk).
+    pub async fn add(
+        &mut self,
+        name: &str,
+        input: Input,
+        each: impl FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Added, AddError> {
+        match input {
+            Input::Picture(img) => self.add_picture(name, img).await,
+            Input::Volume(v) => self.add_volume(name, &v, each).await,
+        }
+    }
+
+    /// A decoded picture: shrunk by the pre-resize rule, through the window, embedded.
+    pub async fn add_picture(&mut self, name: &str, img: RgbImage) -> Result<Added, AddError> {
+        let img = self
+            .spec
+            .window
+            .picture(img.for_training(self.size))
+            .map_err(|message| AddError::Window {
+                name: name.to_string(),
+                message,
+            })?;
+        let source = self.files;
+        self.push(&img, source, || name.to_string()).await?;
+        self.files += 1;
+        Ok(Added {
+            images: 1,
+            ..Added::default()
+        })
+    }
+
+    /// A volume: its slices in the spec's plane through its window, background-only ones skipped
+    /// when `skip_empty` says so. On cancel (`each` breaks) the volume's slices are taken back.
+    pub async fn add_volume(
+        &mut self,
+        name: &str,
+        volume: &Volume,
+        mut each: impl FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Added, AddError> {
+        let (window, plane, skip) = (self.spec.window, self.spec.plane, self.spec.skip_empty);
+        let slices = volume
+            .slices(&window, plane)
+            .map_err(|message| AddError::Window {
+                name: name.to_string(),
+                message,
+            })?;
+        let mut notes = volume.notes.clone();
+        notes.extend(slices.warning.clone());
+        let (before, source) = (self.len(), self.files);
+        let mut images = 0;
+        for n in 0..slices.count() {
+            let img = slices.image(n);
+            if skip > 0.0 && is_background(&img, skip) {
+                self.background += 1;
+            } else {
+                self.push(&img, source, || format!("{name} {plane} slice {n}"))
+                    .await?;
+                images += 1;
+            }
+            if each(n + 1, slices.count()).is_break() {
+                self.truncate(before);
+                return Err(AddError::Cancelled);
+            }
+        }
+        self.files += 1;
+        Ok(Added {
+            images,
+            slices: Some(slices.count()),
+            notes,
+        })
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.on_device.truncate(len);
+        self.on_host.truncate(len);
+        self.sizes.truncate(len);
+        self.sources.truncate(len);
+    }
+
+    /// Embed one image (from the cache when it has it) and keep its grid.
+    async fn push(
+        &mut self,
+        img: &RgbImage,
+        source: usize,
+        what: impl Fn() -> String,
+    ) -> Result<(), AddError> {
+        let failed = |source: DetectorError| AddError::Embed {
+            what: what(),
+            source,
+        };
+        match self.keep {
+            Keep::Device => {
+                let grid = detector::embed(self.backbone, img, self.size).map_err(failed)?;
+                let [_, _, gh, gw] = grid.dims();
+                self.grid = (gh, gw);
+                self.on_device.push(grid);
+            }
+            Keep::Host => {
+                let d = self.backbone.config.hidden_size;
+                let cached = self.cache.and_then(|c| c.get(img));
+                let normal = match cached {
+                    Some((grid, g)) if grid.len() == d * g.0 * g.1 => {
+                        self.grid = g;
+                        NormalGrid {
+                            grid,
+                            width: img.width,
+                            height: img.height,
+                        }
+                    }
+                    _ => {
+                        let (normal, g) = NormalGrid::embed(self.backbone, img, self.size)
+                            .await
+                            .map_err(failed)?;
+                        if let Some(c) = self.cache {
+                            c.put(img, &normal.grid, [d, g.0, g.1]);
+                        }
+                        self.grid = g;
+                        normal
+                    }
+                };
+                self.on_host.push(normal);
+            }
+        }
+        self.sizes.push((img.width, img.height));
+        self.sources.push(source);
+        Ok(())
+    }
+
+    /// Fit the model on the set (see [`detector::fit_model_validated`]) and return the bundle.
+    pub async fn fit(
+        self,
+        validation: Option<&Validation>,
+        progress: impl FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Vec<u8>, DetectorError> {
+        if self.is_empty() {
+            return Err(DetectorError::EmptyTrainingSet {
+                files: self.files,
+                background: self.background,
+            });
+        }
+        let Self {
+            backbone,
+            spec,
+            keep,
+            on_device,
+            on_host,
+            grid: (gh, gw),
+            sizes,
+            sources,
+            ..
+        } = self;
+        let d = backbone.config.hidden_size;
+        let grids: Grids = match keep {
+            Keep::Device => {
+                check_training_grids(&backbone.device(), sizes.len(), (d, gh, gw))?;
+                Tensor::cat(on_device, 0).into()
+            }
+            // The per-image grids are freed once stacked: a set is held once while training.
+            Keep::Host => NormalGrid::stack(&on_host, (d, gh, gw), &backbone.device())?.0,
+        };
+        drop(on_host);
+        fit_model_validated(
+            grids,
+            &sizes,
+            Some(&sources),
+            backbone,
+            &spec,
+            validation,
+            progress,
+        )
+        .await
+    }
+}
