@@ -12,10 +12,10 @@ use crate::ar::ArHead;
 use crate::backbone::DinoV3;
 use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION};
 use crate::grids::Grids;
+use crate::infra::readback::{ReadBackError, read_back};
+use crate::infra::rng::Rng;
 use crate::knn::MemoryBank;
 use crate::preprocess::RgbImage;
-use crate::readback::{ReadBackError, read_back};
-use crate::rng::Rng;
 use crate::score::{
     Calibration, CalibrationError, ImageScore, PositionStats, image_score, is_anomalous,
     patch_scores, upsample_bilinear,
@@ -369,7 +369,7 @@ fn grids_fit(
     advice: &str,
 ) -> Result<(), DetectorError> {
     let bytes = 4 * dims.iter().product::<usize>() as u64;
-    crate::compute::fits_in_one_buffer(device, bytes, what, |_| advice.into())
+    crate::infra::compute::fits_in_one_buffer(device, bytes, what, |_| advice.into())
         .map_err(DetectorError::Device)
 }
 

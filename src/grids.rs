@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::compute::buffer_fits;
+use crate::infra::compute::buffer_fits;
 
 /// `N` embedding grids of one shape `[D, h, w]`.
 #[derive(Clone)]

@@ -5,7 +5,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::readback::{ReadBackError, read_back};
+use crate::infra::readback::{ReadBackError, read_back};
 use crate::weights::{TensorFile, WeightsError};
 
 /// Bank rows compared per matmul, bounding the similarity matrix's memory.

@@ -9,15 +9,17 @@
 //! contour in [`overlay`], the CSV of a scoring run in [`scores_csv`], the metrics report in
 //! [`evaluate`], the model file in [`bundle`], volumes and intensity windows in [`volume`]. The front ends are thin: the native CLI
 //! (`src/bin/dino-ar/`: files in, files out) and, compiled to wasm only, [`web`] (the JS API the
-//! page and other pages use). The model code never knows which one drives it.
+//! page and other pages use). The model code never knows which one drives it. Under all of it,
+//! [`infra`] holds the plumbing that knows nothing of anomalies (devices, read-back, the
+//! generator, ZIP, named settings); the one input path is [`input`], the training set of a fit
+//! [`training_set`].
 
 #[macro_use]
-pub mod named;
+pub mod infra;
 
 pub mod ar;
 pub mod backbone;
 pub mod bundle;
-pub mod compute;
 pub mod detector;
 pub mod evaluate;
 pub mod explain;
@@ -27,8 +29,6 @@ pub mod knn;
 pub mod metrics;
 pub mod overlay;
 pub mod preprocess;
-pub mod readback;
-pub mod rng;
 pub mod score;
 pub mod scores_csv;
 pub mod spec;
@@ -38,4 +38,3 @@ pub mod volume;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod weights;
-pub mod zip;

@@ -11,7 +11,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::readback::{ReadBackError, read_back};
+use crate::infra::readback::{ReadBackError, read_back};
 use crate::weights::{TensorFile, WeightsError};
 
 /// `[B, C, h, w]` predictions and targets → `[B, h, w]` patch scores (on the device).

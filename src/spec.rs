@@ -14,7 +14,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ar::{ArConfig, Variant};
-use crate::named::SettingError;
+use crate::infra::named::SettingError;
 use crate::volume::Plane;
 use crate::volume::window::Window;
 
@@ -127,11 +127,11 @@ impl<'de> Deserialize<'de> for InputSize {
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FitSpec {
     /// `ar` (the paper) or `knn` (the baseline). Default: `"ar"`.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().method, hide_default_value = true, value_parser = crate::named::clap_choice::<Method>()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().method, hide_default_value = true, value_parser = crate::infra::named::clap_choice::<Method>()))]
     pub method: Method,
     /// AR head: `dilated` (dilation 4, the paper), `standard` (dilation 1) or `gated` (two
     /// stacks, no blind spot). Default: `"dilated"`.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().variant, hide_default_value = true, value_parser = crate::named::clap_choice::<Variant>()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().variant, hide_default_value = true, value_parser = crate::infra::named::clap_choice::<Variant>()))]
     pub variant: Variant,
     /// AR head: hidden channels. Default: 256.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().hidden, hide_default_value = true))]
@@ -177,7 +177,7 @@ pub struct FitSpec {
     pub quantile: f64,
     /// AR head: `none` (the squared error, the paper) or `standardise` (per grid position).
     /// Default: `"none"`.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().position_norm, hide_default_value = true, value_parser = crate::named::clap_choice::<PositionNorm>()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().position_norm, hide_default_value = true, value_parser = crate::infra::named::clap_choice::<PositionNorm>()))]
     pub position_norm: PositionNorm,
     /// How intensities become grey values: `auto` (pictures and 8-bit volumes as they are, other
     /// volumes by percentiles), `as-is` (8-bit only), a CT preset (`ct-brain`, `ct-liver`,
@@ -188,7 +188,7 @@ pub struct FitSpec {
     pub window: Window,
     /// Volumes: the plane they are cut into, `axial`, `coronal` or `sagittal` (slices shown the
     /// radiological way). Scoring uses the model's. Default: `"axial"`.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().plane, hide_default_value = true, value_parser = crate::named::clap_choice::<Plane>()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = FitSpec::default().plane, hide_default_value = true, value_parser = crate::infra::named::clap_choice::<Plane>()))]
     pub plane: Plane,
     /// Volumes: training skips slices where fewer than 1 % of the pixels are brighter than this
     /// grey level (0–1, after the window); 0 keeps every slice. Default: 0.0.

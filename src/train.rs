@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ar::ArHead;
 use crate::grids::Grids;
+use crate::infra::readback::{ReadBackError, read_back};
+pub use crate::infra::rng::Rng;
 use crate::metrics::average_precision;
-use crate::readback::{ReadBackError, read_back};
-pub use crate::rng::Rng;
 use crate::score::{patch_scores, upsample_bilinear};
 use crate::spec::{FitSpec, SpecError};
 use crate::weights::WeightsError;

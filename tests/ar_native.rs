@@ -6,7 +6,7 @@ mod common;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use common::{fixture_tensor, max_abs_diff};
 use dino_ar::ar::{ArConfig, ArHead, MaskKind, MaskedConv2d, Variant};
-use dino_ar::rng::Rng;
+use dino_ar::infra::rng::Rng;
 
 fn tensor4(bytes: &[u8], name: &str, device: &Device) -> Tensor<4> {
     let (shape, v) = fixture_tensor(bytes, name);

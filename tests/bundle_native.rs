@@ -148,7 +148,7 @@ fn every_ar_variant_survives_its_bundle() {
     use dino_ar::weights::TensorFile;
     let device = Device::flex();
     let (n, c, h, w) = (4, 5, 6, 7);
-    let values = dino_ar::rng::Rng::new(3).uniform(-1.0, 1.0, n * c * h * w);
+    let values = dino_ar::infra::rng::Rng::new(3).uniform(-1.0, 1.0, n * c * h * w);
     let grids: Tensor<4> = Tensor::from_data(TensorData::new(values, [n, c, h, w]), &device);
     for &variant in Variant::ALL {
         let spec = FitSpec {

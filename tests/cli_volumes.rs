@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dino_ar::rng::Rng;
+use dino_ar::infra::rng::Rng;
 use dino_ar::volume::{Plane, SliceWriter, Volume, nifti};
 
 const SIDE: usize = 64;

@@ -12,7 +12,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use common::*;
 use dino_ar::ar::Variant;
 use dino_ar::backbone::{DinoV3, load_backbone};
-use dino_ar::compute::Precision;
+use dino_ar::infra::compute::Precision;
 use dino_ar::train::fit;
 
 fn embed(model: &DinoV3, pixels_fixture: &[u8]) -> (Vec<f32>, Vec<f32>) {
@@ -237,7 +237,8 @@ fn training_grids_too_large_for_one_gpu_buffer_train_by_batches() {
     let Some(gpu) = gpu_or_skip(test) else {
         return;
     };
-    let limit = dino_ar::compute::buffer_limit(&gpu.device).expect("a GPU records its limit");
+    let limit =
+        dino_ar::infra::compute::buffer_limit(&gpu.device).expect("a GPU records its limit");
     if limit > 512 << 20 {
         eprintln!(
             "SKIPPED {test}: this GPU takes {limit} bytes in one buffer, too many to exceed here"
@@ -305,7 +306,7 @@ fn training_grids_too_large_for_one_gpu_buffer_train_by_batches() {
 
 /// The GPU's f16 path, or `None` (skipped, saying why) where the adapter has no f16 arithmetic.
 /// CI's lavapipe has it (`shaderFloat16`), so there `DINO_AR_REQUIRE_GPU` makes a skip a failure.
-fn f16_gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
+fn f16_gpu_or_skip(test: &str) -> Option<dino_ar::infra::compute::Compute> {
     let gpu = gpu_or_skip(test)?;
     match Precision::F16.on(&gpu.device) {
         (Precision::F16, None) => Some(gpu),
@@ -412,7 +413,7 @@ fn the_gpu_linear_kernel_matches_burns_matmul() {
         return;
     };
     let device = &gpu.device;
-    let values = |n: usize, seed: u64| dino_ar::rng::Rng::new(seed).uniform(-1.0, 1.0, n);
+    let values = |n: usize, seed: u64| dino_ar::infra::rng::Rng::new(seed).uniform(-1.0, 1.0, n);
     let tensor =
         |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), device);
     for (m, k, n) in [(37, 12, 20), (1, 4, 4), (201, 64, 256), (70, 256, 64)] {

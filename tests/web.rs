@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::{DinoV3, load_backbone};
-use dino_ar::compute::Precision;
+use dino_ar::infra::compute::Precision;
 use dino_ar::spec::{FitSpec, InputSize, Method};
 use dino_ar::train::fit;
 use dino_ar::web::{FitProgress, Session};

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TINY_CONFIG, TINY_HF, golden};
-use dino_ar::compute::{DeviceChoice, Precision};
+use dino_ar::infra::compute::{DeviceChoice, Precision};
 use dino_ar::web::{Session, lose_webgpu_device_for_tests};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};

@@ -8,7 +8,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
-use crate::rng::Rng;
+use crate::infra::rng::Rng;
 
 /// Which taps of a kernel are kept. `A` hides the centre (a head's first layer: nothing may see
 /// the patch it predicts), `B` keeps it (later layers).

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use masked::{MaskKind, MaskedConv2d};
 
-use crate::readback::{ReadBackError, read_back};
-use crate::rng::Rng;
+use crate::infra::readback::{ReadBackError, read_back};
+use crate::infra::rng::Rng;
 use crate::weights::{TensorFile, WeightsError};
 
 named_choice! {

@@ -20,7 +20,7 @@ use super::cpu_kernels;
 use super::gpu_linear;
 use super::rope;
 use super::source::Source;
-use crate::compute::Precision;
+use crate::infra::compute::Precision;
 use crate::weights::WeightsError;
 
 /// `y = x Wᵀ + b`, with `Wᵀ` stored pre-transposed as `[in, out]`.
@@ -563,7 +563,7 @@ impl DinoV3 {
         self.config.grid(height, width)?;
         let device = self.device();
         // A GPU refuses buffers above its limit: say what to lower before any work is queued.
-        crate::compute::fits_in_one_buffer(
+        crate::infra::compute::fits_in_one_buffer(
             &device,
             self.config.largest_buffer(height, width),
             &format!(
@@ -585,7 +585,7 @@ impl DinoV3 {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::compute::{DeviceChoice, open};
+    use crate::infra::compute::{DeviceChoice, open};
 
     /// A LayerScale of 1e-5 folded into a weight leaves values near 1e-7, below f16's smallest
     /// normal (6e-5): cast as they are they would lose most of their bits; the column scales
@@ -605,7 +605,7 @@ mod tests {
         }
         let device = gpu.device;
         let (inp, out) = (48, 16);
-        let mut rng = crate::rng::Rng::new(1);
+        let mut rng = crate::infra::rng::Rng::new(1);
         let w: Vec<f32> = rng.uniform(-0.1, 0.1, inp * out);
         let b: Vec<f32> = rng.uniform(-1e-6, 1e-6, out);
         let x: Vec<f32> = rng.uniform(-2.0, 2.0, 3 * inp);

@@ -5,14 +5,14 @@
 //! The recipe is `tools/fixtures/make_fixtures.py`'s, so the activations have the same scale as
 //! the parity fixtures: LayerNorm weights 1 + 0.2·N, biases 0.1·N, layer scales 0.5 + 0.2·N, tokens
 //! N(0, 1), matrices N / √fan-in, every value rounded to bfloat16 precision — N drawn as
-//! [`crate::rng::Rng::normal`] does, bit-identical on every platform (the page makes the same
+//! [`crate::infra::rng::Rng::normal`] does, bit-identical on every platform (the page makes the same
 //! model as the CLI). A random backbone
 //! embeds colour and texture, not meaning: it shows the pipeline, not the method's accuracy.
 
 use half::bf16;
 
 use super::BackboneConfig;
-use crate::rng::Rng;
+use crate::infra::rng::Rng;
 use crate::weights::{WeightsError, write_safetensors_f32};
 
 /// What to generate: a DINOv3 ViT's shape and the seed; the default is ViT-S/16, seed 0. The

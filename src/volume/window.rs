@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Volume, finite_range};
-use crate::named::SettingError;
+use crate::infra::named::SettingError;
 use crate::preprocess::RgbImage;
 
 /// CT presets: name, centre (level) and width in Hounsfield units, what it shows.

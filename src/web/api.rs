@@ -13,7 +13,7 @@ use super::convert::{
 };
 use super::session::{Session, SessionError};
 use super::threads::{self, Threads};
-use crate::compute::{DeviceChoice, Precision};
+use crate::infra::compute::{DeviceChoice, Precision};
 use crate::input;
 use crate::volume::{Volume, nifti};
 

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use burn::tensor::Device;
 
-use crate::compute::Adapter;
+use crate::infra::compute::Adapter;
 
 thread_local! {
     static WEBGPU: RefCell<Option<WebGpu>> = const { RefCell::new(None) };
@@ -45,7 +45,7 @@ pub(super) async fn webgpu_device() -> Result<WebGpu, String> {
         .await
         .map_err(|e| format!("WebGPU unavailable: {e}"))?;
     let adapter = Adapter::describe("webgpu", &setup.adapter.get_info());
-    crate::compute::record_limits(&device, &setup.device.limits());
+    crate::infra::compute::record_limits(&device, &setup.device.limits());
     setup.device.set_device_lost_callback(|reason, message| {
         let why = if message.is_empty() {
             format!("{reason:?}")

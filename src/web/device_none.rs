@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 
-use crate::compute::Adapter;
+use crate::infra::compute::Adapter;
 
 const NO_WEBGPU: &str = "WebGPU is not in the threaded build (pkg-threads/): use pkg/ for it";
 

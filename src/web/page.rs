@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::{fit_options, from_js, js_err, to_js};
 use crate::ar::{ArConfig, Variant};
 use crate::backbone::random::RandomBackbone;
-use crate::compute::{DeviceChoice, Precision};
+use crate::infra::compute::{DeviceChoice, Precision};
 use crate::overlay::{self, Colormap, OverlayStyle, Scale};
 use crate::score;
 use crate::scores_csv::{self, ScoreRow};
@@ -251,7 +251,7 @@ pub fn zip_files(names: Vec<String>, files: Vec<js_sys::Uint8Array>) -> Result<V
         .into_iter()
         .zip(files.iter().map(|f| f.to_vec()))
         .collect();
-    crate::zip::store(&files).map_err(js_err)
+    crate::infra::zip::store(&files).map_err(js_err)
 }
 
 /// Whether this build runs the CPU backend on several threads (`pkg-threads/`) or one (`pkg/`).

@@ -12,11 +12,11 @@ use super::convert::FitItem;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
-use crate::compute::{DeviceChoice, DeviceKind, Precision, auto_declines};
 use crate::detector::{AnomalyMap, Detector, DetectorError, Explanation, VolumeMap};
+use crate::infra::compute::{DeviceChoice, DeviceKind, Precision, auto_declines};
+use crate::infra::readback::{ReadBackError, read_back};
 use crate::input::{self, DecodeError, Input};
 use crate::preprocess::RgbImage;
-use crate::readback::{ReadBackError, read_back};
 use crate::spec::FitSpec;
 use crate::train::Progress;
 use crate::training_set::{AddError, Keep, TrainingSet};
@@ -27,7 +27,7 @@ use crate::weights::WeightsError;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SessionError {
     #[error("Detector.create: {0}")]
-    UnknownBackend(crate::named::SettingError),
+    UnknownBackend(crate::infra::named::SettingError),
     #[error("{0}")]
     WebGpu(String),
     #[error(

@@ -73,7 +73,7 @@ pub fn assert_matches(case: &str, patch: &[f32], cls: &[f32], r: &Reference) {
 /// Synthetic embedding grids for training tests.
 pub mod synthetic {
     use dino_ar::ar::{ArConfig, Variant};
-    use dino_ar::rng::Rng;
+    use dino_ar::infra::rng::Rng;
     use dino_ar::spec::FitSpec;
 
     pub const C: usize = 6;
@@ -120,7 +120,7 @@ pub mod synthetic {
 /// The golden cross-check shared by the native and in-browser tests: a kNN model fit on small
 /// synthetic RGBA textures with the tiny backbone, and one defective image to score.
 pub mod golden {
-    use dino_ar::rng::Rng;
+    use dino_ar::infra::rng::Rng;
 
     pub const SIZE: usize = 32;
     pub const SEED: u64 = 42;
@@ -164,8 +164,8 @@ pub mod golden {
 /// `DINO_AR_REQUIRE_GPU=1` (set by `tools/test.sh`, which installs Mesa's lavapipe) turns the skip
 /// into a failure, so that CI cannot pass without running the GPU path.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn gpu_or_skip(test: &str) -> Option<dino_ar::compute::Compute> {
-    match dino_ar::compute::open(dino_ar::compute::DeviceChoice::Gpu) {
+pub fn gpu_or_skip(test: &str) -> Option<dino_ar::infra::compute::Compute> {
+    match dino_ar::infra::compute::open(dino_ar::infra::compute::DeviceChoice::Gpu) {
         Ok(gpu) => {
             eprintln!("{test}: on {}", gpu.label);
             Some(gpu)

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use clap::Args;
 use dino_ar::backbone::{LoadedBackbone, load_backbone};
-use dino_ar::compute::{DeviceChoice, Precision};
+use dino_ar::infra::compute::{DeviceChoice, Precision};
 use dino_ar::overlay::{Colormap, OverlayStyle};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A clap parser for one of the library's named choices (its names listed in `--help`).
-pub use dino_ar::named::clap_choice as choice;
+pub use dino_ar::infra::named::clap_choice as choice;
 
 /// Where the tensors live: every subcommand that runs a model takes `--device`.
 #[derive(Args)]
@@ -30,7 +30,7 @@ pub struct DeviceArgs {
 impl DeviceArgs {
     /// The device, announced on stderr (`device: gpu: NVIDIA …` or `device: cpu (…)`).
     pub fn open(&self) -> Result<Device, String> {
-        let compute = dino_ar::compute::open(self.device)?;
+        let compute = dino_ar::infra::compute::open(self.device)?;
         eprintln!("device: {}", compute.label);
         Ok(compute.device)
     }

@@ -13,10 +13,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use dino_ar::ar::{ArConfig, ArHead, Variant};
 use dino_ar::backbone::load_backbone;
-use dino_ar::compute::{DeviceChoice, Precision, fits_in_one_buffer};
+use dino_ar::infra::compute::{DeviceChoice, Precision, fits_in_one_buffer};
+use dino_ar::infra::readback::read_back;
+use dino_ar::infra::rng::Rng;
 use dino_ar::knn::MemoryBank;
-use dino_ar::readback::read_back;
-use dino_ar::rng::Rng;
 use dino_ar::score::patch_scores;
 use dino_ar::spec::{FitSpec, InputSize};
 use dino_ar::train::fit;
@@ -165,7 +165,7 @@ fn read<const N: usize>(t: Tensor<N>, what: &'static str) -> Result<(), String> 
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    let compute = dino_ar::compute::open(args.device)?;
+    let compute = dino_ar::infra::compute::open(args.device)?;
     let device = compute.device;
     let (warmup, runs) = (args.warmup, args.runs);
     println!(

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dino_ar::compute::Precision;
+use dino_ar::infra::compute::Precision;
 use dino_ar::input::{self, Group, Input};
 use dino_ar::preprocess::RgbImage;
 use dino_ar::training_set::GridCache;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dino_ar::detector::check_size;
+use dino_ar::infra::readback::read_back;
 use dino_ar::input;
-use dino_ar::readback::read_back;
 use dino_ar::spec::{FitSpec, InputSize};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 

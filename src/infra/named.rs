@@ -56,7 +56,7 @@ macro_rules! named_choice {
             }
         }
 
-        impl $crate::named::NamedChoice for $name {
+        impl $crate::infra::named::NamedChoice for $name {
             fn names() -> Vec<&'static str> {
                 $name::names()
             }
@@ -69,9 +69,9 @@ macro_rules! named_choice {
         }
 
         impl std::str::FromStr for $name {
-            type Err = $crate::named::SettingError;
+            type Err = $crate::infra::named::SettingError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $crate::named::choose($what, $name::ALL, $name::name, s)
+                $crate::infra::named::choose($what, $name::ALL, $name::name, s)
             }
         }
     };

@@ -149,7 +149,7 @@ named_choice! {
 
 impl DeviceChoice {
     /// The choice named `s`; `webgpu`, the JS API's first spelling of `gpu`, is still read.
-    pub fn parse_any(s: &str) -> Result<Self, crate::named::SettingError> {
+    pub fn parse_any(s: &str) -> Result<Self, crate::infra::named::SettingError> {
         match s {
             "webgpu" => Ok(DeviceChoice::Gpu),
             other => other.parse(),
