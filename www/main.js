@@ -5,7 +5,7 @@ import * as storage from "./storage.js";
 import { isolate } from "./isolate.js";
 import { dino, load as loadLibrary, threads } from "./library.js";
 import * as files from "./files.js";
-import { $, dropZone, el, fmt, guard, mb, progress, showError } from "./ui.js";
+import { $, download, dropZone, el, fmt, guard, mb, progress, showError } from "./ui.js";
 import { engine, setThreshold, state } from "./state.js";
 import * as viewer from "./viewer.js";
 import { setSlice, show } from "./viewer.js";

@@ -1,7 +1,7 @@
 // The batch table: a row per scored file (a volume's row expands to its slices), sortable, with a
 // thumbnail and the verdict at the threshold in use; and its CSV, written by the library.
 import { dino } from "./library.js";
-import { $, download, el, fmt } from "./ui.js";
+import { $, download, el, fmt, guard } from "./ui.js";
 import { engine, state, threshold, verdictOf } from "./state.js";
 import { overlayOptions, renderOverlay, show } from "./viewer.js";
 
@@ -86,11 +86,11 @@ for (const b of $("results").tHead.querySelectorAll("button[data-sort]")) {
 }
 
 // The same file as `dino-ar score` writes (the library writes both), at the threshold in use.
-$("export-csv").onclick = () => {
+$("export-csv").onclick = () => guard(() => {
   const rows = sorted().flatMap(({ r }) => (r.error
     ? [{ file: r.name, threshold: threshold(), error: r.error }]
     : r.slices
       ? dino.volumeRows(r.name, r.slices, r.worst, threshold(), [...r.volume.notes, r.volume.warning].filter(Boolean))
       : [{ file: r.name, score: r.score, scoreTop1: r.top1, threshold: threshold() }]));
   download(new Blob([dino.scoresCsv(rows)], { type: "text/csv" }), "dino-ar-scores.csv");
-};
+});

@@ -4,19 +4,36 @@
 //! restates none of them.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{from_js, js_err, js_err_kind, rgba_object, to_js};
+use super::convert::{js_err, js_err_kind, rgba_object, to_js};
 use crate::input::{self, Group};
 use crate::score::ImageScore;
 use crate::scores_csv::{ScoreRow, names};
 use crate::volume::Plane;
 
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** What a file holds (`sniffFile`). */
+export type FileKind = "picture" | "nifti" | "dicom";
+/** Every format the library reads (`supportedFormats`). */
+export interface SupportedFormats { text: string; extensions: string[] }
+/** One item of a run (`groupSeries`): a file, or the files of one DICOM series. */
+export interface RunItem { files: number[]; name?: string; stem?: string }
+/** What a scoring run writes for one input (`outputNames`). */
+export interface OutputNames {
+    overlay: string;
+    anomalyMap: string;
+    sliceOverlays: string;
+    sliceOverlay?: string;
+    sliceOverlayAlone?: string;
+}
+"#;
+
 /// What a file holds, from its name and its first bytes (348 are enough; the whole file does):
 /// `"picture"`, `"nifti"` or `"dicom"`. Anything else is an `Error` (`kind: "unsupported"`)
 /// naming what the file seems to be and what is read.
-#[wasm_bindgen(js_name = sniffFile)]
+#[wasm_bindgen(js_name = sniffFile, unchecked_return_type = "FileKind")]
 pub fn sniff_file(name: &str, head: &[u8]) -> Result<String, JsValue> {
     input::sniff(name, head)
         .map(|k| k.name().to_string())
@@ -25,7 +42,7 @@ pub fn sniff_file(name: &str, head: &[u8]) -> Result<String, JsValue> {
 
 /// `{ text, extensions }`: every format read, for people ("PNG, JPEG, … pictures; NIfTI … and
 /// DICOM volumes") and for a file picker's `accept` (`[".png", …, ".nii.gz", ".dcm"]`).
-#[wasm_bindgen(js_name = supportedFormats)]
+#[wasm_bindgen(js_name = supportedFormats, unchecked_return_type = "SupportedFormats")]
 pub fn supported_formats() -> JsValue {
     let o = Object::new();
     let _ = Reflect::set(&o, &"text".into(), &input::supported().into());
@@ -60,7 +77,7 @@ pub fn dicom_series(names: Vec<String>, files: Vec<Uint8Array>) -> Vec<String> {
 /// Files → the items of a run, as the CLI groups them: `folders[k]` is file k's folder, `uids[k]`
 /// its series UID (`dicomSeries`). Each item is `{ files: [k] }` or, for a series of several
 /// files, `{ files: [k…], name, stem }` (`<folder>/series <UID>`, the folder's name).
-#[wasm_bindgen(js_name = groupSeries)]
+#[wasm_bindgen(js_name = groupSeries, unchecked_return_type = "RunItem[]")]
 pub fn group_series(folders: Vec<String>, uids: Vec<String>) -> Result<JsValue, JsValue> {
     if folders.len() != uids.len() {
         return Err(js_err(format!(
@@ -101,7 +118,7 @@ pub fn file_stem(name: &str) -> String {
 /// them: `{ overlay, anomalyMap, sliceOverlays }`, and with a volume's `plane` and a `slice`
 /// also `sliceOverlay` (its file in the overlay folder) and `sliceOverlayAlone` (that slice's
 /// overlay saved on its own).
-#[wasm_bindgen(js_name = outputNames)]
+#[wasm_bindgen(js_name = outputNames, unchecked_return_type = "OutputNames")]
 pub fn output_names(
     stem: &str,
     plane: Option<String>,
@@ -125,13 +142,6 @@ pub fn output_names(
     Ok(o.into())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SliceScore {
-    score: f32,
-    score_top1: f32,
-}
-
 /// A volume's rows of `scores.csv`, as `dino-ar score` writes them: one per slice, then the
 /// volume's (its worst slice's score, with the reader's notes and the window's warning).
 #[wasm_bindgen(js_name = volumeRows, unchecked_return_type = "ScoreRow[]")]
@@ -143,14 +153,26 @@ pub fn volume_rows(
     threshold: f32,
     notes: Vec<String>,
 ) -> Result<JsValue, JsValue> {
-    let slices: Vec<SliceScore> = from_js(slices, "slice scores").map_err(js_err)?;
-    let scores: Vec<ImageScore> = slices
-        .iter()
-        .map(|s| ImageScore {
-            max: s.score,
-            top1: s.score_top1,
+    // Each slice's `score` and `scoreTop1`, read from whatever else it holds (a `ScoreResult`).
+    let slices: &Array = slices
+        .dyn_ref()
+        .ok_or_else(|| js_err("volumeRows: `slices` must be an array of { score, scoreTop1 }"))?;
+    let number = |s: &JsValue, key: &str, k: u32| {
+        Reflect::get(s, &key.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map(|v| v as f32)
+            .ok_or_else(|| js_err(format!("volumeRows: slice {k} has no number `{key}`")))
+    };
+    let scores = (0..slices.length())
+        .map(|k| {
+            let s = slices.get(k);
+            Ok(ImageScore {
+                max: number(&s, "score", k)?,
+                top1: number(&s, "scoreTop1", k)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, JsValue>>()?;
     let rows: Vec<ScoreRow> = ScoreRow::volume(file, &scores, worst, threshold, &notes);
     to_js(&rows)
 }

@@ -69,9 +69,9 @@ impl PoolBuilder {
 }
 
 /// Starts `threads` workers; resolves once rayon's global pool runs on them. A pool thread's
-/// panic is announced on the `BroadcastChannel` named `channel`.
-pub fn start(threads: usize, channel: &'static str) -> Promise {
-    panics::install(channel);
+/// panic is announced on the `BroadcastChannel` named `announce_on`.
+pub fn start(threads: usize, announce_on: &'static str) -> Promise {
+    panics::install(announce_on);
     let (sender, receiver) = channel();
     let builder = PoolBuilder {
         threads,
@@ -82,7 +82,7 @@ pub fn start(threads: usize, channel: &'static str) -> Promise {
         wasm_bindgen::module(),
         wasm_bindgen::memory(),
         GLUE_URL.with(Clone::clone),
-        channel,
+        announce_on,
         builder,
     )
 }

@@ -249,8 +249,8 @@ try {
   // The page fits on the same folder, with the same settings, through its form.
   const { page } = awkwardRun;
   await page.evaluate(() => {
-    const size = document.querySelector("[data-fit=size]");
-    size.append(new Option("64", "64"));
+    document.querySelector("[data-fit=size]").append(new Option("64", "64"));
+    document.querySelector("details.options").open = true; // the AR head's settings
   });
   await page.selectOption("[data-fit=size]", "64");
   await page.fill("[data-fit=epochs]", "3");

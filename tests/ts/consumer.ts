@@ -18,7 +18,19 @@ import init, {
   scoresCsv,
   upsampleMap,
   verdict,
+  sniffFile,
+  supportedFormats,
+  decodePicture,
+  dicomSeries,
+  groupSeries,
+  fileStem,
+  outputNames,
+  volumeRows,
   type Backend,
+  type DeviceKind,
+  type FileKind,
+  type OutputNames,
+  type RunItem,
   type BackboneInfo,
   type CreateOptions,
   type Embedding,
@@ -38,6 +50,9 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const backend: Backend = "auto";
   const det: Detector = await Detector.create(backend);
   const where: string = det.backend;
+  const runsOn: DeviceKind = det.device;
+  const gpu: Detector = await Detector.create("gpu", { precision: "f16" });
+  gpu.free();
   const limit: CreateOptions = { threads: 4 };
   const capped: Detector = await Detector.create("cpu", limit);
   const threads: number = capped.threads;
@@ -68,6 +83,19 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const judged: boolean = r.anomalous && isAnomalous(r.score, model.threshold);
   const said: "anomalous" | "normal" = verdict(r.score, r.threshold);
   const grid: Float32Array = r.grid;
+  // A file's bytes, read by the library as the CLI reads them; fit takes files too.
+  const fileBytes = new Uint8Array(64);
+  const kind: FileKind = sniffFile("photo.jpg", fileBytes);
+  const fromFile: ScoreResult = await det.scoreFile(fileBytes, { map: true });
+  const fileSeen: Explanation | null = await det.explainFile(fileBytes);
+  const shown: SliceImage = decodePicture(fileBytes);
+  await det.fit([{ bytes: fileBytes, name: "photo.jpg" }, { dicom: [fileBytes], names: ["a.dcm"] }]);
+  const accept: string = supportedFormats().extensions.join(",");
+  const uids: string[] = dicomSeries(["a.dcm"], [fileBytes]);
+  const items: RunItem[] = groupSeries(["scans"], uids);
+  const names: OutputNames = outputNames(fileStem("scans/case.nii.gz"), "axial", 3);
+  const sliceFile: string | undefined = names.sliceOverlay;
+  const kindOfError: unknown = await det.scoreFile(fileBytes).catch((e) => e.kind);
   const embedding: Embedding = await det.embedPixels(new Float32Array(3 * 224 * 224), 224, 224);
   const explained: Explanation | null = await det.explain(image.data, image.width, image.height);
   const picture: ImageData | undefined = explained
@@ -85,6 +113,8 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const csv: string = scoresCsv([{ file: "a.png", score: r.score, scoreTop1: r.scoreTop1, threshold: r.threshold }]);
   // Volumes: NIfTI bytes read once, cut by the model's window and plane, every slice scored.
   const volume = Volume.read(new Uint8Array(348));
+  const anyVolume: Volume = Volume.readFile(new Uint8Array(348), "t1.nii");
+  anyVolume.free();
   const series: Volume = Volume.readDicom([new Uint8Array(132), new Uint8Array(132)], ["a.dcm", "b.dcm"]);
   series.free();
   const dims: Uint32Array = volume.dims;
@@ -96,6 +126,7 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const sliceSeen: Explanation | null = await det.explainSlice(volume, scored.worstSlice);
   const volumeCsv: string = scoresCsv([{ file: "v.nii.gz", score: worst.score, threshold: scored.threshold, slice: 3 },
     { file: "v.nii.gz", score: scored.score, threshold: scored.threshold, worstSlice: scored.worstSlice, note: cut.warning }]);
+  const rows = volumeRows("v.nii.gz", scored.slices, scored.worstSlice, scored.threshold, cut.notes);
   volume.free();
   const defaults = fitDefaults();
   const checked = fitSpec({ epochs: defaults.epochs * 2 });
@@ -106,7 +137,7 @@ export async function everything(weights: Uint8Array, config: string | undefined
   // @ts-expect-error a misspelt option (`epochs`)
   await det.fit(normals, { epoch: 40 });
   // @ts-expect-error a backend that does not exist
-  await Detector.create("gpu");
+  await Detector.create("tpu");
   // @ts-expect-error a thread count is a number
   await Detector.create("cpu", { threads: "4" });
   // @ts-expect-error a result field that does not exist (`scoreTop1`)
@@ -120,5 +151,6 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const plane: number = cut.plane;
 
   return { where, width, seen, picture, field, randomWeights, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top,
-    dims, slice, mapFile, sliceSeen, volumeCsv, plane };
+    dims, slice, mapFile, sliceSeen, volumeCsv, plane, runsOn, kind, fromFile, fileSeen, shown, accept, items, sliceFile,
+    kindOfError, rows };
 }
