@@ -7,7 +7,7 @@
 //! reader beside `volume/nifti.rs` with a case in [`Kind`].
 
 use crate::preprocess::{RgbImage, check_dims};
-use crate::volume::{Volume, dicom, nifti};
+use crate::volume::{Volume, VolumeError, dicom, nifti};
 
 /// The pictures read: name for people, the decoder's format, the file extensions.
 pub const PICTURE_FORMATS: [(&str, image::ImageFormat, &[&str]); 5] = [
@@ -54,9 +54,9 @@ pub enum DecodeError {
     },
     #[error("{0}")]
     Size(String),
-    /// A NIfTI or DICOM reader's refusal (it names the field or tag).
-    #[error("{0}")]
-    Volume(String),
+    /// A NIfTI or DICOM reader's refusal (it names the field or tag; its kind says what failed).
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 impl DecodeError {
@@ -65,7 +65,7 @@ impl DecodeError {
             DecodeError::Unsupported { .. } => "unsupported",
             DecodeError::Corrupt { .. } => "corrupt",
             DecodeError::Size(_) => "size",
-            DecodeError::Volume(_) => "volume",
+            DecodeError::Volume(e) => e.kind.name(),
         }
     }
 }
@@ -209,11 +209,12 @@ pub fn read_series(files: Vec<(String, Vec<u8>)>) -> Result<Volume, DecodeError>
     let mut images = Vec::with_capacity(files.len());
     let several = files.len() > 1;
     for (name, bytes) in files {
-        let img = dicom::read(&bytes).map_err(|e| {
-            DecodeError::Volume(match several {
-                true => format!("{name}: {e} (so its series is not read)"),
-                false => e,
-            })
+        let img = dicom::read(&bytes).map_err(|e| match several {
+            true => VolumeError {
+                message: format!("{name}: {} (so its series is not read)", e.message),
+                ..e
+            },
+            false => e,
         })?;
         images.push((name, img));
     }

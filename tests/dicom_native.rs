@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use dino_ar::volume::dicom;
+use dino_ar::volume::{VolumeErrorKind, dicom};
 use dino_ar::weights::TensorFile;
 
 fn dir() -> PathBuf {
@@ -95,15 +95,23 @@ fn a_shuffled_oblique_series_becomes_one_volume() {
 #[test]
 fn what_cannot_be_read_is_named() {
     let e = dicom::read(&bytes("MR_small_jpeg_ls_lossless.dcm")).unwrap_err();
+    assert_eq!(e.kind, VolumeErrorKind::Unsupported);
+    let e = e.to_string();
     assert!(
         e.contains("1.2.840.10008.1.2.4.80") && e.contains("JPEG-LS") && e.contains("dcm2niix"),
         "{e}"
     );
-    let e = dicom::read(&bytes("MR_small_jp2klossless.dcm")).unwrap_err();
+    let e = dicom::read(&bytes("MR_small_jp2klossless.dcm"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("JPEG 2000"), "{e}");
     let e = dicom::read(&bytes("MR_truncated.dcm")).unwrap_err();
+    assert_eq!(e.kind, VolumeErrorKind::Truncated);
+    let e = e.to_string();
     assert!(e.contains("truncated"), "{e}");
-    let e = dicom::read(b"not a dicom file at all").unwrap_err();
+    let e = dicom::read(b"not a dicom file at all")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a DICOM file"), "{e}");
     let whole = bytes("MR_small.dcm");
     // (MR_small ends with padding after its pixel data, which is never read.)
@@ -121,6 +129,6 @@ fn what_cannot_be_read_is_named() {
             dicom::read(&bytes("series/a.dcm")).unwrap(),
         ),
     ];
-    let e = dicom::volume(mixed).unwrap_err();
+    let e = dicom::volume(mixed).unwrap_err().to_string();
     assert!(e.contains("2 series"), "{e}");
 }

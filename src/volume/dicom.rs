@@ -12,7 +12,7 @@
 
 use std::io::Read;
 
-use super::{MAX_VOXELS, Volume};
+use super::{MAX_VOXELS, Volume, VolumeError};
 
 /// One DICOM file: the attributes a volume needs and its frames as intensities (after the
 /// rescale slope and intercept: Hounsfield units for CT).
@@ -57,7 +57,7 @@ enum Pixels {
     Jpeg,
 }
 
-fn syntax(uid: &str) -> Result<Syntax, String> {
+fn syntax(uid: &str) -> Result<Syntax, VolumeError> {
     let s = |explicit, big, deflated, pixels| Syntax {
         explicit,
         big,
@@ -84,7 +84,7 @@ fn syntax(uid: &str) -> Result<Syntax, String> {
                 u if u.starts_with("1.2.840.10008.1.2.4.10") => "MPEG video",
                 _ => "an unknown transfer syntax",
             };
-            return Err(format!(
+            return Err(unsupported!(
                 "transfer syntax {other} ({name}) is not decoded here: decompress the file first \
                  (e.g. `gdcmconv --raw in.dcm out.dcm` or `dcmdjpls`/`dcmdjp2k`), or convert the \
                  series to NIfTI with `dcm2niix`"
@@ -118,10 +118,10 @@ const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], VolumeError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let Some(end) = end else {
-            return Err(format!(
+            return Err(truncated!(
                 "truncated: the file ends at byte {} inside {what}, which needs {n} bytes from \
                  byte {}",
                 self.data.len(),
@@ -132,7 +132,7 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         Ok(out)
     }
-    fn u16(&mut self, what: &str) -> Result<u16, String> {
+    fn u16(&mut self, what: &str) -> Result<u16, VolumeError> {
         let b: [u8; 2] = self.take(2, what)?.try_into().unwrap();
         Ok(if self.big {
             u16::from_be_bytes(b)
@@ -140,7 +140,7 @@ impl<'a> Cursor<'a> {
             u16::from_le_bytes(b)
         })
     }
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &str) -> Result<u32, VolumeError> {
         let b: [u8; 4] = self.take(4, what)?.try_into().unwrap();
         Ok(if self.big {
             u32::from_be_bytes(b)
@@ -148,12 +148,12 @@ impl<'a> Cursor<'a> {
             u32::from_le_bytes(b)
         })
     }
-    fn tag(&mut self) -> Result<(u16, u16), String> {
+    fn tag(&mut self) -> Result<(u16, u16), VolumeError> {
         Ok((self.u16("a tag")?, self.u16("a tag")?))
     }
 
     /// The next element: tag, VR (explicit syntaxes) and value; `None` at the end.
-    fn element(&mut self) -> Result<Option<Element<'a>>, String> {
+    fn element(&mut self) -> Result<Option<Element<'a>>, VolumeError> {
         if self.pos >= self.data.len() {
             return Ok(None);
         }
@@ -194,7 +194,7 @@ impl<'a> Cursor<'a> {
         Ok(Some((tag, vr, self.value(tag, vr, len)?)))
     }
 
-    fn value(&mut self, tag: (u16, u16), vr: [u8; 2], len: u32) -> Result<Value<'a>, String> {
+    fn value(&mut self, tag: (u16, u16), vr: [u8; 2], len: u32) -> Result<Value<'a>, VolumeError> {
         let what = format!("element ({:04X},{:04X})", tag.0, tag.1);
         if len != UNDEFINED {
             return Ok(Value::Bytes(self.take(len as usize, &what)?));
@@ -206,13 +206,13 @@ impl<'a> Cursor<'a> {
             self.skip_undefined(tag == ITEM)?;
             return Ok(Value::Skipped);
         }
-        Err(format!(
+        Err(corrupt!(
             "{what} has an undefined length, which its VR does not allow"
         ))
     }
 
     /// Past a sequence (or an item) of undefined length, nested ones included.
-    fn skip_undefined(&mut self, item: bool) -> Result<(), String> {
+    fn skip_undefined(&mut self, item: bool) -> Result<(), VolumeError> {
         let end = if item { ITEM_END } else { SEQUENCE_END };
         loop {
             let Some((tag, _, _)) = self.element()? else {
@@ -224,7 +224,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn fragments(&mut self) -> Result<Vec<&'a [u8]>, String> {
+    fn fragments(&mut self) -> Result<Vec<&'a [u8]>, VolumeError> {
         let mut out = Vec::new();
         let mut first = true;
         loop {
@@ -240,9 +240,10 @@ impl<'a> Cursor<'a> {
                     first = false; // the basic offset table
                 }
                 other => {
-                    return Err(format!(
+                    return Err(corrupt!(
                         "encapsulated pixel data holds ({:04X},{:04X}) where a fragment belongs",
-                        other.0, other.1
+                        other.0,
+                        other.1
                     ));
                 }
             }
@@ -338,13 +339,13 @@ impl<'a> Attributes<'a> {
 }
 
 /// Read one DICOM file.
-pub fn read(bytes: &[u8]) -> Result<DicomImage, String> {
+pub fn read(bytes: &[u8]) -> Result<DicomImage, VolumeError> {
     parse(bytes, image)
 }
 
 /// The SeriesInstanceUID of a DICOM file, without decoding its pixels (to group files into
 /// series before reading them).
-pub fn series_uid(bytes: &[u8]) -> Result<Option<String>, String> {
+pub fn series_uid(bytes: &[u8]) -> Result<Option<String>, VolumeError> {
     parse(bytes, |a, _| Ok(a.series))
 }
 
@@ -352,8 +353,8 @@ pub fn series_uid(bytes: &[u8]) -> Result<Option<String>, String> {
 /// to `then` with the transfer syntax.
 fn parse<T>(
     bytes: &[u8],
-    then: impl FnOnce(Attributes<'_>, &Syntax) -> Result<T, String>,
-) -> Result<T, String> {
+    then: impl FnOnce(Attributes<'_>, &Syntax) -> Result<T, VolumeError>,
+) -> Result<T, VolumeError> {
     let mut attrs = Attributes {
         samples: 1,
         frames: 1,
@@ -416,7 +417,7 @@ fn parse<T>(
     then(attrs, &syntax)
 }
 
-fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
+fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> {
     let missing = |what: &str| format!("no {what}: not an image (or not one this reader knows)");
     let rows = a.rows.ok_or_else(|| missing("Rows (0028,0010)"))?;
     let columns = a.columns.ok_or_else(|| missing("Columns (0028,0011)"))?;
@@ -425,7 +426,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
         .ok_or_else(|| missing("BitsAllocated (0028,0100)"))?;
     let pixels = a.pixels.ok_or_else(|| missing("PixelData (7FE0,0010)"))?;
     if rows == 0 || columns == 0 {
-        return Err(format!(
+        return Err(corrupt!(
             "the image is empty ({rows} rows × {columns} columns)"
         ));
     }
@@ -433,14 +434,14 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
         .checked_mul(columns)
         .filter(|&n| n.saturating_mul(a.frames) <= MAX_VOXELS)
         .ok_or_else(|| {
-            format!(
+            too_large!(
                 "{rows} rows × {columns} columns × {} frames is more than the {MAX_VOXELS} voxels \
                  read",
                 a.frames
             )
         })?;
     if ![1, 3].contains(&a.samples) {
-        return Err(format!(
+        return Err(unsupported!(
             "{} samples per pixel: only grey (1) and colour (3) images are read",
             a.samples
         ));
@@ -453,14 +454,14 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
     let frames: Vec<Vec<f32>> = match (syntax.pixels, pixels) {
         (Pixels::Native, Value::Bytes(b)) => {
             if ![8, 16, 32].contains(&bits) {
-                return Err(format!(
+                return Err(unsupported!(
                     "BitsAllocated {bits}: native pixel data of 8, 16 or 32 bits is read"
                 ));
             }
             let size = bits / 8 * a.samples;
             let need = per_frame * size * a.frames;
             if b.len() < need {
-                return Err(format!(
+                return Err(truncated!(
                     "truncated pixel data: {} bytes, {rows}×{columns}×{} frames of {bits}-bit \
                      samples need {need}",
                     b.len(),
@@ -478,7 +479,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
         }
         (Pixels::Rle, Value::Fragments(fragments)) => {
             if fragments.len() < a.frames {
-                return Err(format!(
+                return Err(corrupt!(
                     "RLE pixel data has {} fragments for {} frames",
                     fragments.len(),
                     a.frames
@@ -492,7 +493,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
                         &raw, per_frame, bits, stored, a.signed, a.samples, true, false,
                     ))
                 })
-                .collect::<Result<_, String>>()?
+                .collect::<Result<_, VolumeError>>()?
         }
         (Pixels::Jpeg, Value::Fragments(fragments)) => {
             // One fragment per frame, or every fragment for a single frame.
@@ -501,7 +502,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
             } else if fragments.len() == a.frames {
                 fragments.iter().map(|f| f.to_vec()).collect()
             } else {
-                return Err(format!(
+                return Err(unsupported!(
                     "JPEG pixel data has {} fragments for {} frames: frames split over several \
                      fragments are not read",
                     fragments.len(),
@@ -511,7 +512,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, String> {
             streams
                 .iter()
                 .map(|s| jpeg(s, rows, columns, a.signed, stored))
-                .collect::<Result<_, String>>()?
+                .collect::<Result<_, VolumeError>>()?
         }
         _ => return Err("the pixel data is not encoded as its transfer syntax says".into()),
     };
@@ -615,7 +616,12 @@ fn native(
 /// One RLE-compressed frame (PS3.5 annex G) → native bytes, planar by sample, little endian (as
 /// [`native`] reads them with `planar`). Segment `c·size + k` holds byte `k` (most significant
 /// first) of sample `c`.
-fn rle(fragment: &[u8], pixels: usize, size: usize, samples: usize) -> Result<Vec<u8>, String> {
+fn rle(
+    fragment: &[u8],
+    pixels: usize,
+    size: usize,
+    samples: usize,
+) -> Result<Vec<u8>, VolumeError> {
     if fragment.len() < 64 {
         return Err("an RLE frame shorter than its 64-byte header".into());
     }
@@ -623,7 +629,7 @@ fn rle(fragment: &[u8], pixels: usize, size: usize, samples: usize) -> Result<Ve
         |i: usize| u32::from_le_bytes(fragment[4 * i..4 * i + 4].try_into().unwrap()) as usize;
     let segments = word(0);
     if segments != size * samples {
-        return Err(format!(
+        return Err(corrupt!(
             "an RLE frame with {segments} segments where the image needs {}",
             size * samples
         ));
@@ -637,7 +643,7 @@ fn rle(fragment: &[u8], pixels: usize, size: usize, samples: usize) -> Result<Ve
             fragment.len()
         };
         if start > end || end > fragment.len() {
-            return Err(format!("RLE segment {seg} lies outside its frame"));
+            return Err(corrupt!("RLE segment {seg} lies outside its frame"));
         }
         let decoded = packbits(&fragment[start..end], pixels)?;
         let (c, k) = (seg / size, size - 1 - seg % size);
@@ -648,7 +654,7 @@ fn rle(fragment: &[u8], pixels: usize, size: usize, samples: usize) -> Result<Ve
     Ok(out)
 }
 
-fn packbits(src: &[u8], pixels: usize) -> Result<Vec<u8>, String> {
+fn packbits(src: &[u8], pixels: usize) -> Result<Vec<u8>, VolumeError> {
     let mut out = Vec::with_capacity(pixels);
     let mut i = 0;
     while i < src.len() && out.len() < pixels {
@@ -670,7 +676,7 @@ fn packbits(src: &[u8], pixels: usize) -> Result<Vec<u8>, String> {
         }
     }
     if out.len() < pixels {
-        return Err(format!(
+        return Err(corrupt!(
             "an RLE segment decodes to {} bytes, the frame needs {pixels}",
             out.len()
         ));
@@ -685,16 +691,17 @@ fn jpeg(
     columns: usize,
     signed: bool,
     stored: usize,
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, VolumeError> {
     let mut decoder = jpeg_decoder::Decoder::new(stream);
     let pixels = decoder
         .decode()
         .map_err(|e| format!("the JPEG pixel data cannot be decoded: {e}"))?;
     let info = decoder.info().ok_or("the JPEG stream has no frame")?;
     if (info.height as usize, info.width as usize) != (rows, columns) {
-        return Err(format!(
+        return Err(corrupt!(
             "the JPEG frame is {}×{}, the DICOM header says {rows}×{columns}",
-            info.width, info.height
+            info.width,
+            info.height
         ));
     }
     let sign = |v: u32| -> f32 {
@@ -724,7 +731,7 @@ fn jpeg(
 /// along the normal of their orientation by position (else by instance number), the affine from
 /// ImageOrientationPatient / ImagePositionPatient / PixelSpacing (DICOM's LPS turned into NIfTI's
 /// RAS), intensities after each file's rescale. `images` pairs each file's name with its image.
-pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, String> {
+pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, VolumeError> {
     let Some((first_name, first)) = images.first() else {
         return Err("no DICOM files".into());
     };
@@ -735,7 +742,7 @@ pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, String> {
         .filter_map(|(_, i)| i.series.as_deref())
         .collect();
     if uids.len() > 1 {
-        return Err(format!(
+        return Err(series!(
             "the files hold {} series ({}): give one series per volume",
             uids.len(),
             uids.into_iter().collect::<Vec<_>>().join(", ")
@@ -743,9 +750,10 @@ pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, String> {
     }
     for (name, i) in &images {
         if (i.rows, i.columns) != (rows, columns) {
-            return Err(format!(
+            return Err(series!(
                 "{name} is {}×{} pixels, {first_name} {rows}×{columns}: one series has one size",
-                i.columns, i.rows
+                i.columns,
+                i.rows
             ));
         }
         for n in &i.notes {
@@ -791,7 +799,7 @@ pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, String> {
         }
     }
     if slices.len().saturating_mul(rows * columns) > MAX_VOXELS {
-        return Err(format!(
+        return Err(too_large!(
             "{} slices of {columns}×{rows} is more than the {MAX_VOXELS} voxels read",
             slices.len()
         ));
@@ -800,10 +808,11 @@ pub fn volume(images: Vec<(String, DicomImage)>) -> Result<Volume, String> {
         slices.sort_by(|a, b| dot(a.2.unwrap(), normal).total_cmp(&dot(b.2.unwrap(), normal)));
         for w in slices.windows(2) {
             if (dot(w[0].2.unwrap(), normal) - dot(w[1].2.unwrap(), normal)).abs() < 1e-4 {
-                return Err(format!(
+                return Err(series!(
                     "{} and {} lie at the same position: two acquisitions in one series? give \
                      one of them",
-                    images[w[0].0].0, images[w[1].0].0
+                    images[w[0].0].0,
+                    images[w[1].0].0
                 ));
             }
         }

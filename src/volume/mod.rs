@@ -16,9 +16,13 @@
 //!
 //! so two files of the same anatomy stored in different orders give the same images.
 
+#[macro_use]
+mod error;
 pub mod dicom;
 pub mod nifti;
 pub mod window;
+
+pub use error::{VolumeError, VolumeErrorKind};
 
 use crate::preprocess::RgbImage;
 use window::{Levels, Window};

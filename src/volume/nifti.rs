@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 
-use super::{MAX_VOXELS, Volume};
+use super::{MAX_VOXELS, Volume, VolumeError};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -31,7 +31,7 @@ pub fn looks_like(bytes: &[u8], name: &str) -> bool {
 }
 
 /// A NIfTI file from its bytes (gzip-compressed or not).
-pub fn read(bytes: &[u8]) -> Result<Volume, String> {
+pub fn read(bytes: &[u8]) -> Result<Volume, VolumeError> {
     if bytes.starts_with(&GZIP_MAGIC) {
         read_stream(
             flate2::read::MultiGzDecoder::new(bytes),
@@ -43,11 +43,17 @@ pub fn read(bytes: &[u8]) -> Result<Volume, String> {
 }
 
 /// Fill `buf` or say how far the file got.
-fn fill(r: &mut impl Read, buf: &mut [u8], at: u64, what: &str, file: &str) -> Result<(), String> {
+fn fill(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    at: u64,
+    what: &str,
+    file: &str,
+) -> Result<(), VolumeError> {
     let (mut got, need) = (0, buf.len());
     while got < need {
         let truncated = |got: usize| {
-            format!(
+            truncated!(
                 "truncated: the {file} ends after {} bytes, in the {what} (which needs {} bytes \
                  from byte {at})",
                 at + got as u64,
@@ -60,7 +66,7 @@ fn fill(r: &mut impl Read, buf: &mut [u8], at: u64, what: &str, file: &str) -> R
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(truncated(got)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("cannot read the {what}: {e}")),
+            Err(e) => return Err(corrupt!("cannot read the {what}: {e}")),
         }
     }
     Ok(())
@@ -113,7 +119,7 @@ impl Fields<'_> {
     }
 }
 
-fn parse_header(r: &mut impl Read, file: &str) -> Result<(Header, bool), String> {
+fn parse_header(r: &mut impl Read, file: &str) -> Result<(Header, bool), VolumeError> {
     let mut head = [0u8; 540];
     fill(r, &mut head[..4], 0, "header", file)?;
     let le = i32::from_le_bytes(head[..4].try_into().unwrap());
@@ -124,7 +130,7 @@ fn parse_header(r: &mut impl Read, file: &str) -> Result<(Header, bool), String>
         (540, _) => (2, false),
         (_, 540) => (2, true),
         _ => {
-            return Err(format!(
+            return Err(corrupt!(
                 "not a NIfTI file: its first field (the header size) reads {le}, not 348 \
                  (NIfTI-1) or 540 (NIfTI-2)"
             ));
@@ -171,16 +177,16 @@ fn parse_header(r: &mut impl Read, file: &str) -> Result<(Header, bool), String>
     Ok((header, big))
 }
 
-fn check_magic(magic: &[u8], single: &[u8], pair: &[u8], version: &str) -> Result<(), String> {
+fn check_magic(magic: &[u8], single: &[u8], pair: &[u8], version: &str) -> Result<(), VolumeError> {
     if magic == single {
         Ok(())
     } else if magic == pair {
-        Err(format!(
+        Err(unsupported!(
             "a {version} header-only file (.hdr): its voxels are in the .img file beside it; \
              save the pair as one .nii (e.g. nibabel: nib.save(nib.load(path), 'out.nii.gz'))"
         ))
     } else {
-        Err(format!(
+        Err(corrupt!(
             "not a {version} file: the magic string reads {:?}, expected {:?}",
             String::from_utf8_lossy(magic),
             String::from_utf8_lossy(single)
@@ -206,7 +212,7 @@ enum Stored {
 }
 
 impl Stored {
-    fn of(datatype: i16) -> Result<(Stored, &'static str), String> {
+    fn of(datatype: i16) -> Result<(Stored, &'static str), VolumeError> {
         Ok(match datatype {
             2 => (Stored::U8, "uint8"),
             4 => (Stored::I16, "int16"),
@@ -220,15 +226,19 @@ impl Stored {
             1024 => (Stored::I64, "int64"),
             1280 => (Stored::U64, "uint64"),
             2304 => (Stored::Rgba32, "RGBA32"),
-            1 => return Err("data type 1 (binary, one bit per voxel) is not read".into()),
+            1 => {
+                return Err(unsupported!(
+                    "data type 1 (binary, one bit per voxel) is not read"
+                ));
+            }
             32 | 1792 | 2048 => {
-                return Err(format!(
+                return Err(unsupported!(
                     "data type {datatype} (complex) is not read: complex voxels have no single \
                      intensity; save the magnitude instead"
                 ));
             }
-            1536 => return Err("data type 1536 (128-bit float) is not read".into()),
-            other => return Err(format!("unknown NIfTI data type {other}")),
+            1536 => return Err(unsupported!("data type 1536 (128-bit float) is not read")),
+            other => return Err(corrupt!("unknown NIfTI data type {other}")),
         })
     }
 
@@ -270,19 +280,19 @@ impl Stored {
     }
 }
 
-fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, String> {
+fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, VolumeError> {
     let (h, big) = parse_header(&mut r, file)?;
     let (stored, type_name) = Stored::of(h.datatype)?;
     let ndim = h.dim[0];
     if !(1..=7).contains(&ndim) {
-        return Err(format!(
+        return Err(corrupt!(
             "dim[0] (the number of dimensions) is {ndim}; NIfTI allows 1 to 7"
         ));
     }
     let ndim = ndim as usize;
     for k in 1..=ndim {
         if h.dim[k] < 1 {
-            return Err(format!(
+            return Err(corrupt!(
                 "dim[{k}] is {}: every dimension needs at least one voxel",
                 h.dim[k]
             ));
@@ -296,7 +306,7 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, String> {
         .collect::<Vec<_>>()
         .join("×");
     if voxels > MAX_VOXELS as u128 {
-        return Err(format!(
+        return Err(too_large!(
             "the header claims {shape} = {voxels} voxels per volume; at most {MAX_VOXELS} are read"
         ));
     }
@@ -312,14 +322,14 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, String> {
     // Skip the extensions between the header and the voxels.
     let offset = h.vox_offset;
     if !(offset.is_finite() && offset >= 0.0 && offset < (1u64 << 40) as f64) {
-        return Err(format!("vox_offset {offset} is not a byte offset"));
+        return Err(corrupt!("vox_offset {offset} is not a byte offset"));
     }
     let offset = (offset as u64).max(h.header_len);
     let skip = offset - h.header_len;
     let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
         .map_err(|e| format!("cannot read the header extensions: {e}"))?;
     if skipped < skip {
-        return Err(format!(
+        return Err(truncated!(
             "truncated: the {file} ends after {} bytes, before its voxels (vox_offset {offset})",
             h.header_len + skipped
         ));
@@ -331,11 +341,13 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, String> {
     while data.len() < voxels {
         let n = (voxels - data.len()).min(65_536);
         let at = offset + (data.len() * size) as u64;
-        fill(&mut r, &mut chunk[..n * size], at, "voxels", file).map_err(|e| {
-            format!(
-                "{e}; the header says {shape} voxels of {type_name} ({} bytes)",
+        fill(&mut r, &mut chunk[..n * size], at, "voxels", file).map_err(|e| VolumeError {
+            message: format!(
+                "{}; the header says {shape} voxels of {type_name} ({} bytes)",
+                e.message,
                 voxels * size
-            )
+            ),
+            ..e
         })?;
         data.extend(
             chunk[..n * size]
@@ -586,6 +598,7 @@ pub fn write_gz(volume: &Volume, description: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::VolumeErrorKind;
 
     fn sample(affine: [[f64; 4]; 3]) -> Volume {
         Volume {
@@ -672,14 +685,18 @@ mod tests {
                 .unwrap();
             plain
         };
-        let err = |bytes: &[u8]| read(bytes).unwrap_err();
+        let err = |bytes: &[u8]| read(bytes).unwrap_err().to_string();
+        // The kind a program acts on, beside the message a person reads.
+        let kind = |bytes: &[u8]| read(bytes).unwrap_err().kind;
         assert!(
             err(&good[..200]).contains("truncated"),
             "{}",
             err(&good[..200])
         );
+        assert_eq!(kind(&good[..200]), VolumeErrorKind::Truncated);
         let e = err(&good[..good.len() - 10]);
         assert!(e.contains("truncated") && e.contains("3×4×2"), "{e}");
+        assert_eq!(kind(&good[..good.len() - 10]), VolumeErrorKind::Truncated);
         assert!(err(b"GIF89a not a volume at all").contains("not a NIfTI file"));
         let mut bad_magic = good.clone();
         bad_magic[344..348].copy_from_slice(b"abcd");
@@ -690,9 +707,12 @@ mod tests {
         }
         let e = err(&huge);
         assert!(e.contains("1000000000 voxels"), "{e}");
+        assert_eq!(kind(&huge), VolumeErrorKind::TooLarge);
         let mut complex = good.clone();
         complex[70..72].copy_from_slice(&32i16.to_le_bytes());
         assert!(err(&complex).contains("complex"));
+        assert_eq!(kind(&complex), VolumeErrorKind::Unsupported);
+        assert_eq!(kind(&bad_magic), VolumeErrorKind::Corrupt);
         let mut zero = good.clone();
         zero[42..44].copy_from_slice(&0i16.to_le_bytes());
         assert!(err(&zero).contains("dim[1] is 0"));

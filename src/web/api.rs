@@ -29,7 +29,7 @@ impl JsVolume {
     /// Read NIfTI-1 or NIfTI-2 bytes (gzip-compressed or not); the error names the problem
     /// (truncated, not NIfTI, a header claiming too many voxels, …).
     pub fn read(bytes: &[u8]) -> Result<JsVolume, JsValue> {
-        let volume = nifti::read(bytes).map_err(js_err)?;
+        let volume = nifti::read(bytes).map_err(|e| js_err_kind(&e, e.kind.name()))?;
         Ok(JsVolume {
             volume: Rc::new(volume),
         })

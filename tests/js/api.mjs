@@ -132,6 +132,8 @@ try {
     out.unsupported = await det.fit([{ bytes: new TextEncoder().encode("%PDF-1.7"), name: "notes.pdf" }], { epochs: 1, size: 32 })
       .catch((e) => `${e.kind}:${e.message}`);
     out.volumeFitBroken = await err(() => det.fit([{ nifti: nii("lps.nii.gz").subarray(0, 300), name: "cut.nii.gz" }], { epochs: 1, size: 32 }));
+    out.volumeFitBrokenKind = await det.fit([{ bytes: nii("lps.nii.gz").subarray(0, 300), name: "cut.nii.gz" }], { epochs: 1, size: 32 })
+      .catch((e) => e.kind);
     // A random backbone made in the page: the same bytes as natively (its fingerprint is fixed).
     const randomInfo = await (await Detector.create("cpu")).loadBackbone(randomBackbone({ seed: 7, width: 128, layers: 2, mlp: 256 }));
     out.randomFingerprint = randomInfo.fingerprint;
@@ -215,6 +217,7 @@ try {
     `an unsupported file is named, with a machine-readable kind: ${result.unsupported}`);
   check(result.abortedKind === "cancelled", `a cancelled fit says so in err.kind: ${result.abortedKind}`);
   check(result.volumeFitBroken.includes("cut.nii.gz: truncated"), `a broken volume in fit is named: ${result.volumeFitBroken}`);
+  check(result.volumeFitBrokenKind === "truncated", `a cut volume says so in err.kind: ${result.volumeFitBrokenKind}`);
   check(result.volumeFloat.includes("not 8-bit") && result.volumeFloat.includes("ct-brain"), `an "as is" model refuses a float volume: ${result.volumeFloat}`);
   check(result.volumeCsv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\nv.nii,1,0.5,0.5,anomalous,2,,\nv.nii,1,0.5,0.5,anomalous,,2,a 4-D file\n",
     `scoresCsv with slice rows: ${JSON.stringify(result.volumeCsv)}`);
