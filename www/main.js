@@ -60,7 +60,9 @@ function fillForms() {
     input.value = String(value);
   }
   // The pickers offer what the library reads (it still tells files apart by their content).
-  $("normal-files").accept = $("score-files").accept = files.formats().extensions.join(",");
+  const formats = files.formats();
+  $("normal-files").accept = $("score-files").accept = formats.extensions.join(",");
+  for (const e of document.querySelectorAll(".formats")) e.textContent = formats.text;
   fill($("colormap"), choices.colormap);
   fill($("precision"), choices.precision); // the library lists its default first
   fill($("backend"), choices.device); // `auto` first: the one rule that picks WebGPU or the CPU

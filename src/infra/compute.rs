@@ -141,9 +141,9 @@ named_choice! {
     /// Where to compute, chosen the same way everywhere (`--device`, `Detector.create`, the
     /// page's menu); `auto` is decided by one rule, [`auto_declines`].
     pub enum DeviceChoice ("device") {
-        Auto = "auto", "a hardware GPU if there is one, else the CPU";
-        Cpu = "cpu", "the CPU (every core where the build has threads)";
-        Gpu = "gpu", "the GPU (wgpu natively, WebGPU in the browser), a software adapter if it is the only one";
+        Auto = "auto", "auto (a hardware GPU, else the CPU)";
+        Cpu = "cpu", "CPU (every core the build can use)";
+        Gpu = "gpu", "GPU (WebGPU in the browser, wgpu natively), even a software one";
     }
 }
 

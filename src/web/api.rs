@@ -9,7 +9,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
     explanation_object, fit_item, fit_items, fit_options, from_js, get, grid_object, js_err,
-    js_err_kind, rgba_object, score_object, to_js, volume_object,
+    js_err_kind, named_files, rgba_object, score_object, to_js, volume_object,
 };
 use super::session::{Session, SessionError};
 use super::threads::{self, Threads};
@@ -39,17 +39,7 @@ impl JsVolume {
     /// they are sorted by position), or one multi-frame file. `names` name the files in errors.
     #[wasm_bindgen(js_name = readDicom)]
     pub fn read_dicom(files: Vec<Uint8Array>, names: Vec<String>) -> Result<JsVolume, JsValue> {
-        let files = files
-            .iter()
-            .enumerate()
-            .map(|(k, f)| {
-                let name = names
-                    .get(k)
-                    .cloned()
-                    .unwrap_or_else(|| format!("file {}", k + 1));
-                (name, f.to_vec())
-            })
-            .collect();
+        let files = named_files(files.iter().map(Uint8Array::to_vec), &names);
         let volume = input::read_series(files).map_err(|e| js_err_kind(&e, e.kind()))?;
         Ok(JsVolume {
             volume: Rc::new(volume),
@@ -129,6 +119,16 @@ struct ScoreOptions {
     /// Also return the map upsampled to the image's size (`map`, width·height values).
     #[tsify(optional)]
     map: bool,
+}
+
+impl ScoreOptions {
+    /// `score`'s optional options object, checked (an unknown key is named).
+    fn read(options: Option<Object>) -> Result<Self, JsValue> {
+        match options {
+            None => Ok(Self::default()),
+            Some(o) => from_js(o.into(), "score options").map_err(js_err),
+        }
+    }
 }
 
 #[wasm_bindgen(js_class = Detector)]
@@ -245,10 +245,7 @@ impl JsDetector {
     ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            let options: ScoreOptions = match options {
-                None => ScoreOptions::default(),
-                Some(o) => from_js(o.into(), "score options").map_err(js_err)?,
-            };
+            let options = ScoreOptions::read(options)?;
             let r = s.score(&rgba, width, height).await.map_err(JsValue::from)?;
             Ok(score_object(&r, options.map))
         })
@@ -284,10 +281,7 @@ impl JsDetector {
     ) -> Promise {
         let s = self.session.clone();
         future_to_promise(async move {
-            let options: ScoreOptions = match options {
-                None => ScoreOptions::default(),
-                Some(o) => from_js(o.into(), "score options").map_err(js_err)?,
-            };
+            let options = ScoreOptions::read(options)?;
             let r = s.score_file(&bytes).await?;
             Ok(score_object(&r, options.map))
         })

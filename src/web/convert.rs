@@ -103,6 +103,23 @@ pub fn fit_items(js: &JsValue) -> Result<Array, String> {
     )
 }
 
+/// The files of a DICOM series with the names their errors carry (`file 1`, … where none is given).
+pub fn named_files(
+    files: impl Iterator<Item = Vec<u8>>,
+    names: &[String],
+) -> Vec<(String, Vec<u8>)> {
+    files
+        .enumerate()
+        .map(|(k, bytes)| {
+            let name = names
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| format!("file {}", k + 1));
+            (name, bytes)
+        })
+        .collect()
+}
+
 /// Item `k` of a `FitImage[]`, with the name its errors carry.
 pub fn fit_item(k: usize, item: &JsValue) -> Result<(String, FitItem), String> {
     let name = get(item, "name")
@@ -122,17 +139,7 @@ pub fn fit_item(k: usize, item: &JsValue) -> Result<(String, FitItem), String> {
             .and_then(|n| n.dyn_into::<Array>().ok())
             .map(|a| a.iter().filter_map(|n| n.as_string()).collect())
             .unwrap_or_default();
-        let files: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let n = names
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("file {}", i + 1));
-                (n, Uint8Array::new(&f).to_vec())
-            })
-            .collect();
+        let files = named_files(files.iter().map(|f| Uint8Array::new(&f).to_vec()), &names);
         let name = format!(
             "DICOM series ({} files, {})",
             files.len(),

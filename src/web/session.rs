@@ -86,6 +86,15 @@ impl From<SessionError> for wasm_bindgen::JsValue {
     }
 }
 
+/// A picture through the model's window, as it saw its training images.
+fn through_window(det: &Detector, img: RgbImage) -> Result<RgbImage, SessionError> {
+    det.meta
+        .spec
+        .window
+        .picture(img)
+        .map_err(SessionError::Input)
+}
+
 /// What `loadBackbone` resolves to: the architecture read from the file.
 #[derive(Debug, Clone, Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -332,13 +341,7 @@ impl Session {
             .clone()
             .ok_or(SessionError::NoModel)?;
         let img = RgbImage::from_rgba8(rgba, width, height).map_err(SessionError::Input)?;
-        // Through the model's window, as it saw its training images.
-        let img = det
-            .meta
-            .spec
-            .window
-            .picture(img)
-            .map_err(SessionError::Input)?;
+        let img = through_window(&det, img)?;
         Ok((det, img))
     }
 
@@ -347,12 +350,7 @@ impl Session {
     fn detector_and_file(&self, bytes: &[u8]) -> Result<(Rc<Detector>, RgbImage), SessionError> {
         let det = self.detector()?;
         let img = input::decode_picture(bytes).map_err(SessionError::Decode)?;
-        let img = det
-            .meta
-            .spec
-            .window
-            .picture(img)
-            .map_err(SessionError::Input)?;
+        let img = through_window(&det, img)?;
         Ok((det, img))
     }
 
