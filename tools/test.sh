@@ -63,6 +63,7 @@ node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 
   --profile --cpu-profile "$(mktemp -d)/bench.cpuprofile"
 node tests/js/bench.mjs --model tests/fixtures/tiny --onnx model_64.onnx --size 64 --runs 1 --train 3 --threads 2
 tools/bench/footprint.sh --dev
+node tools/bench/decode.mjs tests/fixtures/awkward/phone_rotated.jpg 1   # the library's decode in the wasm
 # The WGSL matmul variants behind src/backbone/gpu_linear.rs, on a shape with partial blocks.
 node tests/js/matmul_variants.mjs '[[37,12,20]]'
 
