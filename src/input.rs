@@ -88,10 +88,6 @@ impl Kind {
             Kind::Dicom => "dicom",
         }
     }
-
-    pub fn is_volume(self) -> bool {
-        !matches!(self, Kind::Picture(_))
-    }
 }
 
 /// The lower-case extension of `name` (`nii.gz` counts as one), if any.

@@ -14,7 +14,7 @@ use crate::detector::{
     self, DetectorError, NormalGrid, check_size, check_training_grids, fit_model_validated,
 };
 use crate::grids::Grids;
-use crate::input::{self, DecodeError, Input};
+use crate::input::{DecodeError, Input};
 use crate::preprocess::RgbImage;
 use crate::spec::FitSpec;
 use crate::train::{Progress, Validation};
@@ -141,10 +141,6 @@ impl<'a> TrainingSet<'a> {
         self
     }
 
-    pub fn spec(&self) -> &FitSpec {
-        &self.spec
-    }
-
     /// The model input size, `(h, w)`.
     pub fn size(&self) -> (usize, usize) {
         self.size
@@ -159,22 +155,7 @@ impl<'a> TrainingSet<'a> {
         self.sizes.is_empty()
     }
 
-    /// Read one file (picture, NIfTI, DICOM; known by [`input::sniff`]) and add what it holds.
-    /// `each(done, total)` follows a volume's slices and may cancel.
-    pub async fn add_file(
-        &mut self,
-        name: &str,
-        bytes: &[u8],
-        each: impl FnMut(usize, usize) -> ControlFlow<()>,
-    ) -> Result<Added, AddError> {
-        let input = input::read(name, bytes).map_err(|source| AddError::Unreadable {
-            name: name.to_string(),
-            source,
-        })?;
-        self.add(name, input, each).await
-    }
-
-    /// Add a file's content, read by the caller (a DICOM series, a file from disk).
+    /// Add what a file holds, read by the caller ([`crate::input::read`], a DICOM series).
     pub async fn add(
         &mut self,
         name: &str,

@@ -27,6 +27,7 @@ const isVolume = (item) => item.kind !== "picture";
 const volumes = new Map(); // name → { size, volume }
 const KEEP_VOLUMES = 3;
 const sizeOf = (item) => (item.series ? item.series.reduce((n, f) => n + f.size, 0) : item.file.size);
+let lastPicture = null; // { key, img }: the picture drawn last (see `picture`)
 function forgetVolumes() {
   for (const v of volumes.values()) v.volume.free();
   volumes.clear();
@@ -87,6 +88,7 @@ const ops = {
     detector?.free();
     detector = null;
     forgetVolumes();
+    lastPicture = null;
     lib = one;
     let line = null; // the backend as the `auto` rule put it, when the CPU is its answer
     oneThreadWhy = threads.why ?? null;
@@ -156,10 +158,18 @@ const ops = {
     return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
   },
 
-  // A picture as the model read it (upright, 8-bit for drawing), for the page to draw.
+  // A picture as the model read it (upright, 8-bit for drawing), for the page to draw. The page
+  // asks for the same picture twice in a row (its thumbnail, then the viewer): the last one is
+  // kept, so a camera-size file is decoded once for both; each reply gets its own copy.
   async picture({ item }) {
-    const img = await named(item, async () => one.decodePicture(await bytesOf(item.file)));
-    return { ...img, transfer: [img.rgba.buffer] };
+    const key = `${item.name}\n${item.file.size}\n${item.file.lastModified}`;
+    if (lastPicture?.key !== key) {
+      const img = await named(item, async () => one.decodePicture(await bytesOf(item.file)));
+      lastPicture = { key, img };
+    }
+    const { img } = lastPicture;
+    const rgba = img.rgba.slice();
+    return { ...img, rgba, transfer: [rgba.buffer] };
   },
 
   // Slice `n` of a scored volume as the model sees it (grey RGBA), for the page to draw.

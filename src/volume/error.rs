@@ -43,14 +43,6 @@ impl VolumeError {
             message: message.into(),
         }
     }
-
-    /// The same error, its message prefixed (`"<file>: "`), its kind kept.
-    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
-        Self {
-            message: format!("{prefix}: {}", self.message),
-            ..self
-        }
-    }
 }
 
 /// A malformed file, by default: what a reader's plain message is.
