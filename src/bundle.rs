@@ -32,6 +32,48 @@ pub struct BundleMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<crate::train::Chosen>,
     pub created_by: String,
+    /// How the model came to be, oldest first: its fit, then every time it learned or was
+    /// calibrated. Empty in models written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Version>,
+}
+
+named_choice! {
+    /// What made a version of a model.
+    pub enum Step ("step") {
+        Fit = "fit", "fit from scratch";
+        Learn = "learn", "went on learning from its weights";
+        Calibrate = "calibrate", "threshold set again";
+    }
+}
+
+/// One version of a model: what it learned from or was calibrated on — counts and the files'
+/// fingerprints ([`crate::marks::fingerprint`], `:N` after it for a volume's slice N), never the
+/// images — and the threshold that came of it.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    #[cfg_attr(
+        target_arch = "wasm32",
+        tsify(type = "\"fit\" | \"learn\" | \"calibrate\"")
+    )]
+    pub step: Step,
+    /// Images (pictures and slices) trained on or calibrated with.
+    pub images: usize,
+    /// The normal files' fingerprints.
+    pub normal: Vec<String>,
+    /// The marked anomalous files' fingerprints (calibration only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalous: Vec<String>,
+    /// Epochs trained (AR head; not for a calibration or a kNN bank).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// The threshold rule and the threshold it gave.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string"))]
+    pub rule: crate::threshold::Rule,
+    pub threshold: f32,
+    pub created_by: String,
 }
 
 impl BundleMeta {
@@ -47,6 +89,12 @@ impl BundleMeta {
     /// The AR head's shape (meaningful for `Method::Ar`).
     pub fn ar_config(&self) -> ArConfig {
         self.spec.ar_config(self.embedding_dim)
+    }
+
+    /// This model's version: 1 for a fit, one more for each learn or calibration (0 for a model
+    /// from before versions were kept).
+    pub fn version(&self) -> usize {
+        self.history.len()
     }
 
     /// A short description for people: `ar (dilated)` or `knn`.
@@ -148,6 +196,7 @@ mod v1 {
                 bank_size: bank,
                 validation: None,
                 created_by: m.created_by,
+                history: Vec::new(),
             }
         }
     }
@@ -191,6 +240,15 @@ impl Bundle {
             &list,
             Some(HashMap::from([(META_KEY.to_string(), json)])),
         )?)
+    }
+
+    /// This model's tensors under a new description (a calibration changes no tensor).
+    pub fn rewrite(&self, meta: &BundleMeta) -> Result<Vec<u8>, BundleError> {
+        let mut tensors = Vec::new();
+        for (name, t) in &self.tensors.tensors {
+            tensors.push((name.clone(), t.shape.clone(), t.to_f32(name)?));
+        }
+        Self::write(meta, &tensors)
     }
 
     pub fn read(bytes: &[u8]) -> Result<Self, BundleError> {

@@ -10,10 +10,11 @@ use burn::tensor::{Device, Tensor};
 
 use crate::ar::ArHead;
 use crate::backbone::DinoV3;
-use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION};
+use crate::bundle::{Bundle, BundleError, BundleMeta, FORMAT_VERSION, Step, Version};
 use crate::grids::Grids;
 use crate::infra::readback::{ReadBackError, read_back};
 use crate::infra::rng::Rng;
+use crate::input::Input;
 use crate::knn::MemoryBank;
 use crate::preprocess::RgbImage;
 use crate::score::{
@@ -21,6 +22,7 @@ use crate::score::{
     patch_scores, upsample_bilinear,
 };
 use crate::spec::{FitSpec, InputSize, Method, PositionNorm, SpecError};
+use crate::threshold::{Choice, Rule};
 use crate::train::{Progress, TrainError, Validation, fit_validated};
 use crate::volume::{SliceWriter, Volume};
 
@@ -240,6 +242,49 @@ impl Detector {
     }
 }
 
+impl Detector {
+    /// The results for what a file holds, through the model's window: a picture's one result
+    /// (slice `None`), or a volume's slices' in the model's plane (`only` those, when given).
+    /// For calibration: the maps of normal images and the scores of anomalous ones.
+    pub async fn results_of(
+        &self,
+        input: &Input,
+        only: Option<&[usize]>,
+    ) -> Result<Vec<(Option<usize>, AnomalyMap)>, DetectorError> {
+        let spec = &self.meta.spec;
+        match input {
+            Input::Picture(img) => {
+                let img = spec
+                    .window
+                    .picture(img.clone())
+                    .map_err(DetectorError::Window)?;
+                Ok(vec![(None, self.score(&img).await?)])
+            }
+            Input::Volume(v) => {
+                let slices = v
+                    .slices(&spec.window, spec.plane)
+                    .map_err(DetectorError::Window)?;
+                let count = slices.count();
+                let wanted: Vec<usize> = match only {
+                    Some(o) => o.to_vec(),
+                    None => (0..count).collect(),
+                };
+                let mut out = Vec::with_capacity(wanted.len());
+                for n in wanted {
+                    if n >= count {
+                        return Err(DetectorError::Window(format!(
+                            "slice {n} does not exist: the volume has {count} {} slices",
+                            spec.plane
+                        )));
+                    }
+                    out.push((Some(n), self.score(&slices.image(n)).await?));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// A volume's result: each slice's (in the model's plane), and the volume's — its worst slice.
 #[derive(Debug, Clone)]
 pub struct VolumeMap {
@@ -446,9 +491,20 @@ pub async fn fit_model(
         backbone,
         spec,
         None,
+        &Origin::default(),
         progress,
     )
     .await
+}
+
+/// Where a fit starts and what it learns from, for the model's history.
+#[derive(Default)]
+pub struct Origin<'a> {
+    /// Go on learning from this model (its AR head's weights, or its kNN bank with the new
+    /// patches added; its history continues); `None` fits from scratch.
+    pub resume: Option<&'a Bundle>,
+    /// The fingerprints of the normal files given ([`crate::marks::fingerprint`]).
+    pub fingerprints: Vec<String>,
 }
 
 /// The calibration hold-out (first) and the training images (second), `holdout` of `n` images
@@ -500,7 +556,12 @@ fn order_images(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// [`fit_model`] with a validation set that picks the AR head's epoch (see
-/// [`crate::train::fit_validated`]); the bundle records the choice.
+/// [`crate::train::fit_validated`]); the bundle records the choice. With `origin.resume` the
+/// model goes on learning from that one (the same hold-out split and calibration as a fit: the
+/// threshold is set again on the held-out normal images by the model's rule when it rests on
+/// normal images alone, else by `spec.quantile` — a rule of marked anomalous images is applied
+/// again by [`calibrate`]).
+#[allow(clippy::too_many_arguments)] // one call per front end; each argument is one input
 pub async fn fit_model_validated(
     grids: Grids,
     image_sizes: &[(usize, usize)],
@@ -508,9 +569,14 @@ pub async fn fit_model_validated(
     backbone: &DinoV3,
     spec: &FitSpec,
     validation: Option<&Validation>,
+    origin: &Origin<'_>,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Vec<u8>, DetectorError> {
     spec.validate_with(validation.is_some())?;
+    if let Some(b) = origin.resume {
+        b.check_backbone(&backbone.fingerprint)?;
+        b.meta.spec.check_resume(spec)?;
+    }
     let n = grids.dims()[0];
     if image_sizes.len() != n {
         return Err(DetectorError::SizeCount {
@@ -535,7 +601,9 @@ pub async fn fit_model_validated(
     let mut chosen = None;
     let (scorer, bank_size) = match spec.method {
         Method::Ar => {
-            let (head, choice) = fit_validated(train.clone(), spec, validation, progress).await?;
+            let start = origin.resume.map(|b| &b.tensors);
+            let (head, choice) =
+                fit_validated(train.clone(), spec, validation, start, progress).await?;
             chosen = choice;
             let position = match spec.position_norm {
                 PositionNorm::None => None,
@@ -549,7 +617,12 @@ pub async fn fit_model_validated(
             let Some(train) = train.whole() else {
                 return Err(bank_too_large(&train));
             };
-            let bank = MemoryBank::from_grids(train);
+            let mut bank = MemoryBank::from_grids(train);
+            if let Some(b) = origin.resume {
+                let old = MemoryBank::from_file(&b.tensors, d, &backbone.device())
+                    .map_err(BundleError::from)?;
+                bank = old.extended(bank);
+            }
             let size = bank.len();
             (Scorer::Knn(Box::new(bank)), Some(size))
         }
@@ -561,20 +634,82 @@ pub async fn fit_model_validated(
         let (_, map) = map_of(&scorer, grids.rows(&[i]), width, height).await?;
         maps.push(map);
     }
-    let calibration = Calibration::fit(&maps, spec.quantile)?;
+    let rule = match origin.resume.map(|b| b.meta.calibration.rule()) {
+        Some(r @ Rule::FalseAlarms(_)) => r,
+        _ => Rule::Quantile(spec.quantile),
+    };
+    let (calibration, _) = Calibration::from_maps(&maps, &[], rule)?;
+    let created_by = format!("dino-ar {}", env!("CARGO_PKG_VERSION"));
+    let mut history = origin
+        .resume
+        .map(|b| b.meta.history.clone())
+        .unwrap_or_default();
+    history.push(Version {
+        step: match origin.resume {
+            Some(_) => Step::Learn,
+            None => Step::Fit,
+        },
+        images: n,
+        normal: origin.fingerprints.clone(),
+        anomalous: Vec::new(),
+        epochs: (spec.method == Method::Ar).then_some(chosen.map_or(spec.epochs, |c| c.epoch)),
+        rule,
+        threshold: calibration.threshold,
+        created_by: created_by.clone(),
+    });
     let meta = BundleMeta {
         format_version: FORMAT_VERSION,
         spec: spec.clone(),
         calibration,
         backbone_fingerprint: backbone.fingerprint.clone(),
         embedding_dim: d,
-        train_images: train_idx.len(),
+        // Over the model's life: a resumed model has seen its earlier images too.
+        train_images: train_idx.len() + origin.resume.map_or(0, |b| b.meta.train_images),
         bank_size,
         validation: chosen,
-        created_by: format!("dino-ar {}", env!("CARGO_PKG_VERSION")),
+        created_by,
+        history,
     };
     let tensors = scorer.export().await?;
     Ok(Bundle::write(&meta, &tensors)?)
+}
+
+/// What a calibration is given: normal images' maps (they set the display range; under a
+/// `quantile` or `fpr` rule, the threshold) and marked anomalous images' scores, each with its
+/// file's fingerprint for the model's history.
+#[derive(Default)]
+pub struct CalibrationSet {
+    pub normal_maps: Vec<Vec<f32>>,
+    pub normal: Vec<String>,
+    pub anomalous_scores: Vec<f32>,
+    pub anomalous: Vec<String>,
+}
+
+/// The model `bundle` with its threshold set again by `rule` on `set` (its scorer unchanged): the
+/// new bundle's bytes, and the rule's report. One call for the CLI's `calibrate`, the JS API's
+/// `calibrate` and the page's rule picker.
+pub fn calibrate(
+    bundle: &Bundle,
+    set: &CalibrationSet,
+    rule: Rule,
+) -> Result<(Vec<u8>, Choice), DetectorError> {
+    let (calibration, choice) =
+        Calibration::from_maps(&set.normal_maps, &set.anomalous_scores, rule)?;
+    let mut meta = bundle.meta.clone();
+    let created_by = format!("dino-ar {}", env!("CARGO_PKG_VERSION"));
+    meta.history.push(Version {
+        step: Step::Calibrate,
+        images: set.normal_maps.len() + set.anomalous_scores.len(),
+        normal: set.normal.clone(),
+        anomalous: set.anomalous.clone(),
+        epochs: None,
+        rule,
+        threshold: calibration.threshold,
+        created_by: created_by.clone(),
+    });
+    meta.calibration = calibration;
+    meta.created_by = created_by;
+    Ok((bundle.rewrite(&meta)?, choice))
 }
 
 /// The input size checked against the backbone (both sides multiples of its patch size).

@@ -57,6 +57,13 @@ impl MemoryBank {
         }
     }
 
+    /// This bank with `more`'s patches after its own (a model that learns new normal images).
+    pub fn extended(self, more: MemoryBank) -> Self {
+        Self {
+            bank: Tensor::cat(vec![self.bank, more.bank], 0),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.bank.dims()[0]
     }

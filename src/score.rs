@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::infra::readback::{ReadBackError, read_back};
+use crate::threshold::{self, Choice, Rule, ThresholdError};
 use crate::weights::{TensorFile, WeightsError};
 
 /// `[B, C, h, w]` predictions and targets → `[B, h, w]` patch scores (on the device).
@@ -209,48 +210,96 @@ pub fn quantile(values: &[f32], q: f64) -> f32 {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CalibrationError {
-    #[error("calibration needs at least one held-out normal image")]
+    #[error("calibration needs at least one normal image (the display range rests on them)")]
     NoImages,
-    #[error("threshold quantile must be in [0, 1], got {0}")]
-    Quantile(f64),
+    #[error(transparent)]
+    Rule(#[from] ThresholdError),
 }
 
-/// Decision threshold and display normalisation, fixed on held-out normal images.
+/// Decision threshold and display normalisation, fixed on normal images (held out of training by
+/// `fit`, or given to `calibrate`) and, for some rules, marked anomalous ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Images whose max score is above this are anomalous ([`is_anomalous`]).
     pub threshold: f32,
-    /// The quantile of held-out normal image scores the threshold was set at.
+    /// Where the threshold sits among the normal images' scores: the quantile asked for under a
+    /// `quantile` rule, else the share of them at or below it.
     pub quantile: f64,
     /// Display: pixel scores map to `(s - low) / (high - low)`, so a typical normal pixel is 0 and
     /// the threshold is 1; a normal image never looks hot.
     pub display_low: f32,
     pub display_high: f32,
-    /// How many held-out images the calibration saw.
+    /// How many normal images the calibration saw.
     pub images: usize,
+    /// The rule that set the threshold ([`crate::threshold`]); absent in models written before
+    /// rules existed, which were all `quantile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    /// How many marked anomalous images the rule saw.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub anomalous_images: usize,
+    /// Too few images for the rule, in words (kept with the model, shown with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Calibration {
-    /// From the (upsampled or grid) anomaly maps of held-out normal images.
+    /// From the (upsampled or grid) anomaly maps of held-out normal images, at their `quantile_q`.
     pub fn fit(normal_maps: &[Vec<f32>], quantile_q: f64) -> Result<Self, CalibrationError> {
+        Ok(Self::from_maps(normal_maps, &[], Rule::Quantile(quantile_q))?.0)
+    }
+
+    /// The threshold `rule` picks on normal images' maps and marked anomalous images' scores, with
+    /// the display range from the normal maps; and the rule's report.
+    pub fn from_maps(
+        normal_maps: &[Vec<f32>],
+        anomalous_scores: &[f32],
+        rule: Rule,
+    ) -> Result<(Self, Choice), CalibrationError> {
         if normal_maps.is_empty() || normal_maps.iter().any(|m| m.is_empty()) {
             return Err(CalibrationError::NoImages);
         }
-        if !(0.0..=1.0).contains(&quantile_q) {
-            return Err(CalibrationError::Quantile(quantile_q));
-        }
         let maxes: Vec<f32> = normal_maps.iter().map(|m| image_score(m).max).collect();
-        let threshold = quantile(&maxes, quantile_q);
         let pixels: Vec<f32> = normal_maps.iter().flatten().copied().collect();
-        let display_low = quantile(&pixels, 0.5);
-        let display_high = threshold.max(display_low + f32::EPSILON);
-        Ok(Self {
+        Self::from_scores(&maxes, quantile(&pixels, 0.5), anomalous_scores, rule)
+    }
+
+    /// [`Calibration::from_maps`] from image scores and the normal maps' median pixel score.
+    pub fn from_scores(
+        normal: &[f32],
+        display_low: f32,
+        anomalous: &[f32],
+        rule: Rule,
+    ) -> Result<(Self, Choice), CalibrationError> {
+        if normal.is_empty() {
+            return Err(CalibrationError::NoImages);
+        }
+        let choice = threshold::choose(rule, normal, anomalous)?;
+        let threshold = choice.threshold;
+        let quantile = match rule {
+            Rule::Quantile(q) => q,
+            _ => 1.0 - choice.false_alarm_rate,
+        };
+        let calibration = Self {
             threshold,
-            quantile: quantile_q,
+            quantile,
             display_low,
-            display_high,
-            images: normal_maps.len(),
-        })
+            display_high: threshold.max(display_low + f32::EPSILON),
+            images: normal.len(),
+            rule: Some(rule),
+            anomalous_images: anomalous.len(),
+            warning: choice.warning.clone(),
+        };
+        Ok((calibration, choice))
+    }
+
+    /// The rule that set the threshold (`quantile` for models from before rules).
+    pub fn rule(&self) -> Rule {
+        self.rule.unwrap_or(Rule::Quantile(self.quantile))
     }
 
     /// The threshold and display range that place a map's scores (for [`crate::overlay`]).

@@ -154,7 +154,8 @@ pub mod names {
     }
 }
 
-fn field(s: &str) -> String {
+/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+pub(crate) fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -235,6 +235,10 @@ pub enum SpecError {
     Options(String),
     #[error("a validation split picks the AR head's best epoch; the kNN baseline has no epochs")]
     ValidationNeedsAr,
+    #[error(
+        "a model can go on learning with new training settings, but not with another {0}: fit a new model for that"
+    )]
+    ResumeChanges(String),
 }
 
 impl FitSpec {
@@ -334,6 +338,53 @@ impl FitSpec {
     }
 }
 
+impl FitSpec {
+    /// The spec to go on learning from a model made with `self`: its settings, with `overrides`
+    /// (a JSON object of spec keys, as the JS API's options or the CLI's flags given) on top —
+    /// only training settings may change ([`FitSpec::check_resume`]).
+    pub fn resumed(
+        &self,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, SpecError> {
+        let mut value =
+            serde_json::to_value(self).map_err(|e| SpecError::Options(e.to_string()))?;
+        if let Some(map) = value.as_object_mut() {
+            for (k, v) in overrides {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let spec = Self::from_json(&value.to_string())?;
+        self.check_resume(&spec)?;
+        Ok(spec)
+    }
+
+    /// Refuse what would make a resumed model another model: its scorer's shape, its input (size,
+    /// window, plane) or how its scores are placed. Training settings (epochs, learning rate,
+    /// seed, hold-out, …) may change.
+    pub fn check_resume(&self, resumed: &FitSpec) -> Result<(), SpecError> {
+        let fixed: [(&str, bool); 9] = [
+            ("method", self.method == resumed.method),
+            ("variant", self.variant == resumed.variant),
+            ("hidden", self.hidden == resumed.hidden),
+            ("layers", self.layers == resumed.layers),
+            ("kernel", self.kernel == resumed.kernel),
+            ("size", self.size == resumed.size),
+            ("positionNorm", self.position_norm == resumed.position_norm),
+            ("window", self.window == resumed.window),
+            ("plane", self.plane == resumed.plane),
+        ];
+        let changed: Vec<&str> = fixed
+            .iter()
+            .filter(|(_, same)| !same)
+            .map(|(n, _)| *n)
+            .collect();
+        match changed.is_empty() {
+            true => Ok(()),
+            false => Err(SpecError::ResumeChanges(changed.join(", "))),
+        }
+    }
+}
+
 /// A deserialisation error with the key it happened at, e.g. "`seed`: invalid value …".
 pub fn named<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> String {
     let path = e.path().to_string();
@@ -356,6 +407,31 @@ mod tests {
         assert!(json.contains("\"size\":[448,448]"), "{json}");
         assert_eq!(FitSpec::from_json(&json).unwrap(), d);
         assert_eq!(FitSpec::from_json("{}").unwrap(), d);
+    }
+
+    #[test]
+    fn resuming_takes_the_models_spec_and_changes_only_training() {
+        let made = FitSpec {
+            epochs: 40,
+            seed: 7,
+            size: InputSize::square(224),
+            ..FitSpec::default()
+        };
+        let over = |json: &str| {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            made.resumed(v.as_object().unwrap())
+        };
+        let r = over(r#"{"epochs": 5, "learningRate": 0.0001}"#).unwrap();
+        assert_eq!(
+            (r.epochs, r.learning_rate, r.seed, r.size),
+            (5, 1e-4, 7, made.size)
+        );
+        let e = over(r#"{"hidden": 64, "size": 448}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden, size"), "{e}");
+        let e = over(r#"{"epoch": 5}"#).unwrap_err().to_string();
+        assert!(e.contains("epoch"), "{e}");
     }
 
     #[test]

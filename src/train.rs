@@ -19,7 +19,7 @@ pub use crate::infra::rng::Rng;
 use crate::metrics::average_precision;
 use crate::score::{patch_scores, upsample_bilinear};
 use crate::spec::{FitSpec, SpecError};
-use crate::weights::WeightsError;
+use crate::weights::{TensorFile, WeightsError};
 
 /// Why training stopped without a head.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -118,15 +118,22 @@ pub async fn fit(
     spec: &FitSpec,
     progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<ArHead, TrainError> {
-    Ok(fit_validated(grids.into(), spec, None, progress).await?.0)
+    Ok(fit_validated(grids.into(), spec, None, None, progress)
+        .await?
+        .0)
 }
 
 /// [`fit`], keeping the epoch whose head scores best on `validation` (pixel AP) instead of the
 /// last one when a validation set is given; returns the head and, then, the epoch chosen.
+///
+/// With `start` (a model's tensors, shaped as `spec` says) the head is fine-tuned from those
+/// weights instead of initialised: the first step's loss is that model's loss on its batch. The
+/// optimiser starts afresh (its moments are not stored in a model).
 pub async fn fit_validated(
     grids: Grids,
     spec: &FitSpec,
     validation: Option<&Validation>,
+    start: Option<&TensorFile>,
     mut progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<(ArHead, Option<Chosen>), TrainError> {
     spec.validate()?;
@@ -145,7 +152,10 @@ pub async fn fit_validated(
     let config = spec.ar_config(c);
     let device: Device = grids.device().autodiff();
     let mut rng = Rng::new(spec.seed);
-    let mut head = ArHead::new(&config, &mut rng, &device)?;
+    let mut head = match start {
+        Some(tensors) => ArHead::from_file(tensors, &config, &device)?,
+        None => ArHead::new(&config, &mut rng, &device)?,
+    };
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.999)

@@ -10,8 +10,9 @@ use std::ops::ControlFlow;
 use burn::tensor::Tensor;
 
 use crate::backbone::DinoV3;
+use crate::bundle::Bundle;
 use crate::detector::{
-    self, DetectorError, NormalGrid, check_size, check_training_grids, fit_model_validated,
+    self, DetectorError, NormalGrid, Origin, check_size, check_training_grids, fit_model_validated,
 };
 use crate::grids::Grids;
 use crate::input::{DecodeError, Input};
@@ -110,6 +111,8 @@ pub struct TrainingSet<'a> {
     grid: (usize, usize),
     sizes: Vec<(usize, usize)>,
     sources: Vec<usize>,
+    /// Per file added: its fingerprint (`:N` after it for a volume's slices picked one by one).
+    fingerprints: Vec<String>,
     files: usize,
     background: usize,
 }
@@ -130,6 +133,7 @@ impl<'a> TrainingSet<'a> {
             grid: (0, 0),
             sizes: Vec::new(),
             sources: Vec::new(),
+            fingerprints: Vec::new(),
             files: 0,
             background: 0,
         })
@@ -155,21 +159,28 @@ impl<'a> TrainingSet<'a> {
         self.sizes.is_empty()
     }
 
-    /// Add what a file holds, read by the caller ([`crate::input::read`], a DICOM series).
+    /// Add what a file holds, read by the caller ([`crate::input::read`], a DICOM series);
+    /// `fingerprint` is the file's ([`crate::marks::fingerprint`]), for the model's history.
     pub async fn add(
         &mut self,
         name: &str,
+        fingerprint: &str,
         input: Input,
         each: impl FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Added, AddError> {
         match input {
-            Input::Picture(img) => self.add_picture(name, img).await,
-            Input::Volume(v) => self.add_volume(name, &v, each).await,
+            Input::Picture(img) => self.add_picture(name, fingerprint, img).await,
+            Input::Volume(v) => self.add_volume(name, fingerprint, &v, None, each).await,
         }
     }
 
     /// A decoded picture: shrunk by the pre-resize rule, through the window, embedded.
-    pub async fn add_picture(&mut self, name: &str, img: RgbImage) -> Result<Added, AddError> {
+    pub async fn add_picture(
+        &mut self,
+        name: &str,
+        fingerprint: &str,
+        img: RgbImage,
+    ) -> Result<Added, AddError> {
         let img = self
             .spec
             .window
@@ -181,18 +192,22 @@ impl<'a> TrainingSet<'a> {
         let source = self.files;
         self.push(&img, source, || name.to_string()).await?;
         self.files += 1;
+        self.fingerprints.push(fingerprint.to_string());
         Ok(Added {
             images: 1,
             ..Added::default()
         })
     }
 
-    /// A volume: its slices in the spec's plane through its window, background-only ones skipped
-    /// when `skip_empty` says so. On cancel (`each` breaks) the volume's slices are taken back.
+    /// A volume: its slices in the spec's plane through its window (`only` those, when given:
+    /// the slices a person marked), background-only ones skipped when `skip_empty` says so. On
+    /// cancel (`each` breaks) the volume's slices are taken back.
     pub async fn add_volume(
         &mut self,
         name: &str,
+        fingerprint: &str,
         volume: &Volume,
+        only: Option<&[usize]>,
         mut each: impl FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Added, AddError> {
         let (window, plane, skip) = (self.spec.window, self.spec.plane, self.spec.skip_empty);
@@ -206,9 +221,22 @@ impl<'a> TrainingSet<'a> {
         notes.extend(slices.warning.clone());
         let (before, source) = (self.len(), self.files);
         let mut images = 0;
+        if let Some(&n) = only.into_iter().flatten().find(|&&n| n >= slices.count()) {
+            return Err(AddError::Window {
+                name: name.to_string(),
+                message: format!(
+                    "slice {n} does not exist: the volume has {} {plane} slices",
+                    slices.count()
+                ),
+            });
+        }
         for n in 0..slices.count() {
+            if only.is_some_and(|o| !o.contains(&n)) {
+                continue;
+            }
             let img = slices.image(n);
-            if skip > 0.0 && is_background(&img, skip) {
+            // A slice a person marked normal is trained on, background or not.
+            if only.is_none() && skip > 0.0 && is_background(&img, skip) {
                 self.background += 1;
             } else {
                 self.push(&img, source, || format!("{name} {plane} slice {n}"))
@@ -221,6 +249,13 @@ impl<'a> TrainingSet<'a> {
             }
         }
         self.files += 1;
+        match only {
+            None => self.fingerprints.push(fingerprint.to_string()),
+            Some(o) => {
+                let each = o.iter().map(|n| format!("{fingerprint}:{n}"));
+                self.fingerprints.extend(each);
+            }
+        }
         Ok(Added {
             images,
             slices: Some(slices.count()),
@@ -284,10 +319,12 @@ impl<'a> TrainingSet<'a> {
         Ok(())
     }
 
-    /// Fit the model on the set (see [`detector::fit_model_validated`]) and return the bundle.
+    /// Fit the model on the set (see [`detector::fit_model_validated`]) and return the bundle;
+    /// with `resume`, that model goes on learning from its weights.
     pub async fn fit(
         self,
         validation: Option<&Validation>,
+        resume: Option<&Bundle>,
         progress: impl FnMut(Progress) -> ControlFlow<()>,
     ) -> Result<Vec<u8>, DetectorError> {
         if self.is_empty() {
@@ -305,6 +342,7 @@ impl<'a> TrainingSet<'a> {
             grid: (gh, gw),
             sizes,
             sources,
+            fingerprints,
             ..
         } = self;
         let d = backbone.config.hidden_size;
@@ -324,6 +362,10 @@ impl<'a> TrainingSet<'a> {
             backbone,
             &spec,
             validation,
+            &Origin {
+                resume,
+                fingerprints,
+            },
             progress,
         )
         .await

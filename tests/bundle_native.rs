@@ -17,6 +17,9 @@ fn meta() -> BundleMeta {
             display_low: 0.1,
             display_high: 0.5,
             images: 3,
+            rule: None,
+            anomalous_images: 0,
+            warning: None,
         },
         backbone_fingerprint: "0123456789abcdef".into(),
         embedding_dim: 8,
@@ -24,6 +27,7 @@ fn meta() -> BundleMeta {
         bank_size: None,
         validation: None,
         created_by: "test".into(),
+        history: Vec::new(),
     }
 }
 

@@ -112,7 +112,7 @@ pub enum WeightsError {
 }
 
 /// One tensor as stored: contiguous little-endian bytes in row-major order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RawTensor {
     pub dtype: Dtype,
     pub shape: Vec<usize>,

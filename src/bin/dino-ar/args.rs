@@ -124,6 +124,34 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Write a model to `path`, keeping the model already there as `NAME.vK.safetensors` (K its
+/// version, or the first free number): the CLI never loses a model it made.
+pub fn write_model(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if path.is_file() {
+        let old = read(path)?;
+        let version = dino_ar::bundle::Bundle::read(&old).map_or(0, |b| b.meta.version());
+        let stem = path.file_name().unwrap_or_default().to_string_lossy();
+        let stem = stem
+            .strip_suffix(".safetensors")
+            .unwrap_or(&stem)
+            .to_string();
+        let named = |k: usize| path.with_file_name(format!("{stem}.v{k}.safetensors"));
+        let k = match version > 0 && !named(version).exists() {
+            true => version,
+            false => (1..).find(|&k| !named(k).exists()).expect("a free number"),
+        };
+        std::fs::rename(path, named(k)).map_err(|e| {
+            format!(
+                "cannot keep the previous model {} as {}: {e}",
+                path.display(),
+                named(k).display()
+            )
+        })?;
+        eprintln!("kept the previous model as {}", named(k).display());
+    }
+    write(path, bytes)
+}
+
 pub fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use dino_ar::infra::compute::Precision;
 use dino_ar::input::{self, Group, Input};
+use dino_ar::marks::{Mark, Marked, fingerprint, series_fingerprint};
 use dino_ar::preprocess::RgbImage;
 use dino_ar::training_set::GridCache;
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
@@ -22,7 +23,105 @@ pub fn read_input(path: &Path) -> Result<Input, String> {
     input::read(&name, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The files a marks CSV names, found by fingerprint among the files under `dir` (so a
+/// colleague's copy under another name is found), with what each was marked: one entry per
+/// file and mark, `slices` the marked slices of a volume (`None`: the whole file).
+pub struct MarkedSource {
+    pub source: Source,
+    pub mark: Mark,
+    pub slices: Option<Vec<usize>>,
+}
+
+pub fn marked_sources(dir: &Path, marks: &[Marked]) -> Result<Vec<MarkedSource>, String> {
+    let mut found: Vec<(Source, String)> = Vec::new();
+    for source in sources(all_files(dir)?) {
+        let print = match &source {
+            Source::File(p) => {
+                fingerprint(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
+            }
+            Source::Series { files, .. } => {
+                let mut bytes = Vec::new();
+                for f in files {
+                    bytes.push(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?);
+                }
+                series_fingerprint(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>())
+            }
+        };
+        found.push((source, print));
+    }
+    // In the folder's (sorted) order, whatever the marks' order: the same files, the same fit.
+    let mut out: Vec<MarkedSource> = Vec::new();
+    for (source, print) in &found {
+        for mark in [Mark::Normal, Mark::Anomalous] {
+            let mine: Vec<&Marked> = marks
+                .iter()
+                .filter(|m| m.mark == mark && m.fingerprint == *print)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            // A mark without a slice is the whole file.
+            let slices = mine.iter().map(|m| m.slice).collect::<Option<Vec<usize>>>();
+            out.push(MarkedSource {
+                source: source.clone(),
+                mark,
+                slices,
+            });
+        }
+    }
+    let missing: Vec<String> = marks
+        .iter()
+        .filter(|m| found.iter().all(|(_, p)| *p != m.fingerprint))
+        .map(|m| format!("{} ({})", m.describe(), m.fingerprint))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} marked file{} not found under {} (files are matched by fingerprint): {}",
+            missing.len(),
+            if missing.len() == 1 { " is" } else { "s are" },
+            dir.display(),
+            missing.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// Every file under `dir`, in subfolders too, sorted.
+fn all_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| format!("cannot read folder {}: {e}", d.display()))?;
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            match p.is_dir() {
+                true => todo.push(p),
+                false => files.push(p),
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The marks CSV at `path`, and the folder its files are looked for in: `images`, else the CSV's.
+pub fn read_marks(path: &Path, images: Option<&Path>) -> Result<(Vec<Marked>, PathBuf), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let marks = dino_ar::marks::from_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = match images {
+        Some(d) => d.to_path_buf(),
+        None => match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    Ok((marks, dir))
+}
+
 /// What a run reads: one file, or the DICOM files of one series (one volume).
+#[derive(Clone)]
 pub enum Source {
     File(PathBuf),
     Series {
@@ -54,17 +153,29 @@ impl Source {
     /// The picture or volume it holds; a series is refused whole when one of its files is
     /// unreadable, naming that file.
     pub fn read(&self) -> Result<Input, String> {
+        Ok(self.read_with_fingerprint()?.0)
+    }
+
+    /// [`Source::read`], with the file's fingerprint (a series': of its files).
+    pub fn read_with_fingerprint(&self) -> Result<(Input, String), String> {
         match self {
-            Source::File(p) => read_input(p),
+            Source::File(p) => {
+                let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                let input =
+                    input::read(&name, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+                Ok((input, fingerprint(&bytes)))
+            }
             Source::Series { name, files, .. } => {
                 let mut bytes = Vec::with_capacity(files.len());
                 for f in files {
                     let b = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
                     bytes.push((f.display().to_string(), b));
                 }
-                input::read_series(bytes)
-                    .map(Input::Volume)
-                    .map_err(|e| format!("{name}: {e}"))
+                let each: Vec<&[u8]> = bytes.iter().map(|(_, b)| b.as_slice()).collect();
+                let print = series_fingerprint(&each);
+                let volume = input::read_series(bytes).map_err(|e| format!("{name}: {e}"))?;
+                Ok((Input::Volume(volume), print))
             }
         }
     }

@@ -13,8 +13,11 @@ use dino_ar::spec::FitSpec;
 use dino_ar::train::Validation;
 use dino_ar::training_set::{Keep, TrainingSet};
 
-use crate::args::{BackboneArgs, bar, notes, say, skipped_summary, write};
-use crate::data::{self, FeatureCache};
+use dino_ar::input::Input;
+use dino_ar::marks::Mark;
+
+use crate::args::{BackboneArgs, bar, notes, read, say, skipped_summary, write_model};
+use crate::data::{self, FeatureCache, Source};
 use crate::eval::each_test_image;
 
 /// The fit settings are `FitSpec`'s fields, with its defaults (the paper's).
@@ -23,9 +26,23 @@ pub struct FitArgs {
     #[command(flatten)]
     backbone: BackboneArgs,
     /// Normal (defect-free) images or volumes: a folder of them (a BMAD train/good folder with an
-    /// img/ inside is read from there), or one file (a volume's slices are its images).
+    /// img/ inside is read from there), or one file (a volume's slices are its images). Give it
+    /// more than once to fit on several; with --resume, give the model's normal set *and* the
+    /// new normals — the new ones join the set: on them alone a model forgets the old ones.
+    #[arg(long, required_unless_present = "marks")]
+    normal: Vec<PathBuf>,
+    /// Go on learning from this model: its AR head's weights (or its kNN bank), its settings —
+    /// a training flag given here (--epochs, --learning-rate, --seed, …) overrides one — and its
+    /// threshold rule; the new model's history continues this one's.
     #[arg(long)]
-    normal: PathBuf,
+    resume: Option<PathBuf>,
+    /// Learn from the images marked normal in this marks CSV (file,slice,fingerprint,mark, as the
+    /// page exports it), found by fingerprint under --images; with --normal too, they join those.
+    #[arg(long)]
+    marks: Option<PathBuf>,
+    /// The folder the marked files are in (default: the marks file's folder).
+    #[arg(long, requires = "marks")]
+    images: Option<PathBuf>,
     /// Output model bundle (.safetensors).
     #[arg(long)]
     out: PathBuf,
@@ -45,24 +62,86 @@ pub struct FitArgs {
     no_cache: bool,
 }
 
-pub fn run(args: FitArgs) -> Result<(), String> {
+/// `explicit`: the spec flags given on the command line (clap's ids, the fields' names); with
+/// `--resume` only those override the model's settings.
+pub fn run(args: FitArgs, explicit: &[String]) -> Result<(), String> {
     let started = Instant::now();
-    let spec = &args.spec;
+    let resume = match &args.resume {
+        Some(p) => {
+            let b = Bundle::read(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(b)
+        }
+        None => None,
+    };
+    let spec = &match &resume {
+        Some(b) => {
+            let given = serde_json::to_value(&args.spec).map_err(|e| e.to_string())?;
+            let overrides = explicit
+                .iter()
+                .map(|id| camel(id))
+                .filter_map(|k| given.get(&k).map(|v| (k, v.clone())))
+                .collect();
+            let p = args.resume.as_deref().unwrap_or(Path::new(""));
+            b.meta
+                .spec
+                .resumed(&overrides)
+                .map_err(|e| format!("--resume {}: {e}", p.display()))?
+        }
+        None => args.spec.clone(),
+    };
     spec.validate_with(args.valid.is_some())
         .map_err(|e| e.to_string())?;
     let backbone = args.backbone.load()?.model;
+    if let (Some(b), Some(p)) = (&resume, &args.resume) {
+        b.check_backbone(&backbone.fingerprint)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!(
+            "resuming {} (version {}, {}, {} images so far)",
+            p.display(),
+            b.meta.version(),
+            b.meta.describe(),
+            b.meta.train_images
+        );
+    }
     let mut set = TrainingSet::new(&backbone, spec, Keep::Host).map_err(|e| match e {
         dino_ar::detector::DetectorError::Spec(dino_ar::spec::SpecError::Size(m)) => {
             format!("--size {}: {m}", spec.size)
         }
         other => other.to_string(),
     })?;
-    let files = data::normal_files(&args.normal)?;
-    if files.is_empty() {
-        return Err(format!(
-            "{}: the folder is empty: no images to fit on",
-            args.normal.display()
-        ));
+    // What to learn from: a folder (every file), or the files marked normal in a marks CSV.
+    // What to learn from: folders (every file), then the files marked normal in a marks CSV.
+    let mut sources: Vec<Source> = Vec::new();
+    let mut picked: Vec<Option<Vec<usize>>> = Vec::new();
+    for normal in &args.normal {
+        let files = data::normal_files(normal)?;
+        if files.is_empty() {
+            return Err(format!(
+                "{}: the folder is empty: no images to fit on",
+                normal.display()
+            ));
+        }
+        for s in data::sources(files) {
+            sources.push(s);
+            picked.push(None);
+        }
+    }
+    if let Some(csv) = &args.marks {
+        let (marks, dir) = data::read_marks(csv, args.images.as_deref())?;
+        let normal: Vec<_> = marks
+            .into_iter()
+            .filter(|m| m.mark == Mark::Normal)
+            .collect();
+        if normal.is_empty() {
+            return Err(format!(
+                "{}: no image is marked normal: nothing to learn from",
+                csv.display()
+            ));
+        }
+        for m in data::marked_sources(&dir, &normal)? {
+            sources.push(m.source);
+            picked.push(m.slices);
+        }
     }
     let root = match args.no_cache {
         true => None,
@@ -75,18 +154,20 @@ pub fn run(args: FitArgs) -> Result<(), String> {
         set.size(),
     );
     set = set.with_cache(&cache);
-    let sources = data::sources(files);
     let pb = bar(sources.len(), "embedding");
     let mut skipped = Vec::new();
-    for source in &sources {
+    for (source, only) in sources.iter().zip(&picked) {
         pb.inc(1);
         let name = source.name();
-        let added = match source.read() {
-            Ok(input) => {
-                pollster::block_on(set.add(&name, input, |_, _| ControlFlow::Continue(())))
+        let go_on = |_, _| ControlFlow::Continue(());
+        let added = match (source.read_with_fingerprint(), only) {
+            (Ok((Input::Volume(v), print)), Some(only)) => {
+                pollster::block_on(set.add_volume(&name, &print, &v, Some(only), go_on))
                     .map_err(|e| (e.skippable(), e.to_string()))
             }
-            Err(e) => Err((true, e)),
+            (Ok((input, print)), _) => pollster::block_on(set.add(&name, &print, input, go_on))
+                .map_err(|e| (e.skippable(), e.to_string())),
+            (Err(e), _) => Err((true, e)),
         };
         match added {
             Ok(added) => {
@@ -111,7 +192,7 @@ pub fn run(args: FitArgs) -> Result<(), String> {
         .transpose()?;
     // Sized by the first progress report: the library owns the hold-out split and the batching.
     let pb = bar(0, "training");
-    let fitting = set.fit(validation.as_ref(), |p| {
+    let fitting = set.fit(validation.as_ref(), resume.as_ref(), |p| {
         pb.set_length((p.epochs * p.steps) as u64);
         pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
         pb.set_message(format!("epoch {}/{} loss {:.4}", p.epoch, p.epochs, p.loss));
@@ -126,7 +207,7 @@ pub fn run(args: FitArgs) -> Result<(), String> {
     });
     let bytes = pollster::block_on(fitting).map_err(|e| e.to_string())?;
     pb.finish();
-    write(&args.out, &bytes)?;
+    write_model(&args.out, &bytes)?;
     let bundle = Bundle::read(&bytes).map_err(|e| e.to_string())?;
     if let Some(v) = &bundle.meta.validation {
         eprintln!(
@@ -135,18 +216,41 @@ pub fn run(args: FitArgs) -> Result<(), String> {
         );
     }
     let c = &bundle.meta.calibration;
+    let step = bundle.meta.history.last();
     eprintln!(
-        "{}: {} fit on {} images ({} held out), threshold {:.5} (q{}), {:.1} MB, {:.1} s",
+        "{}: {} version {}, {} on {} images ({} held out), threshold {:.5} ({}), {:.1} MB, {:.1} s",
         args.out.display(),
         bundle.meta.describe(),
-        bundle.meta.train_images,
+        bundle.meta.version(),
+        step.map_or("fit".into(), |s| s.step.to_string()),
+        step.map_or(bundle.meta.train_images, |s| s.images - c.images),
         c.images,
         c.threshold,
-        c.quantile,
+        c.rule(),
         bytes.len() as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    if let Some(w) = &c.warning {
+        eprintln!("warning: {w}");
+    }
     Ok(())
+}
+
+/// A clap id (a field's name, `learning_rate`) as the spec's JSON key (`learningRate`).
+fn camel(id: &str) -> String {
+    let mut out = String::new();
+    let mut up = false;
+    for c in id.chars() {
+        match (c, up) {
+            ('_', _) => up = true,
+            (c, true) => {
+                out.extend(c.to_uppercase());
+                up = false;
+            }
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// The validation split of `fit --valid`: each image (or slice) embedded like the training

@@ -9,6 +9,8 @@ mod args;
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
 #[cfg(not(target_arch = "wasm32"))]
+mod calibrate;
+#[cfg(not(target_arch = "wasm32"))]
 mod data;
 #[cfg(not(target_arch = "wasm32"))]
 mod embed;
@@ -25,7 +27,7 @@ mod score;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    use clap::{Parser, Subcommand};
+    use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 
     #[derive(Parser)]
     #[command(
@@ -53,7 +55,15 @@ fn main() -> std::process::ExitCode {
         ///
         /// A hold-out share of the images is kept out of training and calibrates the threshold
         /// and the display normalisation stored in the bundle.
+        ///
+        /// With --resume MODEL it goes on learning from that model's weights (a few epochs on
+        /// the images a person marked normal, say), and the new model's history continues it.
         Fit(fit::FitArgs),
+        /// Set a model's threshold again by a rule: a target false-alarm rate on normal images
+        /// (fpr:0.01), the best F1 or a target recall on marked anomalous ones, or a quantile.
+        ///
+        /// The scorer is unchanged; the new model records the rule and what it rested on.
+        Calibrate(calibrate::CalibrateArgs),
         /// Score images: writes scores.csv and an overlay PNG per image.
         Score(score::ScoreArgs),
         /// Benchmarks (BENCHMARKS.md): `heads` (AR vs kNN scoring), `backbone`, `train`.
@@ -67,9 +77,26 @@ fn main() -> std::process::ExitCode {
         RandomBackbone(random_backbone::RandomBackboneArgs),
     }
 
-    let result = match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The fit settings given on the command line: with --resume only they override the model's.
+    let explicit: Vec<String> = matches
+        .subcommand_matches("fit")
+        .map(|m| {
+            let spec = dino_ar::spec::FitSpec::augment_args(clap::Command::new("spec"));
+            spec.get_arguments()
+                .map(|a| a.get_id().to_string())
+                .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = match cli.command {
         Command::Embed(args) => embed::run(args),
-        Command::Fit(args) => fit::run(args),
+        Command::Fit(args) => fit::run(args, &explicit),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
