@@ -24,6 +24,7 @@ use crate::score::{
 use crate::spec::{FitSpec, InputSize, Method, PositionNorm, SpecError};
 use crate::threshold::{Choice, Rule};
 use crate::train::{Progress, TrainError, Validation, fit_validated};
+use crate::training_set::GridCache;
 use crate::volume::{SliceWriter, Volume};
 
 /// Everything that can stop scoring or fitting; each message names what was wrong.
@@ -223,7 +224,35 @@ impl Detector {
 
     /// Anomaly map, image score and verdict for one image.
     pub async fn score(&self, image: &RgbImage) -> Result<AnomalyMap, DetectorError> {
-        let grid = embed(&self.backbone, image, self.input_size())?;
+        self.score_with(image, None).await
+    }
+
+    /// [`Detector::score`], taking the image's grid from `kept` when it holds it (only the head
+    /// runs then) and keeping it there otherwise.
+    pub async fn score_with(
+        &self,
+        image: &RgbImage,
+        kept: Option<&dyn GridCache>,
+    ) -> Result<AnomalyMap, DetectorError> {
+        let d = self.backbone.config.hidden_size;
+        let grid = match kept.and_then(|k| k.get(image)) {
+            Some((values, (h, w))) if values.len() == d * h * w => Tensor::from_data(
+                burn::tensor::TensorData::new(values, [1, d, h, w]),
+                &self.backbone.device(),
+            ),
+            _ => {
+                let grid = embed(&self.backbone, image, self.input_size())?;
+                if let Some(k) = kept {
+                    let [_, _, h, w] = grid.dims();
+                    k.put(
+                        image,
+                        &read_back(grid.clone(), "embeddings").await?,
+                        [d, h, w],
+                    );
+                }
+                grid
+            }
+        };
         let [_, _, grid_h, grid_w] = grid.dims();
         let (grid_scores, map) = map_of(&self.scorer, grid, image.width, image.height).await?;
         let score = image_score(&map);
@@ -250,6 +279,7 @@ impl Detector {
         &self,
         input: &Input,
         only: Option<&[usize]>,
+        kept: Option<&dyn GridCache>,
     ) -> Result<Vec<(Option<usize>, AnomalyMap)>, DetectorError> {
         let spec = &self.meta.spec;
         match input {
@@ -258,7 +288,7 @@ impl Detector {
                     .window
                     .picture(img.clone())
                     .map_err(DetectorError::Window)?;
-                Ok(vec![(None, self.score(&img).await?)])
+                Ok(vec![(None, self.score_with(&img, kept).await?)])
             }
             Input::Volume(v) => {
                 let slices = v
@@ -277,7 +307,7 @@ impl Detector {
                             spec.plane
                         )));
                     }
-                    out.push((Some(n), self.score(&slices.image(n)).await?));
+                    out.push((Some(n), self.score_with(&slices.image(n), kept).await?));
                 }
                 Ok(out)
             }
@@ -312,6 +342,17 @@ impl Detector {
     pub async fn score_volume(
         &self,
         volume: &Volume,
+        on_slice: impl FnMut(usize, &RgbImage, &AnomalyMap) -> Result<(), String>,
+    ) -> Result<VolumeMap, DetectorError> {
+        self.score_volume_with(volume, None, on_slice).await
+    }
+
+    /// [`Detector::score_volume`] with the slices' grids from and into `kept`
+    /// ([`Detector::score_with`]).
+    pub async fn score_volume_with(
+        &self,
+        volume: &Volume,
+        kept: Option<&dyn GridCache>,
         mut on_slice: impl FnMut(usize, &RgbImage, &AnomalyMap) -> Result<(), String>,
     ) -> Result<VolumeMap, DetectorError> {
         let spec = &self.meta.spec;
@@ -323,7 +364,7 @@ impl Detector {
         let mut worst = 0;
         for n in 0..slices.count() {
             let image = slices.image(n);
-            let mut r = self.score(&image).await?;
+            let mut r = self.score_with(&image, kept).await?;
             on_slice(n, &image, &r).map_err(DetectorError::Output)?;
             map.put(n, &r.map);
             r.map = Vec::new();
@@ -685,6 +726,50 @@ pub struct CalibrationSet {
     pub anomalous: Vec<String>,
 }
 
+impl CalibrationSet {
+    /// A file's results ([`Detector::results_of`]) into the set, with its fingerprint: a normal
+    /// file's every image (a volume's slices) is a normal image; an anomalous *picked* slice is
+    /// an anomalous image, and a whole anomalous volume is one, by its worst slice — its verdict
+    /// (its other slices may well be normal).
+    pub fn add(
+        &mut self,
+        fingerprint: &str,
+        results: Vec<(Option<usize>, AnomalyMap)>,
+        anomalous: bool,
+        picked: bool,
+    ) {
+        let id = |slice: Option<usize>| match (slice, picked) {
+            (Some(n), true) => format!("{fingerprint}:{n}"),
+            _ => fingerprint.to_string(),
+        };
+        if anomalous && !picked {
+            let worst = results
+                .iter()
+                .map(|(_, r)| r.score.max)
+                .fold(f32::MIN, f32::max);
+            self.anomalous_scores.push(worst);
+            self.anomalous.push(fingerprint.to_string());
+            return;
+        }
+        let before = self.normal.len();
+        for (slice, r) in results {
+            match anomalous {
+                true => {
+                    self.anomalous_scores.push(r.score.max);
+                    self.anomalous.push(id(slice));
+                }
+                false => {
+                    self.normal_maps.push(r.map);
+                    if picked || self.normal.len() == before {
+                        // A whole file: its fingerprint once, not once per slice.
+                        self.normal.push(id(slice));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The model `bundle` with its threshold set again by `rule` on `set` (its scorer unchanged): the
 /// new bundle's bytes, and the rule's report. One call for the CLI's `calibrate`, the JS API's
 /// `calibrate` and the page's rule picker.
@@ -693,8 +778,17 @@ pub fn calibrate(
     set: &CalibrationSet,
     rule: Rule,
 ) -> Result<(Vec<u8>, Choice), DetectorError> {
-    let (calibration, choice) =
-        Calibration::from_maps(&set.normal_maps, &set.anomalous_scores, rule)?;
+    // Without normal images (a threshold set by hand, a rule of marked anomalous images alone),
+    // the display range stays the model's.
+    let (calibration, choice) = match set.normal_maps.is_empty() {
+        true => Calibration::from_scores(
+            &[],
+            bundle.meta.calibration.display_low,
+            &set.anomalous_scores,
+            rule,
+        )?,
+        false => Calibration::from_maps(&set.normal_maps, &set.anomalous_scores, rule)?,
+    };
     let mut meta = bundle.meta.clone();
     let created_by = format!("dino-ar {}", env!("CARGO_PKG_VERSION"));
     meta.history.push(Version {

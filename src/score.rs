@@ -268,16 +268,14 @@ impl Calibration {
         Self::from_scores(&maxes, quantile(&pixels, 0.5), anomalous_scores, rule)
     }
 
-    /// [`Calibration::from_maps`] from image scores and the normal maps' median pixel score.
+    /// [`Calibration::from_maps`] from image scores and the normal maps' median pixel score (the
+    /// rule says whether it needs normal scores).
     pub fn from_scores(
         normal: &[f32],
         display_low: f32,
         anomalous: &[f32],
         rule: Rule,
     ) -> Result<(Self, Choice), CalibrationError> {
-        if normal.is_empty() {
-            return Err(CalibrationError::NoImages);
-        }
         let choice = threshold::choose(rule, normal, anomalous)?;
         let threshold = choice.threshold;
         let quantile = match rule {

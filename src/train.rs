@@ -21,6 +21,10 @@ use crate::score::{patch_scores, upsample_bilinear};
 use crate::spec::{FitSpec, SpecError};
 use crate::weights::{TensorFile, WeightsError};
 
+/// Passes a model makes over the images a person marked normal when it goes on learning from
+/// them (the page's *Learn from my marks*; `learn`'s default), from its own weights: a few.
+pub const LEARN_EPOCHS: usize = 10;
+
 /// Why training stopped without a head.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrainError {

@@ -9,12 +9,13 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::convert::{
     explanation_object, fit_item, fit_items, fit_options, from_js, get, grid_object, js_err,
-    js_err_kind, named_files, rgba_object, score_object, to_js, volume_object,
+    js_err_kind, learn_options, named_files, rgba_object, score_object, to_js, volume_object,
 };
-use super::session::{Session, SessionError};
+use super::session::{Item, Session, SessionError};
 use super::threads::{self, Threads};
 use crate::infra::compute::{DeviceChoice, Precision};
 use crate::input;
+use crate::threshold::{Rule, ThresholdError};
 use crate::volume::{Volume, nifti};
 
 /// A scan read from a NIfTI file (`.nii`, `.nii.gz`), held in wasm memory once; the detector
@@ -110,6 +111,29 @@ export type FitOptions = Partial<Omit<FitSpec, "size">> & {
     size?: number | [number, number] | string;
     signal?: AbortSignal;
 };
+
+/**
+ * `learn`'s options: training settings over the model's own (`epochs`, `learningRate`, `seed`,
+ * `holdout`, …; what would make another model — its shape, size, window — is refused), and
+ * `signal` to cancel.
+ */
+export type LearnOptions = Partial<Omit<FitSpec, "size">> & { signal?: AbortSignal };
+
+/** `calibrate`'s request: the images the rule ranks, and the rule. */
+export interface CalibrateRequest {
+    /** Normal images (they also set the display range). */
+    normal?: FitImage[];
+    /** Anomalous images (for `f1` and `recall`; a whole volume counts once, by its worst slice). */
+    anomalous?: FitImage[];
+    /** `quantile:Q`, `fpr:RATE` (e.g. `fpr:0.01` or `fpr:1%`), `f1`, `recall:RATE` or `manual:T`. */
+    rule: string;
+}
+
+/** `calibrate`'s result: the calibrated model's bytes, and how the threshold was chosen. */
+export interface Calibrated {
+    model: Uint8Array;
+    choice: Choice;
+}
 "#;
 
 /// `score`'s options.
@@ -340,6 +364,82 @@ impl JsDetector {
                 })
                 .await?;
             Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// Go on learning from the loaded model: the inputs (as `fit`'s; `slices` picks a volume's
+    /// marked slices) join its normal set and its head is fine-tuned from its weights (a kNN
+    /// model adds them to its bank) → the new bundle (`Uint8Array`; `loadModel` it to use it; its
+    /// history continues this one's). Give the model's normal set with the new normals where you
+    /// have it: on new images alone a model forgets the old ones. `options`: spec keys over the
+    /// model's own (training settings only, e.g. `{ epochs: 10 }`; `learnDefaults()`), plus
+    /// `signal`. Images scored before are not embedded again. Progress as `fit`'s.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
+    pub fn learn(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "FitImage[]")] images: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "LearnOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "(progress: FitProgress) => void")]
+        on_progress: Option<Function>,
+    ) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
+            let (overrides, signal) = learn_options(&options).map_err(js_err)?;
+            let items = fit_items(&images).map_err(js_err)?;
+            let aborted =
+                |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
+            if signal.as_ref().is_some_and(aborted) {
+                return Err(SessionError::Cancelled.into());
+            }
+            let count = items.length() as usize;
+            let item = |k: usize| fit_item(k, &items.get(k as u32));
+            let bytes = s
+                .learn(count, item, &overrides, |p| {
+                    if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
+                        let _ = f.call1(&JsValue::NULL, &v);
+                    }
+                    if signal.as_ref().is_some_and(aborted) {
+                        s.cancel();
+                    }
+                })
+                .await?;
+            Ok(Uint8Array::from(bytes.as_slice()).into())
+        })
+    }
+
+    /// Set the loaded model's threshold again by a rule (`quantile:Q`, `fpr:RATE`, `f1`,
+    /// `recall:RATE`, `manual:T`) on `normal` and `anomalous` inputs (as `fit`'s) →
+    /// `{ model: Uint8Array, choice }`: the new bundle (its scorer unchanged; `loadModel` it) and
+    /// the rule's report (threshold, images, false-alarm rate, recall, warning).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Calibrated>")]
+    pub fn calibrate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CalibrateRequest")] request: JsValue,
+    ) -> Promise {
+        let s = self.session.clone();
+        future_to_promise(async move {
+            let rule = get(&request, "rule")
+                .and_then(|r| r.as_string())
+                .ok_or_else(|| js_err("calibrate needs a `rule`, e.g. \"fpr:0.01\""))?;
+            let rule: Rule = rule.parse().map_err(|e: ThresholdError| js_err(e))?;
+            let list = |key: &str| -> Result<Vec<Item>, JsValue> {
+                let Some(v) = get(&request, key) else {
+                    return Ok(Vec::new());
+                };
+                let items = fit_items(&v).map_err(|e| js_err(format!("`{key}`: {e}")))?;
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, it)| fit_item(k, &it).map_err(js_err))
+                    .collect()
+            };
+            let (normal, anomalous) = (list("normal")?, list("anomalous")?);
+            let (bytes, choice) = s.calibrate(normal, anomalous, rule).await?;
+            let out = Object::new();
+            js_sys::Reflect::set(&out, &"model".into(), &Uint8Array::from(bytes.as_slice()))?;
+            js_sys::Reflect::set(&out, &"choice".into(), &to_js(&choice)?)?;
+            Ok(out.into())
         })
     }
 

@@ -11,6 +11,8 @@ use crate::detector::{AnomalyMap, VolumeMap};
 use crate::preprocess::RgbImage;
 use crate::spec::{FitSpec, SpecError, named};
 
+use super::session::Item;
+
 pub fn js_err(msg: impl std::fmt::Display) -> JsValue {
     JsError::new(&msg.to_string()).into()
 }
@@ -74,17 +76,40 @@ pub fn fit_options(js: &JsValue) -> Result<(FitSpec, Option<JsValue>), String> {
     Ok((spec, signal))
 }
 
+/// `learn`'s options: the spec keys given (each checked against the model's spec by the
+/// library) and the abort signal.
+pub fn learn_options(
+    js: &JsValue,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Option<JsValue>), String> {
+    if js.is_undefined() || js.is_null() {
+        return Ok((serde_json::Map::new(), None));
+    }
+    if !js.is_object() {
+        return Err("learn options must be an object, e.g. { epochs: 10 }".into());
+    }
+    let signal = get(js, "signal");
+    let copy = Object::assign(&Object::new(), js.unchecked_ref());
+    let _ = Reflect::delete_property(&copy, &"signal".into());
+    let value: serde_json::Value =
+        serde_wasm_bindgen::from_value(JsValue::from(copy)).map_err(|e| e.to_string())?;
+    match value {
+        serde_json::Value::Object(map) => Ok((map, signal)),
+        _ => Err("learn options must be an object, e.g. { epochs: 10 }".into()),
+    }
+}
+
 #[wasm_bindgen(typescript_custom_section)]
 const FIT_IMAGE: &str = r#"
 /**
  * One normal input for `fit`: a file's bytes (a picture, NIfTI or DICOM file, known by its
  * content; `name` names it in errors), the files of one DICOM series, or decoded RGBA bytes (a
  * canvas's `ImageData.data`, row-major). A volume's slices, through the fit's window and plane,
- * are all normal images. `nifti` is the older spelling of `bytes` for a NIfTI file.
+ * are all normal images — or only `slices` (in the model's plane), the ones a person marked.
+ * `nifti` is the older spelling of `bytes` for a NIfTI file.
  */
 export type FitImage =
-    | { bytes: Uint8Array; name?: string }
-    | { dicom: Uint8Array[]; names?: string[] }
+    | { bytes: Uint8Array; name?: string; slices?: number[] }
+    | { dicom: Uint8Array[]; names?: string[]; slices?: number[] }
     | { rgba: Uint8Array | Uint8ClampedArray; width: number; height: number }
     | { nifti: Uint8Array; name?: string };
 "#;
@@ -121,7 +146,37 @@ pub fn named_files(
 }
 
 /// Item `k` of a `FitImage[]`, with the name its errors carry.
-pub fn fit_item(k: usize, item: &JsValue) -> Result<(String, FitItem), String> {
+pub fn fit_item(k: usize, item: &JsValue) -> Result<Item, String> {
+    let (name, input) = fit_input(k, item)?;
+    let slices = match get(item, "slices") {
+        None => None,
+        Some(list) => {
+            let list: &Array = list.dyn_ref().ok_or(format!(
+                "{name}: `slices` must be an array of slice numbers"
+            ))?;
+            let mut out = Vec::with_capacity(list.length() as usize);
+            for v in list.iter() {
+                match v.as_f64() {
+                    Some(n) if n >= 0.0 && n.fract() == 0.0 => out.push(n as usize),
+                    _ => return Err(format!("{name}: `slices` must hold whole numbers ≥ 0")),
+                }
+            }
+            Some(out)
+        }
+    };
+    Ok(Item {
+        name,
+        input,
+        slices,
+    })
+}
+
+fn fit_input(k: usize, item: &JsValue) -> Result<(String, FitItem), String> {
+    if !item.is_object() {
+        return Err(format!(
+            "image {k}: expected {{ bytes, name }}, {{ dicom, names }} or {{ rgba, width, height }}"
+        ));
+    }
     let name = get(item, "name")
         .and_then(|n| n.as_string())
         .unwrap_or_else(|| format!("image {k}"));

@@ -176,3 +176,19 @@ pub fn volume_rows(
     let rows: Vec<ScoreRow> = ScoreRow::volume(file, &scores, worst, threshold, &notes);
     to_js(&rows)
 }
+
+/// A file's fingerprint: the first 16 hex digits of the SHA-256 of its bytes (what `sha256sum`
+/// prints), as marks and a model's history name it.
+#[wasm_bindgen]
+pub fn fingerprint(bytes: &[u8]) -> String {
+    crate::marks::fingerprint(bytes)
+}
+
+/// A DICOM series' fingerprint: of its files' fingerprints, sorted (any order of the files).
+#[wasm_bindgen(js_name = seriesFingerprint)]
+pub fn series_fingerprint(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array[]")] files: Vec<Uint8Array>,
+) -> String {
+    let bytes: Vec<Vec<u8>> = files.iter().map(Uint8Array::to_vec).collect();
+    crate::marks::series_fingerprint(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>())
+}

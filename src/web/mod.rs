@@ -13,8 +13,9 @@
 //!   `pkg-threads/`, started by `pool`).
 //! - [`page`]: free functions the page calls on its own thread: drawing an overlay, the verdict,
 //!   the defaults its forms start from, the CSV.
-//! - [`files`]: the one input path (what a file holds, decoding, DICOM series) and the names and
-//!   CSV rows of a run's outputs.
+//! - [`files`]: the one input path (what a file holds, decoding, DICOM series, fingerprints) and
+//!   the names and CSV rows of a run's outputs.
+//! - [`screening`]: the loop's rules for the page — marks as CSV, threshold rules, the ROC.
 
 mod api;
 mod convert;
@@ -27,6 +28,7 @@ mod files;
 mod page;
 #[cfg(target_feature = "atomics")]
 mod pool;
+mod screening;
 mod session;
 mod threads;
 

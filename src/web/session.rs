@@ -12,14 +12,18 @@ use super::convert::FitItem;
 use super::device::{lost_reason, webgpu_device};
 use crate::backbone::{DinoV3, load_backbone};
 use crate::bundle::{Bundle, BundleError};
-use crate::detector::{AnomalyMap, Detector, DetectorError, Explanation, VolumeMap};
+use crate::detector::{
+    AnomalyMap, CalibrationSet, Detector, DetectorError, Explanation, VolumeMap, calibrate,
+};
 use crate::infra::compute::{DeviceChoice, DeviceKind, Precision, auto_declines};
 use crate::infra::readback::{ReadBackError, read_back};
 use crate::input::{self, DecodeError, Input};
+use crate::marks::{fingerprint, series_fingerprint};
 use crate::preprocess::RgbImage;
 use crate::spec::FitSpec;
+use crate::threshold::{Choice, Rule};
 use crate::train::Progress;
-use crate::training_set::{AddError, Keep, TrainingSet};
+use crate::training_set::{AddError, KEPT_GRIDS_BUDGET, Keep, KeptGrids, TrainingSet};
 use crate::volume::{Plane, Volume, nifti};
 use crate::weights::WeightsError;
 
@@ -86,6 +90,36 @@ impl From<SessionError> for wasm_bindgen::JsValue {
     }
 }
 
+/// One input of a fit, a learn or a calibration: its name (for messages), what it is, and — for
+/// a volume — the slices picked (a person's marks), else all of it.
+pub struct Item {
+    pub name: String,
+    pub input: FitItem,
+    pub slices: Option<Vec<usize>>,
+}
+
+/// What an item holds, read by the library's rules, with its fingerprint.
+fn read_item(name: &str, item: FitItem) -> Result<(Input, String), SessionError> {
+    let (input, print) = match item {
+        FitItem::Rgba(rgba, w, h) => {
+            let print = fingerprint(&rgba);
+            let img = RgbImage::from_rgba8(&rgba, w, h).map_err(DecodeError::Size);
+            (img.map(Input::Picture), print)
+        }
+        FitItem::File(name, bytes) => (input::read(&name, &bytes), fingerprint(&bytes)),
+        FitItem::Series(files) => {
+            let print =
+                series_fingerprint(&files.iter().map(|f| f.1.as_slice()).collect::<Vec<_>>());
+            (input::read_series(files).map(Input::Volume), print)
+        }
+    };
+    let input = input.map_err(|source| {
+        let name = name.to_string();
+        SessionError::Add(AddError::Unreadable { name, source })
+    })?;
+    Ok((input, print))
+}
+
 /// A picture through the model's window, as it saw its training images.
 fn through_window(det: &Detector, img: RgbImage) -> Result<RgbImage, SessionError> {
     det.meta
@@ -126,6 +160,20 @@ pub struct ModelInfo {
     /// Every setting the model was fit with.
     #[tsify(type = "Required<FitSpec>")]
     pub spec: FitSpec,
+    /// The rule that set the threshold: `quantile:0.99`, `fpr:0.01`, `f1`, `recall:0.95`,
+    /// `manual:T`.
+    pub rule: String,
+    /// Normal and marked anomalous images the threshold rests on.
+    pub calibration_images: usize,
+    pub anomalous_images: usize,
+    /// Too few images for the rule, in words.
+    #[tsify(optional)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// 1 for a fit, one more for each learn or calibration (0: from before versions were kept).
+    pub version: usize,
+    /// How the model came to be, oldest first.
+    pub history: Vec<crate::bundle::Version>,
 }
 
 /// How the loaded model cuts a volume: its slices through the model's window and plane.
@@ -166,6 +214,12 @@ pub struct Session {
     needs_reload: RefCell<Option<String>>,
     backbone: RefCell<Option<DinoV3>>,
     detector: RefCell<Option<Rc<Detector>>>,
+    /// The loaded model as read: what learning starts from and calibration rewrites.
+    bundle: RefCell<Option<Rc<Bundle>>>,
+    /// The embeddings of the images scored (of one backbone at one input size), so learning and
+    /// scoring again run only the head ([`KEPT_GRIDS_BUDGET`]).
+    kept: KeptGrids,
+    kept_size: Cell<(usize, usize)>,
     cancel: Cell<bool>,
     /// What `Detector.create` asked for; [`Session::precision`] says what the device gives.
     precision: Precision,
@@ -197,6 +251,9 @@ impl Session {
             needs_reload: RefCell::new(None),
             backbone: RefCell::new(None),
             detector: RefCell::new(None),
+            bundle: RefCell::new(None),
+            kept: KeptGrids::new(KEPT_GRIDS_BUDGET),
+            kept_size: Cell::new((0, 0)),
             cancel: Cell::new(false),
             precision,
         })
@@ -232,6 +289,8 @@ impl Session {
             *self.backend.borrow_mut() = format!("cpu (WebGPU device lost: {reason})");
             *self.backbone.borrow_mut() = None;
             *self.detector.borrow_mut() = None;
+            *self.bundle.borrow_mut() = None;
+            self.kept.clear();
             *self.needs_reload.borrow_mut() = Some(reason);
         }
     }
@@ -283,6 +342,8 @@ impl Session {
             .is_some_and(|d| d.backbone.fingerprint == loaded.model.fingerprint);
         if !keep {
             *self.detector.borrow_mut() = None;
+            *self.bundle.borrow_mut() = None;
+            self.kept.clear();
         }
         *self.backbone.borrow_mut() = Some(loaded.model);
         Ok(info)
@@ -297,17 +358,29 @@ impl Session {
         let det = Detector::new(backbone, &bundle)?;
         let m = &det.meta;
         let (input_height, input_width) = m.input_size();
+        let c = &m.calibration;
         let info = ModelInfo {
             method: m.describe(),
             input_height,
             input_width,
-            threshold: m.calibration.threshold,
-            display_low: m.calibration.display_low,
-            display_high: m.calibration.display_high,
+            threshold: c.threshold,
+            display_low: c.display_low,
+            display_high: c.display_high,
             train_images: m.train_images,
             spec: m.spec.clone(),
+            rule: c.rule().to_string(),
+            calibration_images: c.images,
+            anomalous_images: c.anomalous_images,
+            warning: c.warning.clone(),
+            version: m.version(),
+            history: m.history.clone(),
         };
+        // Grids kept at another input size are of no use to this model.
+        if self.kept_size.replace(m.input_size()) != m.input_size() {
+            self.kept.clear();
+        }
         *self.detector.borrow_mut() = Some(Rc::new(det));
+        *self.bundle.borrow_mut() = Some(Rc::new(bundle));
         Ok(info)
     }
 
@@ -356,7 +429,7 @@ impl Session {
 
     pub async fn score_file(&self, bytes: &[u8]) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_file(bytes)?;
-        Ok(det.score(&img).await?)
+        Ok(det.score_with(&img, Some(&self.kept)).await?)
     }
 
     pub async fn explain_file(&self, bytes: &[u8]) -> Result<Option<Explanation>, SessionError> {
@@ -371,7 +444,7 @@ impl Session {
         height: usize,
     ) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_image(rgba, width, height)?;
-        Ok(det.score(&img).await?)
+        Ok(det.score_with(&img, Some(&self.kept)).await?)
     }
 
     fn detector(&self) -> Result<Rc<Detector>, SessionError> {
@@ -437,7 +510,7 @@ impl Session {
         let det = self.detector()?;
         let count = volume.geometry(det.meta.spec.plane).count;
         let mut v = det
-            .score_volume(volume, |n, _, _| {
+            .score_volume_with(volume, Some(&self.kept), |n, _, _| {
                 on_slice(n + 1, count);
                 Ok(())
             })
@@ -466,17 +539,49 @@ impl Session {
 
     /// Fit as `spec` says on `count` normal inputs (`item(k)` hands input k over when its turn
     /// comes, so one file at a time is in wasm memory) and return the bundle bytes. The library's
-    /// [`TrainingSet`] reads, windows, slices and embeds them; `progress` sees every image
-    /// embedded (a volume adds its slices to the total when it is read) and every training step.
+    /// [`TrainingSet`] reads, windows, slices and embeds them (grids the session kept from
+    /// scoring are not embedded again); `progress` sees every image embedded (a volume adds its
+    /// slices to the total when it is read) and every training step.
     pub async fn fit(
         &self,
         count: usize,
-        item: impl Fn(usize) -> Result<(String, FitItem), String>,
+        item: impl Fn(usize) -> Result<Item, String>,
+        spec: &FitSpec,
+        progress: impl FnMut(FitProgress),
+    ) -> Result<Vec<u8>, SessionError> {
+        self.fit_from(None, count, item, spec, progress).await
+    }
+
+    /// Go on learning from the loaded model on `count` normal inputs (the images a person marked
+    /// normal, and what else of its normal set the caller has): its settings with `overrides` (spec
+    /// keys) on top, from its weights; returns the new bundle (load it to use it).
+    pub async fn learn(
+        &self,
+        count: usize,
+        item: impl Fn(usize) -> Result<Item, String>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+        progress: impl FnMut(FitProgress),
+    ) -> Result<Vec<u8>, SessionError> {
+        let bundle = self.bundle.borrow().clone().ok_or(SessionError::NoModel)?;
+        let spec = bundle
+            .meta
+            .spec
+            .resumed(overrides)
+            .map_err(DetectorError::from)?;
+        self.fit_from(Some(bundle), count, item, &spec, progress)
+            .await
+    }
+
+    async fn fit_from(
+        &self,
+        resume: Option<Rc<Bundle>>,
+        count: usize,
+        item: impl Fn(usize) -> Result<Item, String>,
         spec: &FitSpec,
         mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, SessionError> {
         let backbone = self.backbone()?;
-        let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?;
+        let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?.with_cache(&self.kept);
         if count == 0 {
             return Err(SessionError::NoImages);
         }
@@ -484,35 +589,33 @@ impl Session {
         let cancel = &self.cancel;
         let (mut total, mut done) = (count, 0);
         for k in 0..count {
-            let (name, it) = item(k).map_err(SessionError::Input)?;
-            let input = match it {
-                FitItem::Rgba(rgba, w, h) => RgbImage::from_rgba8(&rgba, w, h)
-                    .map(Input::Picture)
-                    .map_err(DecodeError::Size),
-                FitItem::File(name, bytes) => input::read(&name, &bytes),
-                FitItem::Series(files) => input::read_series(files).map(Input::Volume),
-            }
-            .map_err(|source| {
-                let name = name.clone();
-                SessionError::Add(AddError::Unreadable { name, source })
-            })?;
+            let Item {
+                name,
+                input: it,
+                slices,
+            } = item(k).map_err(SessionError::Input)?;
+            let (input, print) = read_item(&name, it)?;
             let picture = matches!(input, Input::Picture(_));
-            let added = set
-                .add(&name, input, |n, slices| {
-                    if n == 1 {
-                        total += slices - 1;
-                    }
-                    done += 1;
-                    progress(FitProgress::Embedded {
-                        image: done,
-                        images: total,
-                    });
-                    match cancel.get() {
-                        true => ControlFlow::Break(()),
-                        false => ControlFlow::Continue(()),
-                    }
-                })
-                .await;
+            let each = |n: usize, slices: usize| {
+                if n == 1 {
+                    total += slices - 1;
+                }
+                done += 1;
+                progress(FitProgress::Embedded {
+                    image: done,
+                    images: total,
+                });
+                match cancel.get() {
+                    true => ControlFlow::Break(()),
+                    false => ControlFlow::Continue(()),
+                }
+            };
+            let added = match (input, slices) {
+                (Input::Volume(v), Some(only)) => {
+                    set.add_volume(&name, &print, &v, Some(&only), each).await
+                }
+                (input, _) => set.add(&name, &print, input, each).await,
+            };
             match added {
                 Ok(_) => {}
                 Err(AddError::Cancelled) => return Err(SessionError::Cancelled),
@@ -530,7 +633,7 @@ impl Session {
             }
         }
         let fitted = set
-            .fit(None, |p| {
+            .fit(None, resume.as_deref(), |p| {
                 progress(FitProgress::Trained(p));
                 match cancel.get() {
                     true => ControlFlow::Break(()),
@@ -546,6 +649,35 @@ impl Session {
         }
     }
 
+    /// The loaded model with its threshold set again by `rule` on normal and anomalous inputs
+    /// (scored with the kept grids where it has them): the new bundle and the rule's report.
+    pub async fn calibrate(
+        &self,
+        normal: Vec<Item>,
+        anomalous: Vec<Item>,
+        rule: Rule,
+    ) -> Result<(Vec<u8>, Choice), SessionError> {
+        let det = self.detector()?;
+        let bundle = self.bundle.borrow().clone().ok_or(SessionError::NoModel)?;
+        let mut set = CalibrationSet::default();
+        for (items, anomalous) in [(normal, false), (anomalous, true)] {
+            for Item {
+                name,
+                input,
+                slices,
+            } in items
+            {
+                let (input, print) = read_item(&name, input)?;
+                let results = det
+                    .results_of(&input, slices.as_deref(), Some(&self.kept))
+                    .await
+                    .map_err(|e| SessionError::Input(format!("{name}: {e}")))?;
+                set.add(&print, results, anomalous, slices.is_some());
+            }
+        }
+        Ok(calibrate(&bundle, &set, rule)?)
+    }
+
     /// [`Session::fit`] on decoded RGBA pictures `(rgba, width, height)`.
     pub async fn fit_pictures(
         &self,
@@ -555,7 +687,11 @@ impl Session {
     ) -> Result<Vec<u8>, SessionError> {
         let item = |k: usize| {
             let (rgba, w, h) = &images[k];
-            Ok((format!("image {k}"), FitItem::Rgba(rgba.clone(), *w, *h)))
+            Ok(Item {
+                name: format!("image {k}"),
+                input: FitItem::Rgba(rgba.clone(), *w, *h),
+                slices: None,
+            })
         };
         self.fit(images.len(), item, spec, progress).await
     }

@@ -81,40 +81,9 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
         pb.inc(1);
         let name = source.name();
         let (input, print) = source.read_with_fingerprint()?;
-        let results = pollster::block_on(det.results_of(&input, only.as_deref()))
+        let results = pollster::block_on(det.results_of(&input, only.as_deref(), None))
             .map_err(|e| format!("{name}: {e}"))?;
-        let id = |slice: Option<usize>| match (slice, only) {
-            (Some(n), Some(_)) => format!("{print}:{n}"),
-            _ => print.clone(),
-        };
-        match anomalous {
-            // A whole anomalous volume is one anomalous image: its worst slice (the volume's
-            // verdict); slices marked one by one are images of their own.
-            true if only.is_none() => {
-                let worst = results
-                    .iter()
-                    .map(|(_, r)| r.score.max)
-                    .fold(f32::MIN, f32::max);
-                set.anomalous_scores.push(worst);
-                set.anomalous.push(print.clone());
-            }
-            true => {
-                for (slice, r) in results {
-                    set.anomalous_scores.push(r.score.max);
-                    set.anomalous.push(id(slice));
-                }
-            }
-            false => {
-                for (slice, r) in results {
-                    set.normal_maps.push(r.map);
-                    set.normal.push(id(slice));
-                }
-                if only.is_none() {
-                    // A whole file: its fingerprint once, not once per slice.
-                    set.normal.dedup();
-                }
-            }
-        }
+        set.add(&print, results, *anomalous, only.is_some());
         say(&pb, format!("{name}: scored"));
     }
     pb.finish_and_clear();

@@ -7,7 +7,7 @@ use dino_ar::infra::compute::Precision;
 use dino_ar::input::{self, Group, Input};
 use dino_ar::marks::{Mark, Marked, fingerprint, series_fingerprint};
 use dino_ar::preprocess::RgbImage;
-use dino_ar::training_set::GridCache;
+use dino_ar::training_set::{GridCache, image_key};
 use dino_ar::weights::{TensorFile, write_safetensors_f32};
 
 /// Where a ground-truth mask may be found: `<name>_mask.<ext>` or `<name>.<ext>`.
@@ -333,19 +333,6 @@ pub struct FeatureCache {
     dir: Option<PathBuf>,
 }
 
-/// FNV-1a over what the backbone sees: the image's size and its (windowed) pixels, so a slice
-/// of a volume, a picture and the same picture under another window are told apart.
-fn key(image: &RgbImage) -> u64 {
-    let size = [image.width as u64, image.height as u64];
-    let bytes = size
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .chain(image.data.iter().flat_map(|v| v.to_le_bytes()));
-    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl FeatureCache {
     /// One folder per backbone, input size and precision (f32's name has no suffix, as before).
     pub fn new(
@@ -368,7 +355,7 @@ impl FeatureCache {
     fn path(&self, image: &RgbImage) -> Option<PathBuf> {
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("{:016x}.safetensors", key(image))))
+            .map(|d| d.join(format!("{:016x}.safetensors", image_key(image))))
     }
 }
 
