@@ -53,7 +53,7 @@ pub enum ThresholdError {
     #[error("the threshold rule {0} needs scores of normal images, and none were given")]
     NoNormal(Rule),
     #[error(
-        "the threshold rule {0} needs scores of anomalous images: mark some images anomalous (or give --anomalous)"
+        "the threshold rule {0} needs scores of anomalous images: mark (or give) some anomalous images"
     )]
     NoAnomalous(Rule),
     #[error("a {which} image's score is not a number (NaN): it cannot be ranked")]

@@ -367,6 +367,36 @@ impl JsDetector {
         })
     }
 
+    /// Keep the embeddings of the images scored from now on, up to `megabytes` (the library's
+    /// budget, `KEPT_GRIDS_BUDGET`, 64 MiB, when left out; 0 keeps none), the oldest dropped
+    /// first: `learn` and `calibrate` on images scored before, and scoring them again, then run
+    /// only the head — seconds instead of a backbone pass per image. Off until asked: it costs
+    /// memory and, on WebGPU, one read-back per image scored.
+    #[wasm_bindgen(js_name = keepEmbeddings)]
+    pub fn keep_embeddings(&self, megabytes: Option<f64>) -> Result<(), JsValue> {
+        let budget = match megabytes {
+            None => crate::training_set::KEPT_GRIDS_BUDGET,
+            Some(m) if m.is_finite() && m >= 0.0 => (m * (1 << 20) as f64) as usize,
+            Some(m) => {
+                return Err(js_err(format!(
+                    "keepEmbeddings: {m} is not a size in megabytes"
+                )));
+            }
+        };
+        self.session.keep_embeddings(budget);
+        Ok(())
+    }
+
+    /// `{ images, bytes }` of embeddings kept now (see `keepEmbeddings`).
+    #[wasm_bindgen(getter, js_name = keptEmbeddings, unchecked_return_type = "{ images: number; bytes: number }")]
+    pub fn kept_embeddings(&self) -> Result<JsValue, JsValue> {
+        let (images, bytes) = self.session.kept_embeddings();
+        let out = Object::new();
+        js_sys::Reflect::set(&out, &"images".into(), &images.into())?;
+        js_sys::Reflect::set(&out, &"bytes".into(), &bytes.into())?;
+        Ok(out.into())
+    }
+
     /// Go on learning from the loaded model: the inputs (as `fit`'s; `slices` picks a volume's
     /// marked slices) join its normal set and its head is fine-tuned from its weights (a kNN
     /// model adds them to its bank) → the new bundle (`Uint8Array`; `loadModel` it to use it; its

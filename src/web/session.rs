@@ -23,7 +23,7 @@ use crate::preprocess::RgbImage;
 use crate::spec::FitSpec;
 use crate::threshold::{Choice, Rule};
 use crate::train::Progress;
-use crate::training_set::{AddError, KEPT_GRIDS_BUDGET, Keep, KeptGrids, TrainingSet};
+use crate::training_set::{AddError, Keep, KeptGrids, TrainingSet};
 use crate::volume::{Plane, Volume, nifti};
 use crate::weights::WeightsError;
 
@@ -216,9 +216,9 @@ pub struct Session {
     detector: RefCell<Option<Rc<Detector>>>,
     /// The loaded model as read: what learning starts from and calibration rewrites.
     bundle: RefCell<Option<Rc<Bundle>>>,
-    /// The embeddings of the images scored (of one backbone at one input size), so learning and
-    /// scoring again run only the head ([`KEPT_GRIDS_BUDGET`]).
-    kept: KeptGrids,
+    /// When asked ([`Session::keep_embeddings`]): the embeddings of the images scored (of one
+    /// backbone at one input size), so learning and scoring them again run only the head.
+    kept: RefCell<Option<Rc<KeptGrids>>>,
     kept_size: Cell<(usize, usize)>,
     cancel: Cell<bool>,
     /// What `Detector.create` asked for; [`Session::precision`] says what the device gives.
@@ -252,7 +252,7 @@ impl Session {
             backbone: RefCell::new(None),
             detector: RefCell::new(None),
             bundle: RefCell::new(None),
-            kept: KeptGrids::new(KEPT_GRIDS_BUDGET),
+            kept: RefCell::new(None),
             kept_size: Cell::new((0, 0)),
             cancel: Cell::new(false),
             precision,
@@ -290,7 +290,7 @@ impl Session {
             *self.backbone.borrow_mut() = None;
             *self.detector.borrow_mut() = None;
             *self.bundle.borrow_mut() = None;
-            self.kept.clear();
+            self.forget_kept();
             *self.needs_reload.borrow_mut() = Some(reason);
         }
     }
@@ -343,7 +343,7 @@ impl Session {
         if !keep {
             *self.detector.borrow_mut() = None;
             *self.bundle.borrow_mut() = None;
-            self.kept.clear();
+            self.forget_kept();
         }
         *self.backbone.borrow_mut() = Some(loaded.model);
         Ok(info)
@@ -377,7 +377,7 @@ impl Session {
         };
         // Grids kept at another input size are of no use to this model.
         if self.kept_size.replace(m.input_size()) != m.input_size() {
-            self.kept.clear();
+            self.forget_kept();
         }
         *self.detector.borrow_mut() = Some(Rc::new(det));
         *self.bundle.borrow_mut() = Some(Rc::new(bundle));
@@ -429,7 +429,9 @@ impl Session {
 
     pub async fn score_file(&self, bytes: &[u8]) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_file(bytes)?;
-        Ok(det.score_with(&img, Some(&self.kept)).await?)
+        Ok(det
+            .score_with(&img, self.kept().as_deref().map(|k| k as _))
+            .await?)
     }
 
     pub async fn explain_file(&self, bytes: &[u8]) -> Result<Option<Explanation>, SessionError> {
@@ -444,7 +446,9 @@ impl Session {
         height: usize,
     ) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_image(rgba, width, height)?;
-        Ok(det.score_with(&img, Some(&self.kept)).await?)
+        Ok(det
+            .score_with(&img, self.kept().as_deref().map(|k| k as _))
+            .await?)
     }
 
     fn detector(&self) -> Result<Rc<Detector>, SessionError> {
@@ -509,8 +513,9 @@ impl Session {
     ) -> Result<(VolumeMap, Vec<u8>), SessionError> {
         let det = self.detector()?;
         let count = volume.geometry(det.meta.spec.plane).count;
+        let kept = self.kept();
         let mut v = det
-            .score_volume_with(volume, Some(&self.kept), |n, _, _| {
+            .score_volume_with(volume, kept.as_deref().map(|k| k as _), |n, _, _| {
                 on_slice(n + 1, count);
                 Ok(())
             })
@@ -581,7 +586,11 @@ impl Session {
         mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, SessionError> {
         let backbone = self.backbone()?;
-        let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?.with_cache(&self.kept);
+        let kept = self.kept();
+        let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?;
+        if let Some(k) = kept.as_deref() {
+            set = set.with_cache(k);
+        }
         if count == 0 {
             return Err(SessionError::NoImages);
         }
@@ -659,6 +668,7 @@ impl Session {
     ) -> Result<(Vec<u8>, Choice), SessionError> {
         let det = self.detector()?;
         let bundle = self.bundle.borrow().clone().ok_or(SessionError::NoModel)?;
+        let kept = self.kept();
         let mut set = CalibrationSet::default();
         for (items, anomalous) in [(normal, false), (anomalous, true)] {
             for Item {
@@ -669,7 +679,7 @@ impl Session {
             {
                 let (input, print) = read_item(&name, input)?;
                 let results = det
-                    .results_of(&input, slices.as_deref(), Some(&self.kept))
+                    .results_of(&input, slices.as_deref(), kept.as_deref().map(|k| k as _))
                     .await
                     .map_err(|e| SessionError::Input(format!("{name}: {e}")))?;
                 set.add(&print, results, anomalous, slices.is_some());
@@ -694,6 +704,28 @@ impl Session {
             })
         };
         self.fit(images.len(), item, spec, progress).await
+    }
+
+    /// Keep the embeddings of scored images, up to `budget` bytes (the oldest dropped first; 0
+    /// keeps none): learning from them and scoring them again then run only the head. Off until
+    /// asked: keeping costs memory and, on WebGPU, one read-back per image scored.
+    pub fn keep_embeddings(&self, budget: usize) {
+        *self.kept.borrow_mut() = (budget > 0).then(|| Rc::new(KeptGrids::new(budget)));
+    }
+
+    /// `(images, bytes)` of embeddings kept now.
+    pub fn kept_embeddings(&self) -> (usize, usize) {
+        self.kept().map_or((0, 0), |k| (k.len(), k.bytes()))
+    }
+
+    fn kept(&self) -> Option<Rc<KeptGrids>> {
+        self.kept.borrow().clone()
+    }
+
+    fn forget_kept(&self) {
+        if let Some(k) = self.kept() {
+            k.clear();
+        }
     }
 
     pub fn cancel(&self) {

@@ -18,7 +18,8 @@ try {
   const volumes = Object.fromEntries(["uint8.nii", "float32.nii", "lps.nii.gz"].map((f) =>
     [f, readFileSync(join(root, "tests/fixtures/volumes", f)).toString("base64")]));
   const result = await page.evaluate(async ({ weights, config, volumes }) => {
-    const { default: init, Detector, Volume, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone } = await import("/pkg/dino_ar.js");
+    const { default: init, Detector, Volume, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone,
+      fingerprint, marksToCsv, marksFromCsv, chooseThreshold, rocCurve, learnDefaults } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -153,6 +154,41 @@ try {
     const before = wasm.memory.buffer.byteLength;
     for (let i = 0; i < 50; i++) await det.score(texture(i, i % 2 === 0).rgba, 32, 32);
     out.memory = { before, after: wasm.memory.buffer.byteLength };
+
+    // The screening loop: keep the embeddings of what is scored, learn from images marked
+    // normal (from the model's weights), set the threshold by a rule.
+    det.keepEmbeddings(8);
+    const shifted = (k) => { const t = texture(k, false); for (let i = 0; i < t.rgba.length; i += 4) t.rgba[i + 1] = 255 - t.rgba[i + 1]; return t; };
+    const marked = [20, 21, 22, 23].map(shifted);
+    const scoresOf = async (list) => { const s = []; for (const t of list) s.push((await det.score(t.rgba, 32, 32)).score); return s; };
+    const before1 = await scoresOf(marked);
+    out.kept = det.keptEmbeddings;
+    const learnProgress = [];
+    const learned = await det.learn([...images, ...marked], { epochs: 4 }, (p) => learnProgress.push(p.phase));
+    out.learnEmbeds = learnProgress.filter((p) => p === "embed").length;
+    out.learnSteps = learnProgress.filter((p) => p === "train").length;
+    out.learnedInfo = await det.loadModel(learned);
+    const after1 = await scoresOf(marked);
+    out.learnLowers = after1.every((s, i) => s < before1[i]);
+    out.learnBad = await err(() => det.learn(marked, { hidden: 4 }));
+    out.learnUnknown = await err(() => det.learn(marked, { epoch: 4 }));
+    const normalScores = await scoresOf(images);
+    const anomalous = [30, 31, 32].map((k) => texture(k, true));
+    const anomalousScores = await scoresOf(anomalous);
+    const cal = await det.calibrate({ normal: images, anomalous, rule: "f1" });
+    out.calibrated = { threshold: cal.choice.threshold, rule: cal.choice.rule, normal: cal.choice.normal, anomalous: cal.choice.anomalous,
+      expected: chooseThreshold("f1", normalScores, anomalousScores).threshold };
+    out.calibratedInfo = await det.loadModel(cal.model);
+    out.calibrateBad = await err(() => det.calibrate({ normal: images, rule: "recall:0.9" }));
+    out.calibrateRule = await err(() => det.calibrate({ normal: images, rule: "top:3" }));
+    out.fprWarning = chooseThreshold("fpr:0.01", normalScores, []).warning ?? null;
+    out.roc = rocCurve([0.1, 0.3], [0.2, 0.4]).map((p) => [p.falseAlarmRate, p.recall]);
+    const marks = [{ file: "a,b.png", slice: null, fingerprint: fingerprint(new TextEncoder().encode("abc")), mark: "normal" },
+      { file: "scan.nii.gz", slice: 4, fingerprint: "0123456789abcdef", mark: "anomalous" }];
+    out.marksCsv = marksToCsv(marks);
+    out.marksBack = JSON.stringify(marksFromCsv(out.marksCsv)) === JSON.stringify(marks);
+    out.marksBad = await err(() => marksFromCsv("file,slice,fingerprint,mark\na.png,,xyz,normal\n"));
+    out.learnDefaults = learnDefaults();
     det.free();
 
     // On WebGPU (the software adapter here): a score reads back from the GPU exactly once — the
@@ -279,6 +315,27 @@ try {
   check(result.badOverlay.includes("bytes"), `renderOverlay checks its sizes: ${result.badOverlay}`);
   check(result.csv === "file,score,score_top1,threshold,verdict,slice,worst_slice,note\na.png,0.5,0.25,0.5,normal,,,\nb.gif,,,0.5,error: not an image,,,\n", `scoresCsv: ${JSON.stringify(result.csv)}`);
   check(result.memory.after === result.memory.before, `wasm memory flat over 50 scorings (${result.memory.before} → ${result.memory.after} bytes)`);
+  check(result.kept.images === 4 && result.kept.bytes === 4 * 64 * 2 * 2 * 4, `keepEmbeddings keeps the scored images' grids: ${JSON.stringify(result.kept)}`);
+  check(result.learnEmbeds === 10 && result.learnSteps === 4, `learn embeds its images (kept ones are not run again) and trains (${result.learnEmbeds} embedded, ${result.learnSteps} steps)`);
+  const li = result.learnedInfo;
+  check(li.version === 2 && li.history.map((h) => h.step).join() === "fit,learn" && li.history[1].images === 10 && li.spec.epochs === 4,
+    `a learned model is version 2 with its history: ${JSON.stringify({ version: li.version, history: li.history.map((h) => [h.step, h.images]), epochs: li.spec.epochs })}`);
+  check(result.learnLowers, "learning images marked normal lowers their scores");
+  check(result.learnBad.includes("hidden") && result.learnBad.includes("fit a new model"), `learn refuses another model's shape: ${result.learnBad}`);
+  check(result.learnUnknown.includes("`epoch`"), `learn names an unknown option: ${result.learnUnknown}`);
+  const c = result.calibrated;
+  check(c.threshold === c.expected && c.rule === "f1" && c.normal === 6 && c.anomalous === 3,
+    `calibrate by F1 sets the threshold chooseThreshold picks on the same scores: ${JSON.stringify(c)}`);
+  check(result.calibratedInfo.rule === "f1" && result.calibratedInfo.threshold === c.threshold && result.calibratedInfo.version === 3,
+    `the calibrated model records its rule: ${JSON.stringify([result.calibratedInfo.rule, result.calibratedInfo.version])}`);
+  check(result.calibrateBad.includes("anomalous"), `a recall rule without anomalous images is named: ${result.calibrateBad}`);
+  check(result.calibrateRule.includes("top:3"), `an unknown rule is named: ${result.calibrateRule}`);
+  check(result.fprWarning?.includes("at least 100 normal images"), `a 1 % false-alarm rate on 6 images warns: ${result.fprWarning}`);
+  check(JSON.stringify(result.roc) === "[[0,0],[0,0.5],[0.5,0.5],[0.5,1],[1,1]]", `rocCurve: ${JSON.stringify(result.roc)}`);
+  check(result.marksCsv === 'file,slice,fingerprint,mark\n"a,b.png",,ba7816bf8f01cfea,normal\nscan.nii.gz,4,0123456789abcdef,anomalous\n' && result.marksBack,
+    `marks to CSV and back, fingerprints as sha256sum's start: ${JSON.stringify(result.marksCsv)}`);
+  check(result.marksBad.includes("line 2") && result.marksBad.includes("16 hex"), `a bad marks line is named: ${result.marksBad}`);
+  check(result.learnDefaults.epochs === 10, `learnDefaults: ${JSON.stringify(result.learnDefaults)}`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
 } catch (e) {
   failed = true;
