@@ -207,8 +207,9 @@ pub fn choose(rule: Rule, normal: &[f32], anomalous: &[f32]) -> Result<Choice, T
             let needed = needed_for(1.0 - q);
             let warning = (q > 0.0 && q < 1.0 && n < needed).then(|| {
                 format!(
-                    "the {q} quantile of {n} normal scores is close to their maximum: \
-                     {needed} normal images are needed to place it"
+                    "the {q} quantile of {n} normal score{} is close to their maximum: \
+                     {needed} normal images are needed to place it",
+                    if n == 1 { "" } else { "s" }
                 )
             });
             (quantile(normal, q), warning)

@@ -100,6 +100,16 @@ export class Engine {
     return this.call("fit", { images, options }, onProgress);
   }
 
+  // The loaded model goes on learning from `images` (items; `slices` picks a volume's): → { bundle }.
+  learn(images, options, onProgress) {
+    return this.call("learn", { images, options }, onProgress);
+  }
+
+  // The loaded model's threshold set by `rule` on normal and anomalous items: → { bundle, choice }.
+  calibrate(normal, anomalous, rule) {
+    return this.call("calibrate", { normal, anomalous, rule });
+  }
+
   // A picture's result, or a volume's (`volume` set: every slice's and the worst's; progress
   // reports { slice, slices }).
   // `item` is one of www/files.js's items.

@@ -6,18 +6,32 @@ import { isolate } from "./isolate.js";
 import { dino, load as loadLibrary, threads } from "./library.js";
 import * as files from "./files.js";
 import { $, download, dropZone, el, fmt, guard, mb, progress, showError } from "./ui.js";
-import { engine, setThreshold, state } from "./state.js";
+import { engine, loadMarks, setThreshold, state } from "./state.js";
 import * as viewer from "./viewer.js";
 import { setSlice, show } from "./viewer.js";
+import * as table from "./table.js";
 import { renderTable } from "./table.js";
+import * as teach from "./teach.js";
 import * as training from "./training.js";
 import { normals, setNormals } from "./training.js";
 
-viewer.hooks.changed = renderTable;
-training.hooks.trained = (bundle, name) => useModel(bundle, name, { store: true });
+// What depends on the threshold or the marks is drawn again when either changes.
+const redraw = () => {
+  renderTable();
+  teach.render();
+};
+viewer.hooks.changed = redraw;
+table.hooks.marked = teach.render;
+teach.hooks.changed = () => {
+  redraw();
+  if (state.view) viewer.show(state.current, state.results[state.current]?.slice).catch(() => {});
+};
+// A model fit here keeps the files it was fit on: learning from marks adds to them.
+training.hooks.trained = (bundle, name) => useModel(bundle, name, { store: true, normals: [...normals] });
 training.hooks.changed = () => updateControls();
-
-
+teach.hooks.learned = (bundle, name, normalSet, { version = true } = {}) =>
+  useModel(bundle, name, { store: true, keepResults: true, normals: normalSet, version });
+teach.hooks.rescore = rescoreAll;
 
 // ---- engine --------------------------------------------------------------------------------
 
@@ -113,6 +127,7 @@ async function useBackbone(weights, config, { source, name }) {
     state.backbone = { name, size: weights.size, source, info };
     if (!info.keptModel) setModel(null);
     showBackbone();
+    await teach.renderVersions();
     $("backend-status").textContent = engineLine(info);
   } finally {
     progress("backbone-progress", null);
@@ -189,7 +204,7 @@ $("backbone-forget").onclick = () =>
 
 // ---- model ---------------------------------------------------------------------------------
 
-function setModel(model) {
+function setModel(model, { keepResults = false } = {}) {
   state.model = model;
   if (!model) {
     $("model-status").textContent = state.backbone ? "no model loaded: load one or train one" : "no model loaded";
@@ -208,17 +223,25 @@ function setModel(model) {
     t.max = Math.max(i.displayHigh, i.threshold) * 2 - t.min;
     setThreshold(i.threshold);
   }
-  clearResults();
+  if (!keepResults) clearResults();
   updateControls();
+  teach.render();
 }
 
-async function useModel(bundle, name, { store }) {
+// `normals`: the items the model was fit or learned on here (learning adds the marked ones to
+// them); `version`: keep it as a new version on this device (going back to one does not).
+async function useModel(bundle, name, { store, keepResults = false, normals: normalSet = null, version = true }) {
   const info = await engine.loadModel(bundle).catch((e) => {
     throw new Error(`${name}: ${e.message}`);
   });
-  setModel({ name, info, bundle });
+  setModel({ name, info, bundle, normals: normalSet }, { keepResults });
   if (store && state.backbone?.source === "stored") {
     await storage.save("model", { bundle }, { name, fingerprint: state.backbone.info.fingerprint }).catch(() => {});
+  }
+  if (store && version) {
+    const meta = { name, version: info.version, rule: info.rule, threshold: info.threshold, fingerprint: state.backbone?.info.fingerprint };
+    await storage.saveVersion(bundle, meta).catch(() => {});
+    await teach.renderVersions();
   }
 }
 
@@ -258,20 +281,14 @@ async function scoreFiles(picked) {
         const r = await engine.score(item, (p) => {
           $("score-status").textContent = `${status}: slice ${p.slice} of ${p.slices}`;
         });
-        entry = { name: rowName(item), item, score: r.score, top1: r.scoreTop1, grid: r.grid,
-          gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height };
-        if (r.volume) {
-          Object.assign(entry, { volume: r.volume, slices: r.slices, worst: r.worstSlice, anomalyMap: r.anomalyMap });
-          if (r.warning) entry.volume.warning = r.warning;
-          setSlice(entry, r.worstSlice);
-        }
+        entry = fill({ name: rowName(item), item }, r);
       } catch (e) {
         if (stopScoring) break;
         failed++;
         entry = { name: rowName(item), item, error: e.message };
       }
       state.results.push(entry);
-      renderTable();
+      redraw();
       if (state.current < 0 && !entry.error) await show(state.results.length - 1);
     }
   } finally {
@@ -294,6 +311,33 @@ $("score-stop").onclick = () => {
   engine.restart("stopped").catch(() => {});
 };
 
+// A row's numbers from a score result (a volume's: its slices, worst, map).
+function fill(entry, r) {
+  Object.assign(entry, { fingerprint: r.fingerprint, score: r.score, top1: r.scoreTop1, grid: r.grid,
+    gridH: r.gridH, gridW: r.gridW, width: r.width, height: r.height, thumb: null });
+  if (r.volume) {
+    Object.assign(entry, { volume: r.volume, slices: r.slices, worst: r.worstSlice, anomalyMap: r.anomalyMap });
+    if (r.warning) entry.volume.warning = r.warning;
+    setSlice(entry, r.worstSlice);
+  }
+  return entry;
+}
+
+// The batch scored again by the model now loaded (after it learned): the embeddings are kept in
+// the engine, so only the head runs.
+async function rescoreAll() {
+  for (const [k, r] of state.results.entries()) {
+    if (r.error) continue;
+    $("score-status").textContent = `scoring ${r.name} again (${k + 1} of ${state.results.length})`;
+    const shown = r.slice;
+    fill(r, await engine.score(r.item));
+    if (r.slices && shown !== undefined) setSlice(r, shown);
+  }
+  $("score-status").textContent = `${state.results.length} rows scored by version ${state.model.info.version}`;
+  redraw();
+  if (state.current >= 0) await show(state.current, state.results[state.current].slice);
+}
+
 // A row's name: the item's (the path inside a picked folder where the browser gives it), numbered
 // when two picked files still share it (`good/000.png` and `cut/000.png` picked one by one).
 function rowName(item) {
@@ -312,6 +356,7 @@ function clearResults() {
   state.view = null;
   $("viewer").hidden = true;
   renderTable();
+  teach.render();
 }
 $("batch-clear").onclick = clearResults;
 
@@ -367,6 +412,9 @@ $("sample-run").onclick = () =>
 async function boot() {
   await isolate();
   await startEngine();
+  // The marks of earlier visits (the library reads their CSV).
+  loadMarks();
+  teach.render();
   const stored = await storage.load("backbone");
   if (stored) {
     await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: stored.meta.name });
@@ -376,6 +424,7 @@ async function boot() {
     }
   }
   updateControls();
+  await teach.renderVersions();
   document.body.dataset.ready = "true";
 }
 guard(boot).finally(() => (document.body.dataset.ready = "true"));

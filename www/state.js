@@ -34,3 +34,48 @@ export function setThreshold(t) {
   $("threshold-value").textContent = fmt(t);
 }
 export const verdictOf = (r) => (r.error ? "error" : dino.verdict(r.score, threshold()));
+
+// ---- marks: what the person said about a row ----------------------------------------------
+// Keyed by the file's fingerprint (the library's: the start of its SHA-256) and the slice, so a
+// mark follows the image, not its name; kept on this device (localStorage, as the library's
+// marks CSV) so a reload keeps them. Nothing leaves the device.
+const MARKS_KEY = "dino-ar.marks";
+const keyOf = (fingerprint, slice) => `${fingerprint}:${slice ?? ""}`;
+export const marks = new Map(); // key → { file, slice, fingerprint, mark }
+
+export function loadMarks() {
+  marks.clear();
+  const text = globalThis.localStorage?.getItem(MARKS_KEY);
+  if (!text) return;
+  try {
+    for (const m of dino.marksFromCsv(text)) marks.set(keyOf(m.fingerprint, m.slice), m);
+  } catch {
+    // Marks this version cannot read are left where they are, not silently rewritten.
+  }
+}
+
+function saveMarks() {
+  try {
+    globalThis.localStorage?.setItem(MARKS_KEY, dino.marksToCsv([...marks.values()]));
+  } catch {
+    // Storage full or refused: the marks still hold for this visit (and export as CSV).
+  }
+}
+
+// The mark of a row (`slice` for one of a volume's slices; null: the whole file), or undefined.
+export const markOf = (r, slice = null) => (r.fingerprint ? marks.get(keyOf(r.fingerprint, slice))?.mark : undefined);
+
+// `mark`: "normal" | "anomalous" | null (clears it).
+export function setMark(r, slice, mark) {
+  if (!r.fingerprint) return;
+  const key = keyOf(r.fingerprint, slice);
+  if (mark) marks.set(key, { file: r.name, slice, fingerprint: r.fingerprint, mark });
+  else marks.delete(key);
+  saveMarks();
+}
+
+export function replaceMarks(list) {
+  marks.clear();
+  for (const m of list) marks.set(keyOf(m.fingerprint, m.slice), m);
+  saveMarks();
+}

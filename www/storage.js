@@ -91,3 +91,37 @@ export async function forget(kind) {
   names.sort((a, b) => (b.endsWith(".json") ? 1 : 0) - (a.endsWith(".json") ? 1 : 0));
   for (const name of names) await d.removeEntry(name).catch(() => {});
 }
+
+// ---- a model's versions --------------------------------------------------------------------
+// Every model the page learned or calibrated is kept, so the person can go back to any of them.
+// Each is its own entry (`version.N`): its bundle and { n, name, version, rule, threshold, at }.
+
+const VERSION = /^version\.(\d+)\.json$/;
+
+export async function versions() {
+  const d = await dir();
+  if (!d) return [];
+  const list = [];
+  for await (const name of d.keys()) {
+    const m = VERSION.exec(name);
+    if (!m) continue;
+    const entry = await load(`version.${m[1]}`);
+    if (entry) list.push(entry.meta);
+  }
+  return list.sort((a, b) => a.n - b.n);
+}
+
+// Keeps `bundle` as the next version; → its number. Throws (with why) where storage refuses.
+export async function saveVersion(bundle, meta) {
+  const n = Math.max(0, ...(await versions()).map((v) => v.n)) + 1;
+  await save(`version.${n}`, { bundle }, { ...meta, n, at: new Date().toISOString() });
+  return n;
+}
+
+export async function loadVersion(n) {
+  return (await load(`version.${n}`))?.files.bundle ?? null;
+}
+
+export async function forgetVersions() {
+  for (const v of await versions()) await forget(`version.${v.n}`);
+}

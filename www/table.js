@@ -2,7 +2,7 @@
 // thumbnail and the verdict at the threshold in use; and its CSV, written by the library.
 import { dino } from "./library.js";
 import { $, download, el, fmt, guard } from "./ui.js";
-import { engine, state, threshold, verdictOf } from "./state.js";
+import { engine, markOf, setMark, state, threshold, verdictOf } from "./state.js";
 import { overlayOptions, renderOverlay, show } from "./viewer.js";
 
 function sorted() {
@@ -37,11 +37,52 @@ function thumbnail(r) {
   return c;
 }
 
+// What the person says about a row: two toggles, normal and anomalous (pressed again: cleared).
+// From the keyboard, on any control of a row: N marks it normal, A anomalous, C clears.
+export const hooks = { marked: () => {} };
+function markCell(r, slice) {
+  const cell = el("td", undefined, { className: "marks" });
+  if (r.error || !r.fingerprint) return cell;
+  const now = markOf(r, slice);
+  for (const [mark, label] of [["normal", "normal"], ["anomalous", "anomalous"]]) {
+    const b = el("button", label, { type: "button", className: `mark mark-${mark}` });
+    b.setAttribute("aria-pressed", String(now === mark));
+    b.setAttribute("aria-label", `mark ${r.name}${slice !== null ? ` slice ${slice}` : ""} ${mark}`);
+    b.onclick = () => mark_(r, slice, now === mark ? null : mark);
+    cell.append(b);
+  }
+  return cell;
+}
+function mark_(r, slice, mark) {
+  setMark(r, slice, mark);
+  renderTable();
+  hooks.marked();
+}
+// Keys on a row's controls mark that row (the focus stays on the same control).
+$("results").addEventListener("keydown", (e) => {
+  const row = e.target.closest?.("tr[data-row]");
+  if (!row || e.ctrlKey || e.metaKey || e.altKey) return;
+  const mark = { n: "normal", a: "anomalous", c: null }[e.key.toLowerCase()];
+  if (mark === undefined) return;
+  e.preventDefault();
+  const r = state.results[Number(row.dataset.row)];
+  const slice = row.dataset.slice === undefined ? null : Number(row.dataset.slice);
+  const focused = e.target.getAttribute("aria-label") ?? e.target.textContent;
+  mark_(r, slice, mark);
+  // The table was drawn again: put the focus back on the same control.
+  const again = [...$("results").querySelectorAll("button")].find((b) => (b.getAttribute("aria-label") ?? b.textContent) === focused);
+  again?.focus();
+});
+
+// "0.9831 (was 1.2300)": what learning changed, until the next change.
+const was = (now, before, show) => (before === undefined || before === now ? show(now) : `${show(now)} (was ${show(before)})`);
+
 export function renderTable() {
   $("batch").hidden = state.results.length === 0;
   const body = $("results").tBodies[0];
   body.replaceChildren(...sorted().map(({ r, index }) => {
     const tr = el("tr");
+    tr.dataset.row = index;
     if (index === state.current) tr.className = "current";
     r.thumb ??= r.error ? null : thumbnail(r);
     const name = r.error ? el("span", r.name) : el("button", r.name, { type: "button", onclick: () => show(index, r.worst) });
@@ -51,8 +92,10 @@ export function renderTable() {
     tr.append(
       el("td").appendChild(r.thumb ?? el("span", "—")).parentNode,
       cell,
-      el("td", r.error ? "" : fmt(r.score)),
-      el("td", r.error ? `could not be scored: ${r.error}` : verdict, { className: `v-${verdict}` }),
+      el("td", r.error ? "" : was(r.score, r.before?.score, fmt)),
+      el("td", r.error ? `could not be scored: ${r.error}` : was(verdict, r.before?.verdict, (v) => v),
+        { className: `v-${verdict}` + (r.before && r.before.verdict !== verdict ? " flipped" : "") }),
+      markCell(r, null),
     );
     if (!r.slices) return [tr];
     // A volume lists its slices on demand, each a way into the viewer at that slice.
@@ -66,8 +109,12 @@ export function renderTable() {
     return [tr, ...r.slices.map((s, n) => {
       const v = verdictOf({ score: s.score });
       const row = el("tr", undefined, { className: "slice-row" + (index === state.current && n === r.slice ? " current" : "") });
+      row.dataset.row = index;
+      row.dataset.slice = n;
+      const before = r.before?.slices?.[n];
       row.append(el("td"), el("td").appendChild(el("button", `${r.volume.plane} slice ${n}`, { type: "button", onclick: () => show(index, n) })).parentNode,
-        el("td", fmt(s.score)), el("td", v, { className: `v-${v}` }));
+        el("td", was(s.score, before?.score, fmt)), el("td", was(v, before?.verdict, (x) => x), { className: `v-${v}` + (before && before.verdict !== v ? " flipped" : "") }),
+        markCell(r, n));
       return row;
     })];
   }).flat());

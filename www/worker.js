@@ -24,7 +24,7 @@ const bytesOf = async (blob) => new Uint8Array(await blob.arrayBuffer());
 const isVolume = (item) => item.kind !== "picture";
 
 // The volumes scored last, read once each: the page asks for their slices while it shows them.
-const volumes = new Map(); // name → { size, volume }
+const volumes = new Map(); // name → { size, volume, fingerprint }
 const KEEP_VOLUMES = 3;
 const sizeOf = (item) => (item.series ? item.series.reduce((n, f) => n + f.size, 0) : item.file.size);
 let lastPicture = null; // { key, img }: the picture drawn last (see `picture`)
@@ -35,21 +35,41 @@ function forgetVolumes() {
 async function volumeOf(item) {
   const kept = volumes.get(item.name);
   if (kept && kept.size === sizeOf(item)) return kept.volume;
-  let volume;
+  let volume, fingerprint;
   try {
-    volume = item.series
-      ? lib.Volume.readDicom(await Promise.all(item.series.map(bytesOf)), item.series.map((f) => f.name))
-      : lib.Volume.readFile(await bytesOf(item.file), item.file.name);
+    if (item.series) {
+      const files = await Promise.all(item.series.map(bytesOf));
+      fingerprint = one.seriesFingerprint(files);
+      volume = lib.Volume.readDicom(files, item.series.map((f) => f.name));
+    } else {
+      const bytes = await bytesOf(item.file);
+      fingerprint = one.fingerprint(bytes);
+      volume = lib.Volume.readFile(bytes, item.file.name);
+    }
   } catch (e) {
     throw new Error(`${item.name}: ${e.message}`);
   }
-  volumes.set(item.name, { size: sizeOf(item), volume });
+  volumes.set(item.name, { size: sizeOf(item), volume, fingerprint });
   for (const [old, v] of volumes) {
     if (volumes.size <= KEEP_VOLUMES) break;
     v.volume.free();
     volumes.delete(old);
   }
   return volume;
+}
+
+// Items → the library's inputs (`FitImage`s), the files' bytes as they are.
+async function inputsOf(items, progress = () => {}) {
+  const inputs = [];
+  for (const [k, item] of items.entries()) {
+    const input = item.series
+      ? { dicom: await Promise.all(item.series.map(bytesOf)), names: item.series.map((f) => f.name) }
+      : { bytes: await bytesOf(item.file), name: item.name };
+    if (item.slices) input.slices = item.slices;
+    inputs.push(input);
+    progress({ phase: "read", image: k + 1, images: items.length });
+  }
+  return inputs;
 }
 
 // Runs a library call on an item, naming the item in its error (the kind travels along).
@@ -112,6 +132,9 @@ const ops = {
       }
     }
     detector ??= await one.Detector.create(backend, { precision });
+    // The page learns from what it scored: keep the embeddings (the library's budget), so
+    // learning and scoring again run only the head.
+    detector.keepEmbeddings();
     backendLine = line;
     return { ...engineInfo(), webgpu: "gpu" in navigator };
   },
@@ -133,15 +156,23 @@ const ops = {
     const det = need();
     // The library reads the options (defaults filled in, every key checked) before any file is.
     one.fitSpec(options);
-    const inputs = [];
-    for (const [k, item] of images.entries()) {
-      inputs.push(item.series
-        ? { dicom: await Promise.all(item.series.map(bytesOf)), names: item.series.map((f) => f.name) }
-        : { bytes: await bytesOf(item.file), name: item.name });
-      progress({ phase: "read", image: k + 1, images: images.length });
-    }
-    const bundle = await det.fit(inputs, options, (p) => progress(p));
+    const bundle = await det.fit(await inputsOf(images, progress), options, (p) => progress(p));
     return { bundle, transfer: [bundle.buffer] };
+  },
+
+  // Go on learning from the loaded model on `images` (items, `slices` for a volume's marked
+  // slices): the library's `learn`, from the model's weights.
+  async learn({ images, options }, progress) {
+    const det = need();
+    const bundle = await det.learn(await inputsOf(images, progress), options, (p) => progress(p));
+    return { bundle, transfer: [bundle.buffer] };
+  },
+
+  // The loaded model's threshold set again by `rule` on normal and anomalous items.
+  async calibrate({ normal, anomalous, rule }) {
+    const det = need();
+    const r = await det.calibrate({ normal: await inputsOf(normal), anomalous: await inputsOf(anomalous), rule });
+    return { bundle: r.model, choice: r.choice, transfer: [r.model.buffer] };
   },
 
   async score({ item }, progress) {
@@ -150,12 +181,13 @@ const ops = {
       const volume = await volumeOf(item);
       const [info, r] = await named(item, async () => [det.volumeSlices(volume), await det.scoreVolume(volume, (p) => progress(p))]);
       const transfer = [r.anomalyMap.buffer, ...r.slices.map((s) => s.grid.buffer)];
-      return { ...r, volume: info, width: info.width, height: info.height, backend: det.backend, transfer };
+      const { fingerprint } = volumes.get(item.name);
+      return { ...r, volume: info, width: info.width, height: info.height, backend: det.backend, fingerprint, transfer };
     }
     const bytes = await bytesOf(item.file);
     const r = await named(item, () => det.scoreFile(bytes));
     // Only the patch grid crosses to the page (the library upsamples it there when it draws).
-    return { ...r, backend: det.backend, transfer: [r.grid.buffer] };
+    return { ...r, backend: det.backend, fingerprint: one.fingerprint(bytes), transfer: [r.grid.buffer] };
   },
 
   // A picture as the model read it (upright, 8-bit for drawing), for the page to draw. The page

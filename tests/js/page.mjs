@@ -412,6 +412,52 @@ try {
   await page.waitForFunction((n) => document.querySelector("#view-name").textContent === n, second, { timeout: MINUTE });
   check(true, `keyboard: Enter on a row opens ${second} in the viewer`);
 
+  // 7. Teaching the model, keyboard only: mark a row normal and one anomalous (N and A on the
+  // row), learn from the marks, set the threshold by a rule; the marks and the versions survive a
+  // reload, and an earlier version comes back.
+  const pressed = (name, mark) => page.evaluate(([n, m]) =>
+    document.querySelector(`#results button[aria-label="mark ${n} ${m}"]`)?.getAttribute("aria-pressed"), [name, mark]);
+  await tabTo("#results tbody button", "the normal row", "good_0.png");
+  await page.keyboard.press("n");
+  await tabTo("#results tbody button", "the defective row", second);
+  await page.keyboard.press("a");
+  check(await pressed("good_0.png", "normal") === "true" && await pressed(second, "anomalous") === "true",
+    "keyboard: N and A on a row mark it normal and anomalous");
+  check((await text("#marks-summary")).startsWith("1 marked normal, 1 marked anomalous"), `the marks are counted: ${await text("#marks-summary")}`);
+  await tabTo("#learn-run", "the learn button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => /^learned from|failed/.test(document.querySelector("#learn-status").textContent), null, { timeout: 5 * MINUTE });
+  check((await text("#learn-status")).includes("learned from 1 marked image and the 6 it was trained on: version 2"),
+    `learning from the marks makes version 2 on the model's normal set: ${await text("#learn-status")}`);
+  check((await text("#learn-report")).includes("verdict"), `what learning changed is reported: ${await text("#learn-report")}`);
+  await tabTo("#rule-kind", "the rule picker");
+  await tabTo("#rule-apply", "the rule button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#model-rule").textContent.startsWith("version 3"), null, { timeout: MINUTE });
+  const ruleLine = await text("#model-rule");
+  check(ruleLine.includes("fpr:0.01") && ruleLine.includes("at least 100 normal images"),
+    `a false-alarm rule on one marked normal is set, with the count it needs: ${ruleLine}`);
+  await page.locator("#teach-section").screenshot({ path: join(out, "teach.png") });
+  await audit("the page with marks, the threshold chart and versions");
+  await page.reload();
+  await ready();
+  await tabTo("#sample-run", "the sample button, after a reload");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((n) => document.querySelector("#score-status").textContent.includes(`${n} images scored`), manifest.test.length, { timeout: 2 * MINUTE });
+  check(await pressed("good_0.png", "normal") === "true" && await pressed(second, "anomalous") === "true", "the marks survive a reload");
+  const versions = await page.locator("#versions option").allTextContents();
+  check(versions.length >= 3 && versions.some((v) => v.includes("version 3")) && versions.some((v) => v.includes("version 1")),
+    `the versions survive a reload: ${versions.join(" | ")}`);
+  await tabTo("#versions", "the versions list");
+  await page.keyboard.press("Home");
+  await tabTo("#version-use", "the go-back button");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#model-rule").textContent.startsWith("version 1"), null, { timeout: MINUTE });
+  check((await text("#model-rule")).includes("quantile"), `back to version 1: ${await text("#model-rule")}`);
+  const marksCsv = await page.evaluate(() => localStorage.getItem("dino-ar.marks"));
+  check(marksCsv.startsWith("file,slice,fingerprint,mark\n") && marksCsv.split("\n").filter(Boolean).length === 3,
+    `the marks are kept as the library's CSV: ${JSON.stringify(marksCsv)}`);
+
   check(consoleErrors.length === 0, `no uncaught errors in the page (${consoleErrors.join("; ")})`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
   console.log(`     screenshots in ${out}`);
