@@ -816,6 +816,48 @@ pub fn check_size(backbone: &DinoV3, size: InputSize) -> Result<(usize, usize), 
 #[cfg(test)]
 mod tests {
     use super::holdout_split;
+    use super::{AnomalyMap, CalibrationSet};
+    use crate::score::ImageScore;
+
+    fn result(max: f32) -> AnomalyMap {
+        AnomalyMap {
+            map: vec![max, 0.0],
+            width: 2,
+            height: 1,
+            grid: vec![max],
+            grid_h: 1,
+            grid_w: 1,
+            score: ImageScore { max, top1: max },
+            threshold: 1.0,
+            anomalous: false,
+        }
+    }
+
+    #[test]
+    fn a_calibration_set_counts_volumes_as_their_verdicts_do() {
+        let mut set = CalibrationSet::default();
+        // A normal volume given whole: every slice a normal image, its fingerprint once.
+        set.add(
+            "aa",
+            vec![(Some(0), result(0.1)), (Some(1), result(0.3))],
+            false,
+            false,
+        );
+        // An anomalous volume given whole: one image, its worst slice.
+        set.add(
+            "bb",
+            vec![(Some(0), result(0.2)), (Some(1), result(0.9))],
+            true,
+            false,
+        );
+        // Slices a person marked: each its own image, named with its slice.
+        set.add("cc", vec![(Some(4), result(0.7))], true, true);
+        set.add("dd", vec![(None, result(0.2))], false, false);
+        assert_eq!(set.normal_maps.len(), 3);
+        assert_eq!(set.normal, ["aa", "dd"]);
+        assert_eq!(set.anomalous_scores, [0.9, 0.7]);
+        assert_eq!(set.anomalous, ["bb", "cc:4"]);
+    }
 
     #[test]
     fn single_images_split_as_before_and_a_volumes_slices_stay_together() {

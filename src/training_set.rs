@@ -15,6 +15,7 @@ use crate::detector::{
     self, DetectorError, NormalGrid, Origin, check_size, check_training_grids, fit_model_validated,
 };
 use crate::grids::Grids;
+use crate::infra::readback::read_back;
 use crate::input::{DecodeError, Input};
 use crate::preprocess::RgbImage;
 use crate::spec::FitSpec;
@@ -214,8 +215,8 @@ impl<'a> TrainingSet<'a> {
         })
     }
 
-    /// Look grids up in `cache` before embedding (a set on the device uploads what it finds); a
-    /// set on the host also stores the new ones there.
+    /// Look grids up in `cache` before embedding (a set on the device uploads what it finds), and
+    /// store the new ones there.
     pub fn with_cache(mut self, cache: &'a dyn GridCache) -> Self {
         self.cache = Some(cache);
         self
@@ -366,7 +367,19 @@ impl<'a> TrainingSet<'a> {
                         let data = burn::tensor::TensorData::new(grid, [1, d, gh, gw]);
                         Tensor::from_data(data, &self.backbone.device())
                     }
-                    _ => detector::embed(self.backbone, img, self.size).map_err(failed)?,
+                    _ => {
+                        let grid =
+                            detector::embed(self.backbone, img, self.size).map_err(failed)?;
+                        // Kept for next time (the page learns from what it fit on, later).
+                        if let Some(c) = self.cache {
+                            let [_, _, gh, gw] = grid.dims();
+                            let values = read_back(grid.clone(), "embeddings")
+                                .await
+                                .map_err(|e| failed(e.into()))?;
+                            c.put(img, &values, [d, gh, gw]);
+                        }
+                        grid
+                    }
                 };
                 let [_, _, gh, gw] = grid.dims();
                 self.grid = (gh, gw);
@@ -453,5 +466,38 @@ impl<'a> TrainingSet<'a> {
             progress,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(v: f32) -> RgbImage {
+        RgbImage {
+            width: 2,
+            height: 1,
+            data: vec![v; 6],
+        }
+    }
+
+    #[test]
+    fn kept_grids_drop_the_oldest_past_their_budget() {
+        // Three grids of 8 values (32 bytes) in a budget of 80 bytes: the first goes.
+        let kept = KeptGrids::new(80);
+        for k in 0..3 {
+            kept.put(&image(k as f32), &[k as f32; 8], [2, 2, 2]);
+        }
+        assert_eq!((kept.len(), kept.bytes()), (2, 64));
+        assert!(kept.get(&image(0.0)).is_none());
+        assert_eq!(kept.get(&image(2.0)), Some((vec![2.0; 8], (2, 2))));
+        // The same image again replaces its grid, it is not kept twice.
+        kept.put(&image(2.0), &[5.0; 8], [2, 2, 2]);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept.get(&image(2.0)).unwrap().0, vec![5.0; 8]);
+        // Another window or size is another key.
+        assert_ne!(image_key(&image(1.0)), image_key(&image(1.5)));
+        kept.clear();
+        assert!(kept.is_empty());
     }
 }

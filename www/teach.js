@@ -186,10 +186,16 @@ $("threshold-keep").onclick = () => guard(async () => {
 
 // Learn from the marks: the images marked normal join the model's normal set (the images it was
 // trained on here, where the page has them), the head goes on from its weights for a few epochs,
-// then the batch is scored again and the table shows what changed.
+// then the batch is scored again and the table shows what changed. Of the normal set it takes as
+// many images as are marked, spread over the set: enough that the model does not forget it (on
+// new images alone it would, tests/learn_native.rs), few enough to take seconds (BENCHMARKS §8).
+function rehearsal(normalSet, count) {
+  if (normalSet.length <= count) return normalSet;
+  return Array.from({ length: count }, (_, k) => normalSet[Math.floor((k * normalSet.length) / count)]);
+}
 $("learn-run").onclick = () => guard(async () => {
   const marked = markedItems("normal");
-  const set = [...(state.model.normals ?? []), ...marked];
+  const set = [...rehearsal(state.model.normals ?? [], marked.length), ...marked];
   const rows = state.results.map((r) => ({ score: r.score, verdict: r.error ? "error" : dino.verdict(r.score, threshold()),
     slices: r.slices?.map((s) => ({ score: s.score, verdict: dino.verdict(s.score, threshold()) })) }));
   $("learn-cancel").hidden = false;
@@ -203,7 +209,8 @@ $("learn-run").onclick = () => guard(async () => {
         progress("learn-progress", (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps);
       } else if (p.phase === "embed") status.textContent = `reading image ${p.image} of ${p.images}`;
     });
-    await hooks.learned(new Blob([bundle]), versionName(), set);
+    // The model's normal set now holds the marked images too.
+    await hooks.learned(new Blob([bundle]), versionName(), [...(state.model.normals ?? []), ...marked]);
     // A rule of marked anomalous images is applied to the new scores again.
     const kind = state.model.info.rule.split(":")[0];
     if (kind !== "quantile" && kind !== "fpr" && markedItems("anomalous").length) await calibrate(rule());
@@ -211,7 +218,7 @@ $("learn-run").onclick = () => guard(async () => {
     state.results.forEach((r, i) => (r.before = rows[i]));
     await hooks.rescore();
     status.textContent = `learned from ${marked.length} marked image${marked.length === 1 ? "" : "s"}` +
-      (set.length > marked.length ? ` and the ${set.length - marked.length} it was trained on` : "") + `: version ${state.model.info.version}`;
+      (set.length > marked.length ? ` and ${set.length - marked.length} of the images it was trained on` : "") + `: version ${state.model.info.version}`;
     report(rows);
   } catch (e) {
     status.textContent = e.kind === "cancelled" ? "learning cancelled" : "learning failed";

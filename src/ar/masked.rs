@@ -161,35 +161,55 @@ impl MaskedConv2d {
         // A one-sided mask keeps a band of the kernel: convolve with that band only, the input
         // padded on the side it reads (a third fewer multiplications for 3 × 3 and 1 × 3). The
         // result is the masked full kernel's, taps for taps.
-        let band = match self.kind {
-            MaskKind::VerticalA => Some((cy, cols, d * cx)),
-            MaskKind::VerticalB => Some((cy + 1, cols, d * cx)),
-            MaskKind::HorizontalA => Some((1, cx, 0)),
-            MaskKind::HorizontalB => Some((1, cx + 1, 0)),
-            MaskKind::A | MaskKind::B | MaskKind::Pointwise => None,
-        };
-        let Some((keep_rows, keep_cols, right)) = band else {
-            return conv2d(
+        let bias = Some(self.bias.val());
+        match self.kind {
+            MaskKind::VerticalA => self.band(x, (0, cy), cols, d * cx, bias),
+            MaskKind::VerticalB => self.band(x, (0, cy + 1), cols, d * cx, bias),
+            MaskKind::HorizontalA => self.band(x, (0, 1), cx, 0, bias),
+            MaskKind::HorizontalB => self.band(x, (0, 1), cx + 1, 0, bias),
+            // Raster order keeps the rows above and the centre row's left part (and centre): two
+            // bands, 4 or 5 of a 3 × 3 kernel's 9 taps, so about half the multiplications.
+            MaskKind::A | MaskKind::B => {
+                let left = cx + (self.kind == MaskKind::B) as usize;
+                let centre = self.band(x.clone(), (cy, 1), left, 0, bias);
+                match cy {
+                    0 => centre,
+                    _ => self.band(x, (0, cy), cols, d * cx, None) + centre,
+                }
+            }
+            MaskKind::Pointwise => conv2d(
                 x,
                 self.masked_weight(),
-                Some(self.bias.val()),
+                bias,
                 ConvOptions::new([1, 1], [d * cy, d * cx], [d, d], 1),
-            );
-        };
+            ),
+        }
+    }
+
+    /// The kernel's rows `first .. first + count` and its first `keep_cols` columns, convolved
+    /// with `x` padded on the sides they read: `d · (rows above the centre)` on top (the band's
+    /// rows all lie at or above it), `d · cx` on the left and `right` on the right. The output is
+    /// cut to the input's size: the taps are the masked full kernel's, taps for taps.
+    fn band(
+        &self,
+        x: Tensor<4>,
+        (first, count): (usize, usize),
+        keep_cols: usize,
+        right: usize,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<4> {
+        let [_, _, rows, cols] = self.mask.dims();
+        let d = self.dilation;
+        let (cy, cx) = (rows / 2, cols / 2);
         let [_, _, h, w] = x.dims();
         let weight = self
             .masked_weight()
-            .narrow(2, 0, keep_rows)
+            .narrow(2, first, count)
             .narrow(3, 0, keep_cols);
-        // Rows above (and columns left) come first: pad the top and the left by the kernel's reach.
-        let x = x.pad((d * cx, right, d * cy, 0), PadMode::Constant(0.0));
-        let y = conv2d(
-            x,
-            weight,
-            Some(self.bias.val()),
-            ConvOptions::new([1, 1], [0, 0], [d, d], 1),
-        );
-        // Mask A bands end one step short of the centre: the output is `d` longer; keep the first.
+        // The band's first row sits `cy - first` rows above the centre: pad the top by that reach.
+        let x = x.pad((d * cx, right, d * (cy - first), 0), PadMode::Constant(0.0));
+        let y = conv2d(x, weight, bias, ConvOptions::new([1, 1], [0, 0], [d, d], 1));
+        // Bands that end short of the centre make the output longer: keep the first rows/columns.
         y.narrow(2, 0, h).narrow(3, 0, w)
     }
 

@@ -375,10 +375,6 @@ impl Session {
             version: m.version(),
             history: m.history.clone(),
         };
-        // Grids kept at another input size are of no use to this model.
-        if self.kept_size.replace(m.input_size()) != m.input_size() {
-            self.forget_kept();
-        }
         *self.detector.borrow_mut() = Some(Rc::new(det));
         *self.bundle.borrow_mut() = Some(Rc::new(bundle));
         Ok(info)
@@ -430,7 +426,10 @@ impl Session {
     pub async fn score_file(&self, bytes: &[u8]) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_file(bytes)?;
         Ok(det
-            .score_with(&img, self.kept().as_deref().map(|k| k as _))
+            .score_with(
+                &img,
+                self.kept_at(det.input_size()).as_deref().map(|k| k as _),
+            )
             .await?)
     }
 
@@ -447,7 +446,10 @@ impl Session {
     ) -> Result<AnomalyMap, SessionError> {
         let (det, img) = self.detector_and_image(rgba, width, height)?;
         Ok(det
-            .score_with(&img, self.kept().as_deref().map(|k| k as _))
+            .score_with(
+                &img,
+                self.kept_at(det.input_size()).as_deref().map(|k| k as _),
+            )
             .await?)
     }
 
@@ -513,7 +515,7 @@ impl Session {
     ) -> Result<(VolumeMap, Vec<u8>), SessionError> {
         let det = self.detector()?;
         let count = volume.geometry(det.meta.spec.plane).count;
-        let kept = self.kept();
+        let kept = self.kept_at(det.input_size());
         let mut v = det
             .score_volume_with(volume, kept.as_deref().map(|k| k as _), |n, _, _| {
                 on_slice(n + 1, count);
@@ -586,7 +588,7 @@ impl Session {
         mut progress: impl FnMut(FitProgress),
     ) -> Result<Vec<u8>, SessionError> {
         let backbone = self.backbone()?;
-        let kept = self.kept();
+        let kept = self.kept_at(spec.size.hw());
         let mut set = TrainingSet::new(&backbone, spec, Keep::Device)?;
         if let Some(k) = kept.as_deref() {
             set = set.with_cache(k);
@@ -668,7 +670,7 @@ impl Session {
     ) -> Result<(Vec<u8>, Choice), SessionError> {
         let det = self.detector()?;
         let bundle = self.bundle.borrow().clone().ok_or(SessionError::NoModel)?;
-        let kept = self.kept();
+        let kept = self.kept_at(det.input_size());
         let mut set = CalibrationSet::default();
         for (items, anomalous) in [(normal, false), (anomalous, true)] {
             for Item {
@@ -720,6 +722,15 @@ impl Session {
 
     fn kept(&self) -> Option<Rc<KeptGrids>> {
         self.kept.borrow().clone()
+    }
+
+    /// The kept grids for work at input `size`: those of another size are of no use to it (a
+    /// cache holds one size), so they are dropped.
+    fn kept_at(&self, size: (usize, usize)) -> Option<Rc<KeptGrids>> {
+        if self.kept_size.replace(size) != size {
+            self.forget_kept();
+        }
+        self.kept()
     }
 
     fn forget_kept(&self) {
