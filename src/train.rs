@@ -21,11 +21,13 @@ use crate::score::{patch_scores, upsample_bilinear};
 use crate::spec::{FitSpec, SpecError};
 use crate::weights::{TensorFile, WeightsError};
 
-/// Passes a model makes over the images a person marked normal when it goes on learning from
-/// them (the page's *Learn from my marks*; `learnDefaults()`), from its own weights: a few, so
-/// that 8 marked images (with as many of its normal set) are learned in seconds on a CPU
-/// (BENCHMARKS §8).
-pub const LEARN_EPOCHS: usize = 5;
+/// How a model goes on learning from the images a person marked normal (the page's *Learn from
+/// my marks*, `learnDefaults()`), from its own weights: a few passes in small batches (more steps
+/// for the same work), so that 8 marked images with as many of its normal set are learned in
+/// seconds on a CPU (BENCHMARKS §8).
+pub const LEARN_EPOCHS: usize = 3;
+/// See [`LEARN_EPOCHS`].
+pub const LEARN_BATCH_SIZE: usize = 8;
 
 /// Why training stopped without a head.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

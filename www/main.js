@@ -335,7 +335,8 @@ async function rescoreAll() {
   }
   $("score-status").textContent = `${state.results.length} rows scored by version ${state.model.info.version}`;
   redraw();
-  if (state.current >= 0) await show(state.current, state.results[state.current].slice);
+  // The viewer follows when the engine is free (the table's thumbnails are drawn first).
+  if (state.current >= 0) show(state.current, state.results[state.current].slice).catch(() => {});
 }
 
 // A row's name: the item's (the path inside a picked folder where the browser gives it), numbered

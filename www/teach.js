@@ -201,9 +201,10 @@ $("learn-run").onclick = () => guard(async () => {
   $("learn-cancel").hidden = false;
   render();
   const status = $("learn-status");
+  status.textContent = "learning…";
+  const started = performance.now();
   try {
-    const epochs = dino.learnDefaults().epochs;
-    const { bundle } = await engine.learn(set, { epochs }, (p) => {
+    const { bundle } = await engine.learn(set, dino.learnDefaults(), (p) => {
       if (p.phase === "train") {
         status.textContent = `learning: epoch ${p.epoch}/${p.epochs}, loss ${p.loss.toFixed(5)}`;
         progress("learn-progress", (p.epoch - 1) * p.steps + p.step, p.epochs * p.steps);
@@ -215,10 +216,13 @@ $("learn-run").onclick = () => guard(async () => {
     const kind = state.model.info.rule.split(":")[0];
     if (kind !== "quantile" && kind !== "fpr" && markedItems("anomalous").length) await calibrate(rule());
     status.textContent = "scoring the batch again…";
+    const learnt = performance.now();
     state.results.forEach((r, i) => (r.before = rows[i]));
     await hooks.rescore();
+    const secs = (a, b) => `${((b - a) / 1e3).toFixed(1)} s`;
     status.textContent = `learned from ${marked.length} marked image${marked.length === 1 ? "" : "s"}` +
-      (set.length > marked.length ? ` and ${set.length - marked.length} of the images it was trained on` : "") + `: version ${state.model.info.version}`;
+      (set.length > marked.length ? ` and ${set.length - marked.length} of the images it was trained on` : "") +
+      `: version ${state.model.info.version} (learning ${secs(started, learnt)}, scoring the batch again ${secs(learnt, performance.now())})`;
     report(rows);
   } catch (e) {
     status.textContent = e.kind === "cancelled" ? "learning cancelled" : "learning failed";

@@ -60,15 +60,19 @@ pub fn threshold_rates(
     })
 }
 
-/// What learning from marks uses unless told otherwise: `{ epochs }`, a few passes from the
-/// model's weights (`learn`'s options override it).
-#[wasm_bindgen(js_name = learnDefaults, unchecked_return_type = "{ epochs: number }")]
+/// What the page's *Learn from my marks* passes to `learn`: `{ epochs, batchSize }`, a few passes
+/// in small batches from the model's weights (`learn` itself takes the model's own settings
+/// unless told).
+#[wasm_bindgen(js_name = learnDefaults, unchecked_return_type = "{ epochs: number; batchSize: number }")]
 pub fn learn_defaults() -> Result<JsValue, JsValue> {
     #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
     struct Defaults {
         epochs: usize,
+        batch_size: usize,
     }
     to_js(&Defaults {
         epochs: crate::train::LEARN_EPOCHS,
+        batch_size: crate::train::LEARN_BATCH_SIZE,
     })
 }

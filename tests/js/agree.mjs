@@ -274,6 +274,31 @@ try {
     const p = pageAwkward.get(file);
     check(p && close(Number(p.score), Number(c.score)), `${file}: the page's model scores it as the CLI's (${p?.score} vs ${c.score})`);
   }
+
+  // 4. The same marks make the same model. The page loads the CLI's model, scores the training
+  // folder, two rows are marked normal and the page learns from them; the CLI goes on learning
+  // from the same model with the marks the page exported (files found by fingerprint).
+  const marksRun = await pageRun([join(tiny, "hf.safetensors"), join(tiny, "config.json")], cliModel, trainFiles);
+  const mpage = marksRun.page;
+  for (const f of trainFiles.slice(0, 2)) await mpage.click(`#results button[aria-label="mark ${basename(f)} normal"]`);
+  const [marksDl] = await Promise.all([mpage.waitForEvent("download"), mpage.click("#marks-export")]);
+  const marksCsv = join(work, "marks.csv");
+  copyFileSync(await marksDl.path(), marksCsv);
+  await mpage.click("#learn-run");
+  await mpage.waitForFunction(() => /^learned from|failed/.test(document.querySelector("#learn-status").textContent), null, { timeout: 5 * MINUTE });
+  check((await mpage.locator("#learn-status").innerText()).startsWith("learned from 2 marked images"), `the page learned: ${await mpage.locator("#learn-status").innerText()}`);
+  const [learnedDl] = await Promise.all([mpage.waitForEvent("download"), mpage.click("#model-download")]);
+  const pageLearned = join(work, "learned_page.safetensors");
+  copyFileSync(await learnedDl.path(), pageLearned);
+  await marksRun.context.close();
+  const lp = meta(pageLearned);
+  const cliLearned = join(work, "learned_cli.safetensors");
+  cli("fit", "--backbone", join(tiny, "hf.safetensors"), "--resume", cliModel, "--marks", marksCsv, "--images", trainDir,
+    "--epochs", String(lp.spec.epochs), "--batch-size", String(lp.spec.batchSize), "--no-cache", "--out", cliLearned);
+  const lc = meta(cliLearned);
+  const step = (m) => JSON.stringify({ ...m.history.at(-1), threshold: undefined });
+  check(lc.history.length === 2 && step(lc) === step(lp) && lc.train_images === lp.train_images && close(lc.calibration.threshold, lp.calibration.threshold),
+    `the same marks, the same model: the CLI's and the page's learned bundles (${step(lc)}; threshold ${lc.calibration.threshold} / ${lp.calibration.threshold})`);
 } catch (e) {
   failed = true;
   console.error(e);

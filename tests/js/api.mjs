@@ -335,7 +335,7 @@ try {
   check(result.marksCsv === 'file,slice,fingerprint,mark\n"a,b.png",,ba7816bf8f01cfea,normal\nscan.nii.gz,4,0123456789abcdef,anomalous\n' && result.marksBack,
     `marks to CSV and back, fingerprints as sha256sum's start: ${JSON.stringify(result.marksCsv)}`);
   check(result.marksBad.includes("line 2") && result.marksBad.includes("16 hex"), `a bad marks line is named: ${result.marksBad}`);
-  check(result.learnDefaults.epochs === 5, `learnDefaults: ${JSON.stringify(result.learnDefaults)}`);
+  check(result.learnDefaults.epochs === 3 && result.learnDefaults.batchSize === 8, `learnDefaults: ${JSON.stringify(result.learnDefaults)}`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);
 } catch (e) {
   failed = true;

@@ -51,7 +51,7 @@ for (let r = 0; r < runs; r++) {
   await det.loadModel(model);
   t = performance.now();
   let [firstStep, lastStep] = [0, 0];
-  const learned = await det.learn([...normals.slice(0, nRehearse), ...marked], { epochs: lib.learnDefaults().epochs }, (p) => {
+  const learned = await det.learn([...normals.slice(0, nRehearse), ...marked], lib.learnDefaults(), (p) => {
     if (p.phase !== "train") return;
     lastStep = performance.now();
     if (!firstStep) firstStep = lastStep;

@@ -40,7 +40,7 @@ def images(folder):
 
 
 def scores(args, model, folder, out):
-    run([args.bin, "score", "--backbone", args.backbone, "--model", model, folder, "--out", out])
+    run([args.bin, "score", "--backbone", args.backbone, "--model", model, folder, "--out", out, "--cache", args.cache])
     with open(out / "scores.csv") as f:
         return {Path(r["file"]).name: (float(r["score"]), r["verdict"] == "anomalous") for r in csv.DictReader(f)}
 
@@ -64,6 +64,8 @@ def main():
     p.add_argument("--work", type=Path, default=None)
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="dino-ar-loop-"))
+    # Every image is embedded once: scoring again after learning, and calibrating, run the head.
+    args.cache = str(work / "features")
     train = images(args.data / "train" / "good")
     good = images(args.data / "test" / "good")
     bad = [f for d in sorted((args.data / "test").iterdir()) if d.name != "good" for f in images(d)]
@@ -80,7 +82,7 @@ def main():
         batch_bad = link(b[: len(b) // 2], w / "batch_bad")
         held_good = link(g[len(g) // 2 :], w / "held_good")
         held_bad = link(b[len(b) // 2 :], w / "held_bad")
-        common = ["--backbone", args.backbone, "--size", args.size, "--seed", str(seed)]
+        common = ["--backbone", args.backbone, "--size", args.size, "--seed", str(seed), "--cache", args.cache]
         m0 = w / "start.safetensors"
         run([args.bin, "fit", *common, "--normal", few, "--epochs", args.epochs, "--out", m0])
         # One batch scored; its flagged normal images are the false alarms a person marks.
@@ -90,7 +92,7 @@ def main():
         m1 = w / "learned.safetensors"
         if alarms:
             run([args.bin, "fit", "--backbone", args.backbone, "--resume", m0, "--normal", few,
-                 "--normal", marked, "--epochs", args.learn_epochs, "--seed", str(seed), "--out", m1])
+                 "--normal", marked, "--epochs", args.learn_epochs, "--seed", str(seed), "--cache", args.cache, "--out", m1])
         else:
             shutil.copy(m0, m1)
         for name, model in [("start (fit on %d normals)" % args.normals, m0),
@@ -103,7 +105,7 @@ def main():
         for rule in ["fpr:0.05", "f1", "recall:0.9"]:
             m2 = w / f"rule_{rule.replace(':', '_')}.safetensors"
             run([args.bin, "calibrate", "--backbone", args.backbone, "--model", m1, "--normal", batch_good,
-                 "--anomalous", batch_bad, "--rule", rule, "--out", m2])
+                 "--anomalous", batch_bad, "--rule", rule, "--cache", args.cache, "--out", m2])
             fpr, recall = rates(scores(args, m2, held_good, w / f"hg_{m2.stem}"),
                                 scores(args, m2, held_bad, w / f"hb_{m2.stem}"))
             rows.append((seed, "learned", rule, fpr, recall))

@@ -9,6 +9,7 @@ use dino_ar::bundle::Bundle;
 use dino_ar::detector::{CalibrationSet, Detector, calibrate};
 use dino_ar::marks::Mark;
 use dino_ar::threshold::Rule;
+use dino_ar::training_set::GridCache;
 
 use crate::args::{BackboneArgs, bar, read, say, write_model};
 use crate::data::{self, Source};
@@ -43,6 +44,9 @@ pub struct CalibrateArgs {
     /// The calibrated model (.safetensors); a model already there is kept as NAME.vK.
     #[arg(long)]
     out: PathBuf,
+    /// A feature cache to read embeddings from and keep them in (as `score --cache`).
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 fn parse_rule(s: &str) -> Result<Rule, String> {
@@ -54,6 +58,13 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
     let model = &args.model;
     let bundle = Bundle::read(&read(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
     let det = Detector::new(backbone, &bundle).map_err(|e| format!("{}: {e}", model.display()))?;
+    let cache = data::FeatureCache::new(
+        args.cache.clone(),
+        &det.backbone.fingerprint,
+        det.backbone.precision(),
+        det.input_size(),
+    );
+    let cache = args.cache.is_some().then_some(&cache as &dyn GridCache);
 
     // (source, slices picked or all, anomalous?)
     let mut inputs: Vec<(Source, Option<Vec<usize>>, bool)> = Vec::new();
@@ -81,7 +92,7 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
         pb.inc(1);
         let name = source.name();
         let (input, print) = source.read_with_fingerprint()?;
-        let results = pollster::block_on(det.results_of(&input, only.as_deref(), None))
+        let results = pollster::block_on(det.results_of(&input, only.as_deref(), cache))
             .map_err(|e| format!("{name}: {e}"))?;
         set.add(&print, results, *anomalous, only.is_some());
         say(&pb, format!("{name}: scored"));
