@@ -44,7 +44,8 @@ named_choice! {
 pub struct Marked {
     /// The file's name as the run named it (a path relative to the marks file for the CLI).
     pub file: String,
-    /// A volume's slice (in the model's plane); `null` for a picture.
+    /// A volume's slice (in the model's plane); `null` (or absent) for a picture.
+    #[cfg_attr(target_arch = "wasm32", tsify(optional, type = "number | null"))]
     #[serde(default)]
     pub slice: Option<usize>,
     pub fingerprint: String,

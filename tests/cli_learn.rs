@@ -344,3 +344,55 @@ fn the_same_marks_make_the_same_model_as_the_same_folder() {
         &["002.png", &marks[1].fingerprint, "not found"],
     );
 }
+
+#[test]
+fn a_knn_model_adds_the_new_normals_to_its_bank() {
+    let root = temp("knn");
+    let backbone = fixture("tiny/hf.safetensors");
+    let train = folder(&root, "train", 6, 0.4, false, 7);
+    let shifted = folder(&root, "shifted", 4, 1.3, false, 8);
+    let out = temp("knn-out");
+    let (m1, m2) = (out.join("m1.safetensors"), out.join("m2.safetensors"));
+    let common = [
+        "--backbone",
+        &backbone,
+        "--size",
+        "64",
+        "--no-cache",
+        "--holdout",
+        "0.25",
+    ];
+    let mut args = vec![
+        "fit",
+        "--method",
+        "knn",
+        "--normal",
+        train.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend(["--out", m1.to_str().unwrap()]);
+    ok(&run(&args));
+    let before = scores(&backbone, &m1, &shifted, &out.join("s1"));
+    let mut args = vec![
+        "fit",
+        "--resume",
+        m1.to_str().unwrap(),
+        "--normal",
+        shifted.to_str().unwrap(),
+    ];
+    args.extend(common);
+    args.extend(["--out", m2.to_str().unwrap()]);
+    ok(&run(&args));
+    let (b1, b2) = (bundle(&m1), bundle(&m2));
+    // 64² at patch 16: 16 patches per image; 3 of the 4 new images train (one is held out).
+    let (n1, n2) = (b1.meta.bank_size.unwrap(), b2.meta.bank_size.unwrap());
+    assert_eq!(
+        n2,
+        n1 + 3 * 16,
+        "the bank grows by the new training images' patches"
+    );
+    let learn = &b2.meta.history[1];
+    assert_eq!((learn.step, learn.epochs), (Step::Learn, None));
+    let after = scores(&backbone, &m2, &shifted, &out.join("s2"));
+    assert!(mean(&after) < mean(&before), "{before:?} → {after:?}");
+}

@@ -46,6 +46,7 @@ echo "$packed"
 
 printf '\n== the pkg/ JavaScript API at run time (tests/js/api.mjs)\n' >&2
 node tests/js/api.mjs
+node tools/bench/learn.mjs --size 32 --normals 4 --batch 6 --marked 2 --runs 1   # BENCHMARKS §8 at its smallest
 
 printf '\n== the page end to end in headless Chromium, served as the static site tools/site.sh writes (tests/js/page.mjs)\n' >&2
 site="$(mktemp -d)/dino-ar"   # served from its parent: the page lives on a sub-path

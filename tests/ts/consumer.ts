@@ -26,6 +26,16 @@ import init, {
   fileStem,
   outputNames,
   volumeRows,
+  fingerprint,
+  seriesFingerprint,
+  marksToCsv,
+  marksFromCsv,
+  chooseThreshold,
+  rocCurve,
+  thresholdRates,
+  learnDefaults,
+  type Marked,
+  type Choice,
   type Backend,
   type DeviceKind,
   type FileKind,
@@ -131,6 +141,22 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const defaults = fitDefaults();
   const checked = fitSpec({ epochs: defaults.epochs * 2 });
   const menus: string[] = choices().method.map((c) => c.label);
+  // The screening loop: keep embeddings, learn from marked normals, calibrate by a rule.
+  det.keepEmbeddings();
+  det.keepEmbeddings(16);
+  const kept: number = det.keptEmbeddings.bytes;
+  const learned: Uint8Array = await det.learn(normals, { ...learnDefaults(), signal: new AbortController().signal }, (p: FitProgress) => p.phase);
+  await det.learn([{ bytes: fileBytes, name: "scan.nii.gz", slices: [3, 4] }]);
+  const version: number = (await det.loadModel(learned)).version;
+  const { model: calibrated, choice } = await det.calibrate({ normal: normals, anomalous: [{ bytes: fileBytes }], rule: "fpr:0.01" });
+  const rate: number = choice.falseAlarmRate;
+  const recall: number | null | undefined = choice.recall;
+  const picked: Choice = chooseThreshold("f1", new Float32Array([0.1]), new Float32Array([0.9]));
+  const curve: number[] = rocCurve(new Float32Array([0.1]), new Float32Array([0.9])).map((p) => p.recall);
+  const at: number = thresholdRates(0.5, new Float32Array([0.1]), new Float32Array([0.9])).falseAlarmRate;
+  const marks: Marked[] = marksFromCsv(marksToCsv([{ file: "a.png", slice: null, fingerprint: fingerprint(fileBytes), mark: "normal" }]));
+  const seriesPrint: string = seriesFingerprint([fileBytes, fileBytes]);
+  const history: string[] = (await det.loadModel(calibrated)).history.map((v) => `${v.step} ${v.images}`);
   det.free();
 
   // Mistakes that must not compile:
@@ -149,8 +175,12 @@ export async function everything(weights: Uint8Array, config: string | undefined
 
   // @ts-expect-error a plane is a name, not a number
   const plane: number = cut.plane;
+  // @ts-expect-error a mark is normal or anomalous
+  marksToCsv([{ file: "a.png", slice: null, fingerprint: "0123456789abcdef", mark: "fine" }]);
+  // @ts-expect-error calibrate needs a rule
+  await det.calibrate({ normal: normals });
 
   return { where, width, seen, picture, field, randomWeights, epochs, pixels, judged, said, grid, embedding, drawn, csv, checked, menus, top,
     dims, slice, mapFile, sliceSeen, volumeCsv, plane, runsOn, kind, fromFile, fileSeen, shown, accept, items, sliceFile,
-    kindOfError, rows };
+    kindOfError, rows, kept, version, rate, recall, picked, curve, at, marks, seriesPrint, history };
 }
