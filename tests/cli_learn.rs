@@ -189,22 +189,18 @@ fn a_model_learns_from_new_normals_and_is_calibrated_by_a_rule() {
     // on the scores `score` writes.
     let normal = scores(&backbone, &model, &good, &out.join("g"));
     let anomalous = scores(&backbone, &model, &spot, &out.join("a"));
+    // `calibrate` of the model on the good images (and the anomalous ones, when given) by `rule`.
+    let calibrate = |rule: &str, anomalous: bool, out: &Path| {
+        let mut args = vec!["calibrate", "--backbone", &backbone, "--model", m];
+        args.extend(["--normal", good.to_str().unwrap(), "--rule", rule]);
+        if anomalous {
+            args.extend(["--anomalous", spot.to_str().unwrap()]);
+        }
+        args.extend(["--out", out.to_str().unwrap()]);
+        run(&args)
+    };
     let m3 = out.join("f1.safetensors");
-    let err = ok(&run(&[
-        "calibrate",
-        "--backbone",
-        &backbone,
-        "--model",
-        m,
-        "--normal",
-        good.to_str().unwrap(),
-        "--anomalous",
-        spot.to_str().unwrap(),
-        "--rule",
-        "f1",
-        "--out",
-        m3.to_str().unwrap(),
-    ]));
+    let err = ok(&calibrate("f1", true, &m3));
     let expected = choose(Rule::F1, &normal, &anomalous).unwrap();
     let v3 = bundle(&m3);
     assert_eq!(v3.meta.calibration.threshold, expected.threshold, "{err}");
@@ -219,50 +215,15 @@ fn a_model_learns_from_new_normals_and_is_calibrated_by_a_rule() {
 
     // A false-alarm rate on too few images is set, and says how many it needs.
     let m4 = out.join("fpr.safetensors");
-    let err = ok(&run(&[
-        "calibrate",
-        "--backbone",
-        &backbone,
-        "--model",
-        m,
-        "--normal",
-        good.to_str().unwrap(),
-        "--rule",
-        "fpr:0.01",
-        "--out",
-        m4.to_str().unwrap(),
-    ]));
+    let err = ok(&calibrate("fpr:0.01", false, &m4));
     assert!(err.contains("at least 100 normal images"), "{err}");
     let max = normal.iter().copied().fold(f32::MIN, f32::max);
     assert_eq!(bundle(&m4).meta.calibration.threshold, max);
-    let o = run(&[
-        "calibrate",
-        "--backbone",
-        &backbone,
-        "--model",
-        m,
-        "--normal",
-        good.to_str().unwrap(),
-        "--rule",
-        "recall:0.9",
-        "--out",
-        m4.to_str().unwrap(),
-    ]);
-    fails_with(&o, &["recall:0.9", "anomalous"]);
-    let o = run(&[
-        "calibrate",
-        "--backbone",
-        &backbone,
-        "--model",
-        m,
-        "--normal",
-        good.to_str().unwrap(),
-        "--rule",
-        "fpr:3",
-        "--out",
-        m4.to_str().unwrap(),
-    ]);
-    fails_with(&o, &["fpr", "between 0 and 1"]);
+    fails_with(
+        &calibrate("recall:0.9", false, &m4),
+        &["recall:0.9", "anomalous"],
+    );
+    fails_with(&calibrate("fpr:3", false, &m4), &["fpr", "between 0 and 1"]);
 }
 
 #[test]

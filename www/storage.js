@@ -111,10 +111,16 @@ export async function versions() {
   return list.sort((a, b) => a.n - b.n);
 }
 
-// Keeps `bundle` as the next version; → its number. Throws (with why) where storage refuses.
+// How many versions are kept: a model is a few MB (ViT-S/16's head: 14 MB), so the oldest go.
+export const KEEP_VERSIONS = 20;
+
+// Keeps `bundle` as the next version (the oldest beyond KEEP_VERSIONS are removed); → its number.
+// Throws (with why) where storage refuses.
 export async function saveVersion(bundle, meta) {
-  const n = Math.max(0, ...(await versions()).map((v) => v.n)) + 1;
+  const before = await versions();
+  const n = Math.max(0, ...before.map((v) => v.n)) + 1;
   await save(`version.${n}`, { bundle }, { ...meta, n, at: new Date().toISOString() });
+  for (const old of before.slice(0, Math.max(0, before.length + 1 - KEEP_VERSIONS))) await forget(`version.${old.n}`);
   return n;
 }
 

@@ -11,10 +11,11 @@ use super::convert::{
     explanation_object, fit_item, fit_items, fit_options, from_js, get, grid_object, js_err,
     js_err_kind, learn_options, named_files, rgba_object, score_object, to_js, volume_object,
 };
-use super::session::{Item, Session, SessionError};
+use super::session::{FitProgress, Item, Session, SessionError};
 use super::threads::{self, Threads};
 use crate::infra::compute::{DeviceChoice, Precision};
 use crate::input;
+use crate::spec::FitSpec;
 use crate::threshold::{Rule, ThresholdError};
 use crate::volume::{Volume, nifti};
 
@@ -93,6 +94,46 @@ struct CreateOptions {
     /// GPU memory); elsewhere f32, and `precisionNote` says why. Default `"f32"`.
     #[tsify(optional)]
     precision: Option<Precision>,
+}
+
+/// What `fit` and `learn` train: a model from scratch by a spec, or the loaded one on from its
+/// weights with spec keys over its own.
+enum Training {
+    Fit(FitSpec),
+    Learn(serde_json::Map<String, serde_json::Value>),
+}
+
+/// `fit` and `learn` from JS: the items read one at a time, progress to the callback, the
+/// signal checked after each report → the bundle's bytes.
+async fn train(
+    s: Rc<Session>,
+    images: JsValue,
+    signal: Option<JsValue>,
+    on_progress: Option<Function>,
+    what: Training,
+) -> Result<JsValue, JsValue> {
+    let items = fit_items(&images).map_err(js_err)?;
+    let aborted = |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
+    if signal.as_ref().is_some_and(aborted) {
+        return Err(SessionError::Cancelled.into());
+    }
+    let count = items.length() as usize;
+    let item = |k: usize| fit_item(k, &items.get(k as u32));
+    let progress = |p: FitProgress| {
+        if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
+            // A throwing callback must not abort the training.
+            let _ = f.call1(&JsValue::NULL, &v);
+        }
+        // After the callback, so an abort from inside it stops at this step.
+        if signal.as_ref().is_some_and(aborted) {
+            s.cancel();
+        }
+    };
+    let bytes = match what {
+        Training::Fit(spec) => s.fit(count, item, &spec, progress).await?,
+        Training::Learn(overrides) => s.learn(count, item, &overrides, progress).await?,
+    };
+    Ok(Uint8Array::from(bytes.as_slice()).into())
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -343,27 +384,7 @@ impl JsDetector {
             // The options first: a bad one is named before any image is copied.
             let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (spec, signal) = fit_options(&options).map_err(js_err)?;
-            let items = fit_items(&images).map_err(js_err)?;
-            let aborted =
-                |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
-            if signal.as_ref().is_some_and(aborted) {
-                return Err(SessionError::Cancelled.into());
-            }
-            let count = items.length() as usize;
-            let item = |k: usize| fit_item(k, &items.get(k as u32));
-            let bytes = s
-                .fit(count, item, &spec, |p| {
-                    if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
-                        // A throwing callback must not abort the training.
-                        let _ = f.call1(&JsValue::NULL, &v);
-                    }
-                    // After the callback, so an abort from inside it stops at this step.
-                    if signal.as_ref().is_some_and(aborted) {
-                        s.cancel();
-                    }
-                })
-                .await?;
-            Ok(Uint8Array::from(bytes.as_slice()).into())
+            train(s, images, signal, on_progress, Training::Fit(spec)).await
         })
     }
 
@@ -416,25 +437,7 @@ impl JsDetector {
         future_to_promise(async move {
             let options = options.map_or(JsValue::UNDEFINED, JsValue::from);
             let (overrides, signal) = learn_options(&options).map_err(js_err)?;
-            let items = fit_items(&images).map_err(js_err)?;
-            let aborted =
-                |sig: &JsValue| get(sig, "aborted").and_then(|v| v.as_bool()) == Some(true);
-            if signal.as_ref().is_some_and(aborted) {
-                return Err(SessionError::Cancelled.into());
-            }
-            let count = items.length() as usize;
-            let item = |k: usize| fit_item(k, &items.get(k as u32));
-            let bytes = s
-                .learn(count, item, &overrides, |p| {
-                    if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
-                        let _ = f.call1(&JsValue::NULL, &v);
-                    }
-                    if signal.as_ref().is_some_and(aborted) {
-                        s.cancel();
-                    }
-                })
-                .await?;
-            Ok(Uint8Array::from(bytes.as_slice()).into())
+            train(s, images, signal, on_progress, Training::Learn(overrides)).await
         })
     }
 

@@ -58,13 +58,8 @@ pub fn run(args: CalibrateArgs) -> Result<(), String> {
     let model = &args.model;
     let bundle = Bundle::read(&read(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
     let det = Detector::new(backbone, &bundle).map_err(|e| format!("{}: {e}", model.display()))?;
-    let cache = data::FeatureCache::new(
-        args.cache.clone(),
-        &det.backbone.fingerprint,
-        det.backbone.precision(),
-        det.input_size(),
-    );
-    let cache = args.cache.is_some().then_some(&cache as &dyn GridCache);
+    let cache = data::FeatureCache::for_scoring(args.cache.as_deref(), &det);
+    let cache = cache.as_ref().map(|c| c as &dyn GridCache);
 
     // (source, slices picked or all, anomalous?)
     let mut inputs: Vec<(Source, Option<Vec<usize>>, bool)> = Vec::new();

@@ -334,6 +334,19 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
+    /// The cache for scoring with `det` under `root` (its backbone, precision and input size),
+    /// when a root is given: `score --cache`, `calibrate --cache`.
+    pub fn for_scoring(root: Option<&Path>, det: &dino_ar::detector::Detector) -> Option<Self> {
+        let root = root?.to_path_buf();
+        let b = &det.backbone;
+        Some(Self::new(
+            Some(root),
+            &b.fingerprint,
+            b.precision(),
+            det.input_size(),
+        ))
+    }
+
     /// One folder per backbone, input size and precision (f32's name has no suffix, as before).
     pub fn new(
         root: Option<PathBuf>,

@@ -49,13 +49,8 @@ pub fn detector(args: &BackboneArgs, model: &Path) -> Result<Detector, String> {
 pub fn run(args: ScoreArgs) -> Result<(), String> {
     let style = args.style.style()?;
     let det = detector(&args.backbone, &args.model)?;
-    let cache = data::FeatureCache::new(
-        args.cache.clone(),
-        &det.backbone.fingerprint,
-        det.backbone.precision(),
-        det.input_size(),
-    );
-    let cache = args.cache.is_some().then_some(&cache as &dyn GridCache);
+    let cache = data::FeatureCache::for_scoring(args.cache.as_deref(), &det);
+    let cache = cache.as_ref().map(|c| c as &dyn GridCache);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     // A folder stands for the files in it (sorted), like `fit --normal`.
