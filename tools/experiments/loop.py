@@ -46,9 +46,14 @@ def scores(args, model, folder, out):
 
 
 def rates(model_scores_good, model_scores_bad):
+    """False-alarm rate and recall of the verdicts, and the image AUROC of the scores (how well
+    they rank anomalous above normal, whatever the threshold; ties count half)."""
     fpr = sum(v for _, v in model_scores_good.values()) / max(1, len(model_scores_good))
     recall = sum(v for _, v in model_scores_bad.values()) / max(1, len(model_scores_bad))
-    return fpr, recall
+    good = [s for s, _ in model_scores_good.values()]
+    bad = [s for s, _ in model_scores_bad.values()]
+    pairs = sum((b > g) + 0.5 * (b == g) for b in bad for g in good)
+    return fpr, recall, pairs / max(1, len(good) * len(bad))
 
 
 def main():
@@ -97,24 +102,24 @@ def main():
             shutil.copy(m0, m1)
         for name, model in [("start (fit on %d normals)" % args.normals, m0),
                             ("after learning the batch's %d false alarms" % len(alarms), m1)]:
-            fpr, recall = rates(scores(args, model, held_good, w / f"h_good_{model.stem}"),
-                                scores(args, model, held_bad, w / f"h_bad_{model.stem}"))
-            rows.append((seed, name, "fit's quantile:0.99", fpr, recall))
+            fpr, recall, auroc = rates(scores(args, model, held_good, w / f"h_good_{model.stem}"),
+                                       scores(args, model, held_bad, w / f"h_bad_{model.stem}"))
+            rows.append((seed, name, "fit's quantile:0.99", fpr, recall, auroc))
         # The threshold rules on the learned model, set on the batch (its normal and anomalous
         # images, as a person would mark them), judged on the held-out split.
         for rule in ["fpr:0.05", "f1", "recall:0.9"]:
             m2 = w / f"rule_{rule.replace(':', '_')}.safetensors"
             run([args.bin, "calibrate", "--backbone", args.backbone, "--model", m1, "--normal", batch_good,
                  "--anomalous", batch_bad, "--rule", rule, "--cache", args.cache, "--out", m2])
-            fpr, recall = rates(scores(args, m2, held_good, w / f"hg_{m2.stem}"),
-                                scores(args, m2, held_bad, w / f"hb_{m2.stem}"))
-            rows.append((seed, "learned", rule, fpr, recall))
+            fpr, recall, auroc = rates(scores(args, m2, held_good, w / f"hg_{m2.stem}"),
+                                       scores(args, m2, held_bad, w / f"hb_{m2.stem}"))
+            rows.append((seed, "learned", rule, fpr, recall, auroc))
         print(f"seed {seed}: {len(alarms)} false alarms in a batch of {len(images(batch_good))} normal images",
               file=sys.stderr)
-    print(f"| seed | model | threshold rule | false-alarm rate (held-out normals) | recall (held-out anomalous) |")
-    print("|---|---|---|---|---|")
-    for seed, name, rule, fpr, recall in rows:
-        print(f"| {seed} | {name} | {rule} | {100 * fpr:.1f} % | {100 * recall:.1f} % |")
+    print("| seed | model | threshold rule | false-alarm rate (held-out normals) | recall (held-out anomalous) | image AUROC (held-out) |")
+    print("|---|---|---|---|---|---|")
+    for seed, name, rule, fpr, recall, auroc in rows:
+        print(f"| {seed} | {name} | {rule} | {100 * fpr:.1f} % | {100 * recall:.1f} % | {auroc:.3f} |")
 
 
 if __name__ == "__main__":
