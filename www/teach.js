@@ -211,10 +211,13 @@ $("learn-run").onclick = () => guard(async () => {
       } else if (p.phase === "embed") status.textContent = `reading image ${p.image} of ${p.images}`;
     });
     // The model's normal set now holds the marked images too.
+    const ruleBefore = state.model.info.rule;
     await hooks.learned(new Blob([bundle]), versionName(), [...(state.model.normals ?? []), ...marked]);
-    // A rule of marked anomalous images is applied to the new scores again.
-    const kind = state.model.info.rule.split(":")[0];
-    if (kind !== "quantile" && kind !== "fpr" && markedItems("anomalous").length) await calibrate(rule());
+    // A threshold the person set by a rule on the marks is set again by it on the new scores:
+    // learning alone would set it on its small hold-out (docs/results.md shows what that does).
+    const kind = ruleBefore.split(":")[0];
+    const needsAnomalous = kind === "f1" || kind === "recall";
+    if ((kind === "fpr" || needsAnomalous) && (!needsAnomalous || markedItems("anomalous").length)) await calibrate(ruleBefore);
     status.textContent = "scoring the batch again…";
     const learnt = performance.now();
     state.results.forEach((r, i) => (r.before = rows[i]));
