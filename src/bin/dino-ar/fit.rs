@@ -109,7 +109,6 @@ pub fn run(args: FitArgs, explicit: &[String]) -> Result<(), String> {
         }
         other => other.to_string(),
     })?;
-    // What to learn from: a folder (every file), or the files marked normal in a marks CSV.
     // What to learn from: folders (every file), then the files marked normal in a marks CSV.
     let mut sources: Vec<Source> = Vec::new();
     let mut picked: Vec<Option<Vec<usize>>> = Vec::new();
