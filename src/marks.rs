@@ -13,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::scores_csv::field;
+use crate::scores_csv::{field, split};
 
 /// The file's fingerprint: the first 16 hex digits of its SHA-256.
 pub fn fingerprint(bytes: &[u8]) -> String {
@@ -148,27 +148,6 @@ impl Marked {
     fn same_image(&self, other: &Marked) -> bool {
         self.fingerprint == other.fingerprint && self.slice == other.slice
     }
-}
-
-/// The fields of one CSV line (RFC 4180 quotes); `None` when a quote is not closed.
-fn split(line: &str) -> Option<Vec<String>> {
-    let mut cells = vec![String::new()];
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        let cell = cells.last_mut().expect("one cell at least");
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if cell.is_empty() => quoted = true,
-            (false, ',') => cells.push(String::new()),
-            (_, c) => cell.push(c),
-        }
-    }
-    (!quoted).then_some(cells)
 }
 
 /// The normal and the anomalous among `marks`.

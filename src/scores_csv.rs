@@ -154,6 +154,91 @@ pub mod names {
     }
 }
 
+/// The fields of one CSV line (RFC 4180 quotes); `None` when a quote is not closed.
+pub(crate) fn split(line: &str) -> Option<Vec<String>> {
+    let mut cells = vec![String::new()];
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        let cell = cells.last_mut().expect("one cell at least");
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (false, '"') if cell.is_empty() => quoted = true,
+            (false, ',') => cells.push(String::new()),
+            (_, c) => cell.push(c),
+        }
+    }
+    (!quoted).then_some(cells)
+}
+
+/// What an interrupted scoring run left in its `scores.csv` (`text`): the lines of the inputs it
+/// finished — a picture's row (or its refusal), a volume's slice rows with its own row after
+/// them — and those inputs' names. A torn last line, or a volume's slice rows without the
+/// volume's row, are left out: those inputs were not finished. `scores.csv` is written by
+/// [`write_header`] and [`write_rows`] an input at a time, so this is every finished input.
+pub fn finished(text: &str) -> Result<(String, std::collections::HashSet<String>), String> {
+    let mut lines = text.split_inclusive('\n');
+    let header = HEADER.join(",") + "\n";
+    if lines.next() != Some(header.as_str()) {
+        return Err(format!(
+            "it is not a scores.csv of this version (its first line is not `{}`)",
+            HEADER.join(",")
+        ));
+    }
+    let (mut kept, mut done) = (header, std::collections::HashSet::new());
+    let mut pending: Vec<&str> = Vec::new();
+    let mut pending_file = String::new();
+    for line in lines.filter(|l| l.ends_with('\n')) {
+        let Some(cells) = split(line.trim_end_matches(['\n', '\r'])) else {
+            continue;
+        };
+        let [file, _, _, _, _, slice, worst, _] = <[String; 8]>::try_from(cells).map_err(|c| {
+            format!(
+                "a line has {} fields, not {}: {line:?}",
+                c.len(),
+                HEADER.len()
+            )
+        })?;
+        if file != pending_file {
+            pending.clear();
+        }
+        match (slice.is_empty(), worst.is_empty()) {
+            // A slice of a volume: finished when the volume's own row follows.
+            (false, _) => {
+                pending_file = file;
+                pending.push(line);
+            }
+            (true, false) if file == pending_file => {
+                kept.extend(pending.drain(..));
+                kept.push_str(line);
+                done.insert(file);
+            }
+            // A picture, a refusal — or a volume's row without its slices (not written so).
+            (true, _) => {
+                kept.push_str(line);
+                done.insert(file);
+            }
+        }
+    }
+    Ok((kept, done))
+}
+
+/// The header line that starts a `scores.csv` written an input at a time ([`write_rows`]).
+pub fn write_header() -> String {
+    HEADER.join(",") + "\n"
+}
+
+/// The lines of some rows, without the header: appended to `scores.csv` as each input is done.
+pub fn write_rows(rows: &[ScoreRow]) -> String {
+    write(rows)
+        .split_once('\n')
+        .map_or(String::new(), |(_, body)| body.to_string())
+}
+
 /// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
 pub(crate) fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -192,6 +277,29 @@ pub fn write(rows: &[ScoreRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_run_keeps_its_finished_inputs_only() {
+        let score = ImageScore {
+            max: 0.9,
+            top1: 0.5,
+        };
+        let mut text = write_header();
+        text += &write_rows(&[ScoreRow::scored("a,1.png", &score, 0.5)]);
+        text += &write_rows(&[ScoreRow::refused("b.gif", 0.5, "not an image")]);
+        text += &write_rows(&ScoreRow::volume("v.nii", &[score, score], 1, 0.5, &[]));
+        let whole = text.clone();
+        // A volume whose slices were written but not its own row, then a torn line.
+        text += &write_rows(&[ScoreRow::volume("w.nii", &[score, score], 0, 0.5, &[])[0].clone()]);
+        text += "c.png,0.4,0.3,0.5,nor";
+        let (kept, done) = finished(&text).unwrap();
+        assert_eq!(kept, whole);
+        let mut names: Vec<_> = done.into_iter().collect();
+        names.sort();
+        assert_eq!(names, ["a,1.png", "b.gif", "v.nii"]);
+        assert!(finished("file,score\n").unwrap_err().contains("first line"));
+        assert_eq!(finished(&write_header()).unwrap().1.len(), 0);
+    }
 
     #[test]
     fn rows_quote_what_needs_it_and_keep_failures() {

@@ -120,13 +120,52 @@ pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// Write a file whole or not at all: the bytes go to a temporary file beside it, are synced to
+/// the disk, and take the name by a rename — a crash, a kill or a full disk midway leaves the file
+/// that was there (or none), never a torn one. The error names the file.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let part = write_part(path, bytes)?;
+    std::fs::rename(&part, path).map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+/// The bytes in a synced temporary file beside `path` (`.NAME.part`), ready to be renamed to it.
+fn write_part(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
+    use std::io::Write;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let part = path.with_file_name(format!(".{name}.part"));
+    let written = std::fs::File::create(&part).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        format!("cannot write {}: {e}", path.display())
+    })?;
+    Ok(part)
+}
+
+/// Append `text` to `path` in one write, synced: each call adds whole lines or, failing, says so
+/// naming the file (what was there stays).
+pub fn append(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_data()
+        });
+    appended.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Write a model to `path`, keeping the model already there as `NAME.vK.safetensors` (K its
 /// version, or the first free number): the CLI never loses a model it made.
 pub fn write_model(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    // The new model is on the disk before the old one moves: a full disk leaves the old in place.
+    let part = write_part(path, bytes)?;
     if path.is_file() {
         let old = read(path)?;
         let version = dino_ar::bundle::Bundle::read(&old).map_or(0, |b| b.meta.version());
@@ -141,6 +180,7 @@ pub fn write_model(path: &Path, bytes: &[u8]) -> Result<(), String> {
             false => (1..).find(|&k| !named(k).exists()).expect("a free number"),
         };
         std::fs::rename(path, named(k)).map_err(|e| {
+            let _ = std::fs::remove_file(&part);
             format!(
                 "cannot keep the previous model {} as {}: {e}",
                 path.display(),
@@ -149,7 +189,7 @@ pub fn write_model(path: &Path, bytes: &[u8]) -> Result<(), String> {
         })?;
         eprintln!("kept the previous model as {}", named(k).display());
     }
-    write(path, bytes)
+    std::fs::rename(&part, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 pub fn bar(len: usize, what: &str) -> ProgressBar {

@@ -11,7 +11,7 @@ use dino_ar::scores_csv::{self, ScoreRow, names};
 use dino_ar::training_set::GridCache;
 use dino_ar::volume::nifti;
 
-use crate::args::{BackboneArgs, StyleArgs, bar, notes, read, say, skipped_summary, write};
+use crate::args::{BackboneArgs, StyleArgs, append, bar, notes, read, say, skipped_summary, write};
 use crate::data;
 use crate::overlay::overlay_png;
 
@@ -29,6 +29,11 @@ pub struct ScoreArgs {
     /// Output folder for scores.csv and the overlays.
     #[arg(long, default_value = "dino-ar-scores")]
     out: PathBuf,
+    /// Go on with an interrupted run into the same --out: the inputs its scores.csv finished are
+    /// skipped (none is scored twice), the rest scored and appended. scores.csv is written an
+    /// input at a time, so a killed run keeps every input it finished.
+    #[arg(long)]
+    resume: bool,
     /// Keep each image's embeddings in this feature cache (`fit`'s, e.g. ~/.cache/dino-ar/features)
     /// and read them from there: scoring the same images again — after the model learned, or
     /// with another model of the same backbone and size — runs only the head. Off unless given
@@ -74,13 +79,47 @@ pub fn run(args: ScoreArgs) -> Result<(), String> {
     let threshold = det.meta.calibration.threshold;
     let scale = det.meta.calibration.scale();
     let plane = det.meta.spec.plane;
-    let mut rows = Vec::with_capacity(sources.len());
+    // scores.csv grows an input at a time (whole lines, synced): a run killed midway keeps every
+    // input it finished, and --resume goes on from there.
+    let csv_path = args.out.join("scores.csv");
+    let done = match (args.resume, std::fs::read_to_string(&csv_path)) {
+        (true, Ok(text)) => {
+            let (kept, done) = scores_csv::finished(&text)
+                .map_err(|e| format!("--resume: {}: {e}", csv_path.display()))?;
+            write(&csv_path, kept.as_bytes())?;
+            eprintln!(
+                "resuming: {} of {} inputs already scored in {}",
+                sources.iter().filter(|s| done.contains(&s.name())).count(),
+                sources.len(),
+                csv_path.display()
+            );
+            done
+        }
+        (true, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("--resume: cannot read {}: {e}", csv_path.display()));
+        }
+        _ => {
+            write(&csv_path, scores_csv::write_header().as_bytes())?;
+            Default::default()
+        }
+    };
     let pb = bar(sources.len(), "scoring");
     let mut skipped = Vec::new();
     let mut unique = names::Unique::default();
+    let mut rows: Vec<ScoreRow> = Vec::new();
     for source in &sources {
         pb.inc(1);
         let file = source.name();
+        // Each input's output names as in a run from the start, scored or not.
+        let stem = unique.stem(&source.stem());
+        if done.contains(&file) {
+            continue;
+        }
+        // The input's rows go to scores.csv together, once it is done.
+        if !rows.is_empty() {
+            append(&csv_path, &scores_csv::write_rows(&rows))?;
+            rows.clear();
+        }
         let mut refuse = |e: String| {
             say(&pb, format!("skipping {e}"));
             rows.push(ScoreRow::refused(&file, threshold, &e));
@@ -93,7 +132,6 @@ pub fn run(args: ScoreArgs) -> Result<(), String> {
                 continue;
             }
         };
-        let stem = unique.stem(&source.stem());
         match input {
             Input::Picture(img) => {
                 let img = match det.meta.spec.window.picture(img) {
@@ -151,16 +189,22 @@ pub fn run(args: ScoreArgs) -> Result<(), String> {
             }
         }
     }
+    if !rows.is_empty() {
+        append(&csv_path, &scores_csv::write_rows(&rows))?;
+    }
     pb.finish_and_clear();
-    let csv_path = args.out.join("scores.csv");
-    write(&csv_path, scores_csv::write(&rows).as_bytes())?;
     skipped_summary(&skipped, sources.len());
     if skipped.len() == sources.len() {
         return Err("none of the files is a readable image or volume for this model".into());
     }
+    let before = sources.iter().filter(|s| done.contains(&s.name())).count();
     eprintln!(
-        "scored {} files: wrote {} and the overlays",
-        sources.len() - skipped.len(),
+        "scored {} files{}: wrote {} and the overlays",
+        sources.len() - before - skipped.len(),
+        match before {
+            0 => String::new(),
+            n => format!(" ({n} scored before)"),
+        },
         csv_path.display()
     );
     Ok(())
