@@ -6,6 +6,7 @@
 //! Adding a format is one line in [`PICTURE_FORMATS`] (and the `image` crate's feature) or a
 //! reader beside `volume/nifti.rs` with a case in [`Kind`].
 
+use crate::limits::MAX_IMAGE_BYTES;
 use crate::preprocess::{RgbImage, check_dims};
 use crate::volume::{Volume, VolumeError, dicom, nifti};
 
@@ -157,13 +158,22 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
                 found: "not a picture".into(),
             }));
     };
-    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
-        format: name,
-        message: e.to_string(),
+    // Past a decoder's allocation limit is a size, not corruption: say which limit.
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => DecodeError::Size(format!(
+            "a {name} image that needs more than the {} MB a picture may take to decode",
+            MAX_IMAGE_BYTES >> 20
+        )),
+        e => DecodeError::Corrupt {
+            format: name,
+            message: e.to_string(),
+        },
     };
-    let mut decoder = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
-        .into_decoder()
-        .map_err(corrupt)?;
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     check_dims(width as usize, height as usize).map_err(DecodeError::Size)?;
     // A missing or unreadable orientation tag means the file is upright.

@@ -26,6 +26,7 @@ pub mod explain;
 pub mod grids;
 pub mod input;
 pub mod knn;
+pub mod limits;
 pub mod marks;
 pub mod metrics;
 pub mod overlay;

@@ -14,7 +14,7 @@ pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub const TRAINING_SIDE_FACTOR: usize = 2;
 
 /// Largest side accepted, to refuse absurd inputs before allocating for them.
-pub const MAX_SIDE: usize = 16_384;
+pub use crate::limits::MAX_IMAGE_SIDE as MAX_SIDE;
 
 /// An RGB image with interleaved f32 samples in [0, 1].
 #[derive(Debug, Clone, PartialEq)]

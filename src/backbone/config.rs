@@ -6,7 +6,7 @@ use crate::weights::WeightsError;
 
 /// Largest model input side accepted: attention is quadratic in the token count, and a typo in
 /// `--size` should be an error, not an out-of-memory crash.
-pub const MAX_INPUT_SIDE: usize = 4096;
+pub use crate::limits::MAX_INPUT_SIDE;
 
 /// Everything the forward pass needs to know about the architecture.
 #[derive(Debug, Clone, PartialEq)]

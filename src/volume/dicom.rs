@@ -10,6 +10,7 @@
 //! (through the pure-Rust `jpeg-decoder`). Others (JPEG-LS, JPEG 2000, HTJ2K, video) are named in
 //! the error with a way to convert them.
 
+use crate::limits::MAX_INFLATED_BYTES;
 use std::io::Read;
 
 use super::{MAX_VOXELS, Volume, VolumeError};
@@ -394,9 +395,15 @@ fn parse<T>(
     let data = if syntax.deflated {
         let mut out = Vec::new();
         flate2::read::DeflateDecoder::new(&bytes[start..])
-            .take(4 << 30)
+            .take(MAX_INFLATED_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
+        // Inflating stops one byte past the limit: more than that is refused, not cut short.
+        if out.len() as u64 > MAX_INFLATED_BYTES {
+            return Err(too_large!(
+                "the deflated data set inflates past the {MAX_INFLATED_BYTES} bytes read"
+            ));
+        }
         inflated = out;
         &inflated[..]
     } else {

@@ -27,8 +27,7 @@ pub use error::{VolumeError, VolumeErrorKind};
 use crate::preprocess::RgbImage;
 use window::{Levels, Window};
 
-/// Voxels refused above this count, before anything is allocated (1 GiB as f32).
-pub const MAX_VOXELS: usize = 1 << 28;
+pub use crate::limits::MAX_VOXELS;
 
 named_choice! {
     /// Which slices a volume is cut into.

@@ -6,6 +6,7 @@
 //! 240×240×155 BraTS volume is never held twice in wasm memory — and every refusal names the
 //! field that caused it.
 
+use crate::limits::MAX_INFLATED_BYTES;
 use std::io::{Read, Write};
 
 use super::{MAX_VOXELS, Volume, VolumeError};
@@ -325,6 +326,13 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, VolumeError> {
         return Err(corrupt!("vox_offset {offset} is not a byte offset"));
     }
     let offset = (offset as u64).max(h.header_len);
+    // The voxels must start within what is read: a `.nii.gz` does not inflate a terabyte of
+    // "extensions" on its header's word.
+    if offset > MAX_INFLATED_BYTES {
+        return Err(too_large!(
+            "vox_offset {offset}: the voxels would start past the {MAX_INFLATED_BYTES} bytes read"
+        ));
+    }
     let skip = offset - h.header_len;
     let skipped = std::io::copy(&mut (&mut r).take(skip), &mut std::io::sink())
         .map_err(|e| format!("cannot read the header extensions: {e}"))?;
@@ -610,6 +618,31 @@ mod tests {
             eight_bit: false,
             notes: vec![],
         }
+    }
+
+    #[test]
+    fn a_gzip_whose_voxels_start_past_the_limit_is_refused_without_inflating() {
+        use std::io::{Read, Write};
+        let gz = write_gz(
+            &sample([[1., 0., 0., 0.], [0., 1., 0., 0.], [0., 0., 1., 0.]]),
+            "t",
+        );
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        // vox_offset (a float at byte 108): a terabyte of "extensions" before the voxels.
+        plain[108..112].copy_from_slice(&1e12f32.to_le_bytes());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&plain).unwrap();
+        let started = std::time::Instant::now();
+        let e = read(&enc.finish().unwrap()).unwrap_err();
+        assert_eq!(e.kind, VolumeErrorKind::TooLarge, "{e}");
+        assert!(
+            e.message.contains("vox_offset") && e.message.contains("2147483648"),
+            "{e}"
+        );
+        assert!(started.elapsed().as_secs() < 5, "it stopped at once");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub use safetensors_file::write_f32 as write_safetensors_f32;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::limits::MAX_TENSOR_ELEMENTS;
+
 /// Element type of a stored tensor, as the file declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dtype {
@@ -85,6 +87,9 @@ pub enum WeightsError {
     Truncated(String),
     #[error("corrupt weights file: {0}")]
     Corrupt(String),
+    /// Past a limit of `crate::limits`: says which, and the value found.
+    #[error("weights file too large: {0}")]
+    TooLarge(String),
     #[error("unknown weights layout: {0}")]
     UnknownLayout(String),
     #[error("missing tensor `{0}`")]
@@ -109,6 +114,20 @@ pub enum WeightsError {
         index: usize,
         value: f32,
     },
+}
+
+/// The element count of a tensor of `shape`, refused past [`MAX_TENSOR_ELEMENTS`] (a product
+/// that would overflow included) before anything of that size is allocated.
+pub(crate) fn elements(name: &str, shape: &[usize]) -> Result<usize, WeightsError> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            WeightsError::TooLarge(format!(
+                "tensor `{name}` has shape {shape:?}: more than the {MAX_TENSOR_ELEMENTS} elements read"
+            ))
+        })
 }
 
 /// One tensor as stored: contiguous little-endian bytes in row-major order.
@@ -226,6 +245,32 @@ fn sniff_foreign(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A safetensors file of this JSON header and no data.
+    fn safetensors(header: &str) -> Vec<u8> {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(header.as_bytes());
+        b
+    }
+
+    #[test]
+    fn sizes_past_the_limits_are_refused_naming_the_limit() {
+        // A header claiming 200 MB.
+        let mut huge = 200_000_000u64.to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        let e = TensorFile::from_bytes(&huge).unwrap_err().to_string();
+        assert!(e.contains("200000000") && e.contains("100000000"), "{e}");
+        // A shape whose element count overflows, and one past the limit: refused, not wrapped.
+        for shape in ["[1099511627776, 1099511627776]", "[65536, 65536]"] {
+            let header =
+                format!(r#"{{"w":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let e = TensorFile::from_bytes(&safetensors(&header))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tensor `w`") && e.contains("1073741824"), "{e}");
+        }
+        assert_eq!(elements("x", &[3, 4]).unwrap(), 12);
+    }
 
     #[test]
     fn empty_and_foreign_files_are_named() {

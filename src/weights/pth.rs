@@ -69,14 +69,24 @@ fn gather(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, Weight
             name: name.to_string(),
             dtype: t.dtype.clone(),
         })?;
-    let numel: usize = t.size.iter().product();
+    let numel = super::elements(name, &t.size)?;
     let storage_elems = storage.len() / elem;
-    let max_index = t.offset
-        + t.size
-            .iter()
-            .zip(&t.stride)
-            .map(|(&s, &st)| s.saturating_sub(1) * st)
-            .sum::<usize>();
+    if t.stride.len() != t.size.len() {
+        return Err(corrupt(format!(
+            "tensor `{name}` has {} sizes but {} strides",
+            t.size.len(),
+            t.stride.len()
+        )));
+    }
+    // The last element it reads; an offset or strides past any storage overflow, read as "past".
+    let max_index = t
+        .size
+        .iter()
+        .zip(&t.stride)
+        .try_fold(t.offset, |at, (&s, &st)| {
+            at.checked_add(s.saturating_sub(1).checked_mul(st)?)
+        })
+        .unwrap_or(usize::MAX);
     if numel > 0 && max_index >= storage_elems {
         return Err(WeightsError::Truncated(format!(
             "tensor `{name}` {:?} reads element {max_index} of a storage holding {storage_elems}",

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Dtype, FileFormat, RawTensor, TensorFile, WeightsError};
+use super::{Dtype, FileFormat, RawTensor, TensorFile, WeightsError, elements};
+use crate::limits::MAX_HEADER_BYTES;
 
 #[derive(serde::Deserialize)]
 struct Entry {
@@ -23,10 +24,15 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     let looks_like_json = bytes.get(8) == Some(&b'{');
-    if !looks_like_json || !(2..=100_000_000).contains(&header_len) {
+    if !looks_like_json || header_len < 2 {
         return Err(WeightsError::NotWeights(
             "neither a safetensors file nor a PyTorch .pth (zip) checkpoint".into(),
         ));
+    }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(WeightsError::TooLarge(format!(
+            "its header claims {header_len} bytes; at most {MAX_HEADER_BYTES} are read"
+        )));
     }
     let header_end = 8 + header_len as usize;
     if header_end > bytes.len() {
@@ -67,7 +73,7 @@ pub(super) fn read(bytes: &[u8]) -> Result<TensorFile, WeightsError> {
                 data.len()
             )));
         }
-        let numel: usize = entry.shape.iter().product();
+        let numel = elements(&name, &entry.shape)?;
         let expected = dtype.size().map(|s| s * numel);
         if begin > end || expected.is_some_and(|n| n != end - begin) {
             return Err(WeightsError::Corrupt(format!(
