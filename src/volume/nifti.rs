@@ -301,7 +301,9 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, VolumeError> {
     }
     let len = |k: usize| if k <= ndim { h.dim[k] as u128 } else { 1 };
     let dims128 = [len(1), len(2), len(3)];
-    let voxels = dims128.iter().product::<u128>();
+    // Saturating: NIfTI-2 dims are 64-bit, and three of them overflow even 128 bits (fuzzing
+    // found it); a saturated count is past the limit like any other.
+    let voxels = dims128.iter().fold(1u128, |n, &d| n.saturating_mul(d));
     let shape = (1..=ndim)
         .map(|k| h.dim[k].to_string())
         .collect::<Vec<_>>()
@@ -314,7 +316,7 @@ fn read_stream(mut r: impl Read, file: &str) -> Result<Volume, VolumeError> {
     let dims = dims128.map(|d| d as usize);
     let voxels = voxels as usize;
     let mut notes = Vec::new();
-    let later: u128 = (4..=ndim).map(|k| h.dim[k] as u128).product();
+    let later: u128 = (4..=ndim).fold(1u128, |n, k| n.saturating_mul(h.dim[k] as u128));
     if later > 1 {
         notes.push(format!(
             "a {ndim}-D file ({shape}): the first of its {later} volumes is read"
@@ -643,6 +645,16 @@ mod tests {
             "{e}"
         );
         assert!(started.elapsed().as_secs() < 5, "it stopped at once");
+    }
+
+    #[test]
+    fn inputs_fuzzing_found_are_named_errors() {
+        // NIfTI-2 dims whose product overflowed 128 bits (a panic, a wrapped count in release).
+        let e = read(include_bytes!(
+            "../../tests/fixtures/fuzz/nifti_dims_overflow.bin"
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, VolumeErrorKind::TooLarge, "{e}");
     }
 
     #[test]
