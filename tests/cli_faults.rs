@@ -2,34 +2,17 @@
 //! and `score --resume` finishes an interrupted run scoring every input exactly once.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{bin, ok, temp};
 use dino_ar::infra::rng::Rng;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dino-ar"))
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "stderr: {err}");
-    err
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dino-ar-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn backbone() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tiny/hf.safetensors")
-        .to_string_lossy()
-        .into_owned()
+    common::cli::fixture("tiny/hf.safetensors")
 }
 
 /// `n` small striped PNGs in `dir`.
@@ -117,7 +100,7 @@ fn kill_when(mut child: std::process::Child, ready: impl Fn() -> bool) -> bool {
 
 #[test]
 fn a_killed_score_keeps_what_it_finished_and_resume_scores_the_rest_once() {
-    let dir = temp("kill-score");
+    let dir = temp("faults-kill-score");
     let normal = images(&dir.join("normal"), 6, 1);
     let batch = images(&dir.join("batch"), 120, 2);
     let model = dir.join("model.safetensors");
@@ -160,7 +143,7 @@ fn a_killed_score_keeps_what_it_finished_and_resume_scores_the_rest_once() {
 
 #[test]
 fn a_killed_fit_leaves_the_model_that_was_there() {
-    let dir = temp("kill-fit");
+    let dir = temp("faults-kill-fit");
     let normal = images(&dir.join("normal"), 8, 3);
     let model = dir.join("model.safetensors");
     ok(&fit(&normal, &model, "1").output().unwrap());
@@ -223,7 +206,7 @@ fn fs_free(dir: &Path) -> u64 {
 
 #[test]
 fn a_full_disk_is_an_error_naming_the_file_and_loses_nothing() {
-    let dir = temp("full");
+    let dir = temp("faults-full");
     let normal = images(&dir.join("normal"), 6, 4);
     let batch = images(&dir.join("batch"), 12, 5);
     let model = dir.join("model.safetensors");

@@ -3,41 +3,15 @@
 //! and every version is kept with what it learned from.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::cli::{fails_with, fixture, ok, run, temp};
 use dino_ar::bundle::{Bundle, Step};
 use dino_ar::infra::rng::Rng;
 use dino_ar::marks::{Mark, Marked, fingerprint, to_csv};
 use dino_ar::threshold::{Rule, choose};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dino-ar"))
-        .args(args)
-        .output()
-        .expect("run dino-ar")
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "stderr: {err}");
-    err
-}
-
-fn fails_with(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure, stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dino-ar-learn-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Stripes of a given frequency with noise (a "lighting" the model may not have seen), and a
 /// bright square for a defect.
@@ -66,14 +40,6 @@ fn folder(root: &Path, name: &str, n: usize, freq: f64, defect: bool, seed: u64)
             .unwrap();
     }
     dir
-}
-
-fn fixture(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// `score` of `dir` with `model`: each file's score from scores.csv.
@@ -105,14 +71,14 @@ fn mean(v: &[f32]) -> f32 {
 
 #[test]
 fn a_model_learns_from_new_normals_and_is_calibrated_by_a_rule() {
-    let root = temp("data");
+    let root = temp("learn-data");
     let backbone = fixture("tiny/hf.safetensors");
     let train = folder(&root, "train", 8, 0.4, false, 1);
     // Normal images under another "lighting": the model flags them at first.
     let shifted = folder(&root, "shifted", 6, 1.3, false, 2);
     let good = folder(&root, "good", 5, 0.4, false, 3);
     let spot = folder(&root, "spot", 4, 0.4, true, 4);
-    let out = temp("out");
+    let out = temp("learn-out");
     let model = out.join("model.safetensors");
     let m = model.to_str().unwrap();
     let fit = |extra: &[&str]| {
@@ -228,11 +194,11 @@ fn a_model_learns_from_new_normals_and_is_calibrated_by_a_rule() {
 
 #[test]
 fn the_same_marks_make_the_same_model_as_the_same_folder() {
-    let root = temp("marks");
+    let root = temp("learn-marks");
     let backbone = fixture("tiny/hf.safetensors");
     let train = folder(&root, "train", 6, 0.4, false, 5);
     let batch = folder(&root, "batch", 5, 1.1, false, 6);
-    let out = temp("marks-out");
+    let out = temp("learn-marks-out");
     let m1 = out.join("m1.safetensors");
     let fit = |extra: &[&str], to: &Path| {
         let mut args = vec!["fit", "--backbone", &backbone, "--size", "64", "--no-cache"];
@@ -308,11 +274,11 @@ fn the_same_marks_make_the_same_model_as_the_same_folder() {
 
 #[test]
 fn a_knn_model_adds_the_new_normals_to_its_bank() {
-    let root = temp("knn");
+    let root = temp("learn-knn");
     let backbone = fixture("tiny/hf.safetensors");
     let train = folder(&root, "train", 6, 0.4, false, 7);
     let shifted = folder(&root, "shifted", 4, 1.3, false, 8);
-    let out = temp("knn-out");
+    let out = temp("learn-knn-out");
     let (m1, m2) = (out.join("m1.safetensors"), out.join("m2.safetensors"));
     let common = [
         "--backbone",

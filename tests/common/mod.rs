@@ -244,3 +244,52 @@ pub fn check_ar_head(bytes: &[u8], variant: dino_ar::ar::Variant, device: &burn:
         "{variant:?} head on {device:?} differs from PyTorch by {d:e}"
     );
 }
+
+/// Running the CLI from a native integration test, as a user would.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// The `dino-ar` binary, ready for arguments.
+    pub fn bin() -> Command {
+        Command::new(env!("CARGO_BIN_EXE_dino-ar"))
+    }
+
+    pub fn run(args: &[&str]) -> Output {
+        bin().args(args).output().expect("run dino-ar")
+    }
+
+    /// Its stderr, after asserting it succeeded.
+    pub fn ok(o: &Output) -> String {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "stderr: {err}");
+        err
+    }
+
+    /// Asserting it failed, with each of `needles` in its stderr.
+    pub fn fails_with(o: &Output, needles: &[&str]) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "expected failure, stderr: {err}");
+        for n in needles {
+            assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+        }
+    }
+
+    /// A fresh folder for test `what`'s files.
+    pub fn temp(what: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dino-ar-{}-{what}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A committed fixture's path.
+    pub fn fixture(rel: &str) -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(rel)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
