@@ -8,8 +8,6 @@
 //! `dino-ar fit --resume … --marks` and `dino-ar calibrate --marks` read: the same marks make the
 //! same model in both.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -147,17 +145,6 @@ pub fn from_csv(text: &str) -> Result<Vec<Marked>, MarksError> {
 impl Marked {
     fn same_image(&self, other: &Marked) -> bool {
         self.fingerprint == other.fingerprint && self.slice == other.slice
-    }
-}
-
-/// The normal and the anomalous among `marks`.
-pub fn split_marks(marks: &[Marked]) -> (Vec<&Marked>, Vec<&Marked>) {
-    marks.iter().partition(|m| m.mark == Mark::Normal)
-}
-
-impl fmt::Display for Marked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.describe(), self.mark)
     }
 }
 
