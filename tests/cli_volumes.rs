@@ -516,7 +516,7 @@ fn dicom_series_fit_and_score_as_volumes() {
     let inputs = [
         dicom.join("series"),
         dicom.join("MR_small.dcm"),
-        dicom.join("MR_small_jp2klossless.dcm"),
+        dicom.join("MR_small_jpeg_ls_lossless.dcm"),
     ];
     let csv = score(&model, &inputs.each_ref().map(|p| p.as_path()), &scores);
     let volume_rows: Vec<&str> = csv
@@ -524,8 +524,8 @@ fn dicom_series_fit_and_score_as_volumes() {
         .filter(|l| l.contains(",,") && !l.contains("error"))
         .collect();
     assert!(
-        csv.contains("JPEG 2000"),
-        "the JPEG 2000 file is named in its row: {csv}"
+        csv.contains("JPEG-LS"),
+        "the JPEG-LS file is named in its row: {csv}"
     );
     assert!(
         csv.contains("MR volume under the model's CT window"),

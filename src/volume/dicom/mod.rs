@@ -7,13 +7,19 @@
 //! wasm32) would add a second large build to a CI on two cores, and every refusal here names the
 //! file and the attribute. Transfer syntaxes read: implicit and explicit VR little endian,
 //! explicit big endian, deflated, RLE lossless, JPEG baseline / extended (8-bit) / lossless
-//! (through the pure-Rust `jpeg-decoder`). Others (JPEG-LS, JPEG 2000, HTJ2K, video) are named in
-//! the error with a way to convert them.
+//! (the pure-Rust `jpeg-decoder`), JPEG 2000 lossless and lossy (the pure-Rust `hayro-jpeg2000`).
+//! Others (JPEG-LS, HTJ2K, video) are named in the error with a way to convert them. Pixels:
+//! grey, RGB, YBR_FULL / YBR_FULL_422, palette colour, 1 to 32 bits; what each becomes is in
+//! [`pixels`]. A data set written in implicit VR under an explicit-VR transfer syntax (a common
+//! writer bug), or the reverse, is told from its first element and read, as pydicom does.
+
+mod pixels;
 
 use crate::limits::MAX_INFLATED_BYTES;
 use std::io::Read;
 
 use super::{MAX_VOXELS, Volume, VolumeError};
+use pixels::{Codec, Colour, Layout, LutSource, Palette};
 
 /// One DICOM file: the attributes a volume needs and its frames as intensities (after the
 /// rescale slope and intercept: Hounsfield units for CT).
@@ -48,37 +54,35 @@ struct Syntax {
     explicit: bool,
     big: bool,
     deflated: bool,
-    pixels: Pixels,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Pixels {
-    Native,
-    Rle,
-    Jpeg,
+    codec: Codec,
+    /// Why the data set was read in another VR encoding than its transfer syntax says.
+    note: Option<&'static str>,
 }
 
 fn syntax(uid: &str) -> Result<Syntax, VolumeError> {
-    let s = |explicit, big, deflated, pixels| Syntax {
+    let s = |explicit, big, deflated, codec| Syntax {
         explicit,
         big,
         deflated,
-        pixels,
+        codec,
+        note: None,
     };
     Ok(match uid {
-        "1.2.840.10008.1.2" => s(false, false, false, Pixels::Native),
-        "1.2.840.10008.1.2.1" => s(true, false, false, Pixels::Native),
-        "1.2.840.10008.1.2.1.99" => s(true, false, true, Pixels::Native),
-        "1.2.840.10008.1.2.2" => s(true, true, false, Pixels::Native),
-        "1.2.840.10008.1.2.5" => s(true, false, false, Pixels::Rle),
+        "1.2.840.10008.1.2" => s(false, false, false, Codec::Native),
+        "1.2.840.10008.1.2.1" => s(true, false, false, Codec::Native),
+        "1.2.840.10008.1.2.1.99" => s(true, false, true, Codec::Native),
+        "1.2.840.10008.1.2.2" => s(true, true, false, Codec::Native),
+        "1.2.840.10008.1.2.5" => s(true, false, false, Codec::Rle),
         "1.2.840.10008.1.2.4.50"
         | "1.2.840.10008.1.2.4.51"
         | "1.2.840.10008.1.2.4.57"
-        | "1.2.840.10008.1.2.4.70" => s(true, false, false, Pixels::Jpeg),
+        | "1.2.840.10008.1.2.4.70" => s(true, false, false, Codec::Jpeg),
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => {
+            s(true, false, false, Codec::Jpeg2000)
+        }
         other => {
             let name = match other {
                 "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "JPEG-LS",
-                "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "JPEG 2000",
                 "1.2.840.10008.1.2.4.201"
                 | "1.2.840.10008.1.2.4.202"
                 | "1.2.840.10008.1.2.4.203" => "High-Throughput JPEG 2000",
@@ -87,8 +91,8 @@ fn syntax(uid: &str) -> Result<Syntax, VolumeError> {
             };
             return Err(unsupported!(
                 "transfer syntax {other} ({name}) is not decoded here: decompress the file first \
-                 (e.g. `gdcmconv --raw in.dcm out.dcm` or `dcmdjpls`/`dcmdjp2k`), or convert the \
-                 series to NIfTI with `dcm2niix`"
+                 (e.g. `gdcmconv --raw in.dcm out.dcm` or `dcmdjpls`), or convert the series to \
+                 NIfTI with `dcm2niix`"
             ));
         }
     })
@@ -111,6 +115,13 @@ enum Value<'a> {
 
 /// A data element: its tag, its VR (two spaces in implicit syntaxes) and its value.
 type Element<'a> = ((u16, u16), [u8; 2], Value<'a>);
+
+/// Every value representation PS3.5 defines.
+const VRS: [[u8; 2]; 34] = [
+    *b"AE", *b"AS", *b"AT", *b"CS", *b"DA", *b"DS", *b"DT", *b"FD", *b"FL", *b"IS", *b"LO", *b"LT",
+    *b"OB", *b"OD", *b"OF", *b"OL", *b"OV", *b"OW", *b"PN", *b"SH", *b"SL", *b"SQ", *b"SS", *b"ST",
+    *b"SV", *b"TM", *b"UC", *b"UI", *b"UL", *b"UN", *b"UR", *b"US", *b"UT", *b"UV",
+];
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -288,6 +299,9 @@ struct Attributes<'a> {
     spacing: Option<[f64; 2]>,
     thickness: Option<f64>,
     between: Option<f64>,
+    /// PALETTE COLOR's red, green and blue LUTs: descriptors (entries, first value, bits), data.
+    lut_descriptors: [Option<[u16; 3]>; 3],
+    lut_data: [Option<&'a [u8]>; 3],
     pixels: Option<Value<'a>>,
 }
 
@@ -333,6 +347,11 @@ impl<'a> Attributes<'a> {
             (0x0028, 0x0103) => self.signed = us(b) == Some(1),
             (0x0028, 0x1052) => self.intercept = n.first().copied(),
             (0x0028, 0x1053) => self.slope = n.first().copied(),
+            (0x0028, e @ 0x1101..=0x1103) if b.len() >= 6 => {
+                let word = |i: usize| us(&b[2 * i..]).unwrap_or(0) as u16;
+                self.lut_descriptors[(e - 0x1101) as usize] = Some([word(0), word(1), word(2)]);
+            }
+            (0x0028, e @ 0x1201..=0x1203) => self.lut_data[(e - 0x1201) as usize] = Some(b),
             PIXEL_DATA => self.pixels = Some(Value::Bytes(b)),
             _ => {}
         }
@@ -385,12 +404,16 @@ fn parse<T>(
             .ok_or("the file meta information has no transfer syntax (0002,0010)")?;
         (meta.pos, uid)
     } else if bytes.len() >= 8 && bytes[0] == 0x08 && bytes[1] == 0x00 {
-        // No preamble: an old (ACR-NEMA style) file, implicit VR little endian.
+        // No preamble: an old (ACR-NEMA style) file, little endian; implicit VR unless its first
+        // element says otherwise (below).
         (0, "1.2.840.10008.1.2".to_string())
+    } else if bytes.len() >= 8 && bytes[0] == 0x00 && bytes[1] == 0x08 {
+        // No preamble, group 0008 in big endian: explicit VR big endian (there is no implicit one).
+        (0, "1.2.840.10008.1.2.2".to_string())
     } else {
         return Err("not a DICOM file: no `DICM` marker at byte 128".into());
     };
-    let syntax = syntax(&uid)?;
+    let mut syntax = syntax(&uid)?;
     let inflated;
     let data = if syntax.deflated {
         let mut out = Vec::new();
@@ -409,6 +432,25 @@ fn parse<T>(
     } else {
         &bytes[start..]
     };
+    // The first element tells the VR encoding the writer used: an explicit VR is two capital
+    // letters after the tag, where an implicit one has the low bytes of its length (pydicom
+    // checks the same).
+    if let Some(&[a, b]) = data.get(4..6) {
+        let letters = [a, b];
+        if syntax.explicit && !letters.iter().all(u8::is_ascii_uppercase) {
+            syntax.explicit = false;
+            syntax.note = Some(
+                "the data set is written in implicit VR though its transfer syntax says explicit \
+                 (a writer's error): read as implicit VR",
+            );
+        } else if !syntax.explicit && VRS.contains(&letters) {
+            syntax.explicit = true;
+            syntax.note = Some(
+                "the data set is written in explicit VR though its transfer syntax says implicit \
+                 (a writer's error): read as explicit VR",
+            );
+        }
+    }
     let mut cursor = Cursor {
         data,
         pos: 0,
@@ -453,38 +495,48 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
             a.samples
         ));
     }
-    if a.photometric.starts_with("PALETTE") {
-        return Err("a palette-colour image: its values are indices, not intensities".into());
+    let photometric = a.photometric.as_str();
+    let ybr_422 = photometric == "YBR_FULL_422";
+    let native = matches!(syntax.codec, Codec::Native | Codec::Rle);
+    let colour = match photometric {
+        "PALETTE COLOR" => {
+            let luts = std::array::from_fn(|c| {
+                let (descriptor, data) = (a.lut_descriptors[c]?, a.lut_data[c]?);
+                Some(LutSource { descriptor, data })
+            });
+            Colour::Palette(Box::new(Palette::read(luts, a.signed, syntax.big)?))
+        }
+        "YBR_FULL" | "YBR_FULL_422" if native => Colour::Ybr,
+        _ if a.samples == 3 => Colour::Rgb,
+        _ => Colour::Grey,
+    };
+    if matches!(colour, Colour::Ybr) && bits != 8 {
+        return Err(unsupported!(
+            "{photometric} with {bits}-bit samples: YBR is read in 8 bits"
+        ));
+    }
+    if matches!(colour, Colour::Palette(_)) && a.samples != 1 {
+        return Err(corrupt!(
+            "a palette-colour image with {} samples per pixel; its indices are one sample",
+            a.samples
+        ));
     }
     let stored = a.bits_stored.filter(|&b| b >= 1).unwrap_or(bits).min(bits);
+    let layout = Layout {
+        rows,
+        columns,
+        samples: a.samples,
+        bits,
+        stored,
+        signed: a.signed,
+        planar: a.planar,
+        big: syntax.big,
+    };
     let mut notes = Vec::new();
-    let frames: Vec<Vec<f32>> = match (syntax.pixels, pixels) {
-        (Pixels::Native, Value::Bytes(b)) => {
-            if ![8, 16, 32].contains(&bits) {
-                return Err(unsupported!(
-                    "BitsAllocated {bits}: native pixel data of 8, 16 or 32 bits is read"
-                ));
-            }
-            let size = bits / 8 * a.samples;
-            let need = per_frame * size * a.frames;
-            if b.len() < need {
-                return Err(truncated!(
-                    "truncated pixel data: {} bytes, {rows}×{columns}×{} frames of {bits}-bit \
-                     samples need {need}",
-                    b.len(),
-                    a.frames
-                ));
-            }
-            (0..a.frames)
-                .map(|f| {
-                    let frame = &b[f * per_frame * size..(f + 1) * per_frame * size];
-                    native(
-                        frame, per_frame, bits, stored, a.signed, a.samples, a.planar, syntax.big,
-                    )
-                })
-                .collect()
-        }
-        (Pixels::Rle, Value::Fragments(fragments)) => {
+    notes.extend(syntax.note.map(String::from));
+    let samples: Vec<Vec<f32>> = match (syntax.codec, pixels) {
+        (Codec::Native, Value::Bytes(b)) => native_frames(b, &layout, a.frames, ybr_422)?,
+        (Codec::Rle, Value::Fragments(fragments)) => {
             if fragments.len() < a.frames {
                 return Err(corrupt!(
                     "RLE pixel data has {} fragments for {} frames",
@@ -492,17 +544,20 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
                     a.frames
                 ));
             }
+            if ![8, 16, 32].contains(&bits) {
+                return Err(unsupported!(
+                    "BitsAllocated {bits}: RLE pixel data of 8, 16 or 32 bits is read"
+                ));
+            }
             fragments[..a.frames]
                 .iter()
                 .map(|f| {
-                    let raw = rle(f, per_frame, bits / 8, a.samples)?;
-                    Ok(native(
-                        &raw, per_frame, bits, stored, a.signed, a.samples, true, false,
-                    ))
+                    let raw = pixels::rle(f, per_frame, bits / 8, a.samples)?;
+                    Ok(layout.native(&raw, true, false))
                 })
                 .collect::<Result<_, VolumeError>>()?
         }
-        (Pixels::Jpeg, Value::Fragments(fragments)) => {
+        (codec @ (Codec::Jpeg | Codec::Jpeg2000), Value::Fragments(fragments)) => {
             // One fragment per frame, or every fragment for a single frame.
             let streams: Vec<Vec<u8>> = if a.frames == 1 {
                 vec![fragments.concat()]
@@ -510,23 +565,45 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
                 fragments.iter().map(|f| f.to_vec()).collect()
             } else {
                 return Err(unsupported!(
-                    "JPEG pixel data has {} fragments for {} frames: frames split over several \
-                     fragments are not read",
+                    "compressed pixel data has {} fragments for {} frames: frames split over \
+                     several fragments are not read",
                     fragments.len(),
                     a.frames
                 ));
             };
             streams
                 .iter()
-                .map(|s| jpeg(s, rows, columns, a.signed, stored))
+                .map(|s| match codec {
+                    Codec::Jpeg => pixels::jpeg(s, &layout),
+                    _ => pixels::jpeg2000(s, &layout),
+                })
                 .collect::<Result<_, VolumeError>>()?
         }
         _ => return Err("the pixel data is not encoded as its transfer syntax says".into()),
     };
-    if a.samples == 3 {
-        notes.push("colour pixels read as grey (the mean of R, G and B)".into());
+    let frames: Vec<Vec<f32>> = samples
+        .into_iter()
+        .map(|f| colour.grey(f, a.samples))
+        .collect();
+    let eight_bit = match &colour {
+        Colour::Palette(p) => p.eight_bit,
+        Colour::Ybr | Colour::Rgb => bits == 8,
+        Colour::Grey => bits == 8 && !a.signed,
+    };
+    match &colour {
+        Colour::Palette(_) => {
+            notes.push("palette colour read as grey (its LUT, then the mean of R, G and B)".into())
+        }
+        Colour::Ybr | Colour::Rgb => {
+            notes.push("colour pixels read as grey (the mean of R, G and B)".into())
+        }
+        Colour::Grey => {}
     }
-    let (slope, intercept) = (a.slope.unwrap_or(1.0), a.intercept.unwrap_or(0.0));
+    // The modality LUT (rescale) maps grey values; colour and palette pixels are not rescaled.
+    let (slope, intercept) = match colour {
+        Colour::Grey => (a.slope.unwrap_or(1.0), a.intercept.unwrap_or(0.0)),
+        _ => (1.0, 0.0),
+    };
     let rescaled = slope != 1.0 || intercept != 0.0;
     let frames = if rescaled {
         frames
@@ -540,7 +617,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
     } else {
         frames
     };
-    if a.photometric == "MONOCHROME1" {
+    if photometric == "MONOCHROME1" {
         notes.push("MONOCHROME1: higher values are shown darker by viewers; read as stored".into());
     }
     Ok(DicomImage {
@@ -555,183 +632,63 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
         spacing: a.spacing,
         slice_thickness: a.thickness,
         slice_spacing: a.between,
-        eight_bit: bits == 8 && !a.signed && !rescaled,
+        eight_bit: eight_bit && !rescaled,
         notes,
     })
 }
 
-/// Native samples → intensities (colour → the mean of its samples).
-#[allow(clippy::too_many_arguments)]
-fn native(
+/// Native (uncompressed) pixel data → each frame's samples: 1-bit frames packed end to end,
+/// YBR_FULL_422's shared chroma repeated, 8 to 32-bit samples as stored.
+fn native_frames(
     b: &[u8],
-    pixels: usize,
-    bits: usize,
-    stored: usize,
-    signed: bool,
-    samples: usize,
-    planar: bool,
-    big: bool,
-) -> Vec<f32> {
-    let size = bits / 8;
-    let sample = |i: usize| -> f32 {
-        let s = &b[i * size..(i + 1) * size];
-        let raw: u64 = match size {
-            1 => s[0] as u64,
-            2 => {
-                let x = [s[0], s[1]];
-                (if big {
-                    u16::from_be_bytes(x)
-                } else {
-                    u16::from_le_bytes(x)
-                }) as u64
+    layout: &Layout,
+    frames: usize,
+    ybr_422: bool,
+) -> Result<Vec<Vec<f32>>, VolumeError> {
+    let (rows, columns, bits) = (layout.rows, layout.columns, layout.bits);
+    let values = layout.pixels() * layout.samples;
+    let (need, frame_bytes) = match bits {
+        1 => (values.saturating_mul(frames).div_ceil(8), 0),
+        8 if ybr_422 => {
+            if columns % 2 == 1 || layout.planar {
+                return Err(corrupt!(
+                    "YBR_FULL_422 with {columns} columns{}: pairs of pixels share their chroma, \
+                     interleaved",
+                    if layout.planar { ", planar" } else { "" }
+                ));
             }
-            _ => {
-                let x = [s[0], s[1], s[2], s[3]];
-                (if big {
-                    u32::from_be_bytes(x)
-                } else {
-                    u32::from_le_bytes(x)
-                }) as u64
-            }
-        };
-        // Only the stored bits count; signed values are two's complement in them.
-        let raw = raw & ((1u64 << stored) - 1);
-        if signed && raw >> (stored - 1) & 1 == 1 {
-            (raw as i64 - (1i64 << stored)) as f32
-        } else {
-            raw as f32
+            // Two bytes a pixel: Y Y Cb Cr for each pair.
+            (2 * layout.pixels() * frames, 2 * layout.pixels())
+        }
+        8 | 16 | 32 => (values * bits / 8 * frames, values * bits / 8),
+        _ => {
+            return Err(unsupported!(
+                "BitsAllocated {bits}: native pixel data of 1, 8, 16 or 32 bits is read"
+            ));
         }
     };
-    (0..pixels)
-        .map(|p| {
-            if samples == 1 {
-                sample(p)
-            } else {
-                let at = |c: usize| {
-                    if planar {
-                        c * pixels + p
-                    } else {
-                        p * samples + c
-                    }
-                };
-                (0..samples).map(|c| sample(at(c))).sum::<f32>() / samples as f32
+    if b.len() < need {
+        return Err(truncated!(
+            "truncated pixel data: {} bytes, {rows}×{columns}×{frames} frames of {}{bits}-bit \
+             samples need {need}",
+            b.len(),
+            if ybr_422 { "YBR_FULL_422 " } else { "" }
+        ));
+    }
+    Ok((0..frames)
+        .map(|f| match bits {
+            1 => layout.bits(b, f),
+            _ => {
+                let frame = &b[f * frame_bytes..(f + 1) * frame_bytes];
+                if ybr_422 {
+                    let full = pixels::upsample_422(frame, rows, columns);
+                    layout.native(&full, false, layout.big)
+                } else {
+                    layout.native(frame, layout.planar, layout.big)
+                }
             }
         })
-        .collect()
-}
-
-/// One RLE-compressed frame (PS3.5 annex G) → native bytes, planar by sample, little endian (as
-/// [`native`] reads them with `planar`). Segment `c·size + k` holds byte `k` (most significant
-/// first) of sample `c`.
-fn rle(
-    fragment: &[u8],
-    pixels: usize,
-    size: usize,
-    samples: usize,
-) -> Result<Vec<u8>, VolumeError> {
-    if fragment.len() < 64 {
-        return Err("an RLE frame shorter than its 64-byte header".into());
-    }
-    let word =
-        |i: usize| u32::from_le_bytes(fragment[4 * i..4 * i + 4].try_into().unwrap()) as usize;
-    let segments = word(0);
-    if segments != size * samples {
-        return Err(corrupt!(
-            "an RLE frame with {segments} segments where the image needs {}",
-            size * samples
-        ));
-    }
-    let mut out = vec![0u8; pixels * size * samples];
-    for seg in 0..segments {
-        let start = word(1 + seg);
-        let end = if seg + 1 < segments {
-            word(2 + seg)
-        } else {
-            fragment.len()
-        };
-        if start > end || end > fragment.len() {
-            return Err(corrupt!("RLE segment {seg} lies outside its frame"));
-        }
-        let decoded = packbits(&fragment[start..end], pixels)?;
-        let (c, k) = (seg / size, size - 1 - seg % size);
-        for (p, &v) in decoded.iter().enumerate() {
-            out[(c * pixels + p) * size + k] = v;
-        }
-    }
-    Ok(out)
-}
-
-fn packbits(src: &[u8], pixels: usize) -> Result<Vec<u8>, VolumeError> {
-    let mut out = Vec::with_capacity(pixels);
-    let mut i = 0;
-    while i < src.len() && out.len() < pixels {
-        let n = src[i] as i8;
-        i += 1;
-        if n >= 0 {
-            let count = n as usize + 1;
-            let run = src
-                .get(i..i + count)
-                .ok_or("an RLE literal run goes past its segment")?;
-            out.extend_from_slice(run);
-            i += count;
-        } else if n != -128 {
-            let v = *src
-                .get(i)
-                .ok_or("an RLE repeat run goes past its segment")?;
-            out.extend(std::iter::repeat_n(v, (1 - n as isize) as usize));
-            i += 1;
-        }
-    }
-    if out.len() < pixels {
-        return Err(corrupt!(
-            "an RLE segment decodes to {} bytes, the frame needs {pixels}",
-            out.len()
-        ));
-    }
-    out.truncate(pixels);
-    Ok(out)
-}
-
-fn jpeg(
-    stream: &[u8],
-    rows: usize,
-    columns: usize,
-    signed: bool,
-    stored: usize,
-) -> Result<Vec<f32>, VolumeError> {
-    let mut decoder = jpeg_decoder::Decoder::new(stream);
-    let pixels = decoder
-        .decode()
-        .map_err(|e| format!("the JPEG pixel data cannot be decoded: {e}"))?;
-    let info = decoder.info().ok_or("the JPEG stream has no frame")?;
-    if (info.height as usize, info.width as usize) != (rows, columns) {
-        return Err(corrupt!(
-            "the JPEG frame is {}×{}, the DICOM header says {rows}×{columns}",
-            info.width,
-            info.height
-        ));
-    }
-    let sign = |v: u32| -> f32 {
-        if signed && stored > 0 && v >> (stored - 1) & 1 == 1 {
-            (v as i64 - (1i64 << stored)) as f32
-        } else {
-            v as f32
-        }
-    };
-    Ok(match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().map(|&v| sign(v as u32)).collect(),
-        jpeg_decoder::PixelFormat::L16 => pixels
-            .chunks_exact(2)
-            .map(|b| sign(u16::from_ne_bytes([b[0], b[1]]) as u32))
-            .collect(),
-        jpeg_decoder::PixelFormat::RGB24 => pixels
-            .chunks_exact(3)
-            .map(|p| (p[0] as f32 + p[1] as f32 + p[2] as f32) / 3.0)
-            .collect(),
-        jpeg_decoder::PixelFormat::CMYK32 => {
-            return Err("a CMYK JPEG: not a medical image encoding".into());
-        }
-    })
+        .collect())
 }
 
 /// The files of one series (each a slice, or one multi-frame file) as a volume: slices sorted
