@@ -6,7 +6,7 @@
 //! Adding a format is one line in [`PICTURE_FORMATS`] (and the `image` crate's feature) or a
 //! reader beside `volume/nifti.rs` with a case in [`Kind`].
 
-use crate::limits::MAX_IMAGE_BYTES;
+use crate::limits::{MAX_FILE_BYTES, MAX_IMAGE_BYTES};
 use crate::preprocess::{RgbImage, check_dims};
 use crate::volume::{Volume, VolumeError, dicom, nifti};
 
@@ -58,6 +58,20 @@ pub enum DecodeError {
     /// A NIfTI or DICOM reader's refusal (it names the field or tag; its kind says what failed).
     #[error(transparent)]
     Volume(#[from] VolumeError),
+}
+
+/// Refuse an input file larger than [`MAX_FILE_BYTES`] before reading it: its size is known
+/// from the file system (or the browser's `File`) without reading a byte.
+pub fn check_file_size(name: &str, bytes: u64) -> Result<(), DecodeError> {
+    if bytes <= MAX_FILE_BYTES {
+        return Ok(());
+    }
+    Err(DecodeError::Size(format!(
+        "{name} is {:.2} GB, more than the {:.2} GB an input file may have (limits::MAX_FILE_BYTES): \
+         crop or split it, or convert a volume to a smaller data type",
+        bytes as f64 / 1e9,
+        MAX_FILE_BYTES as f64 / 1e9
+    )))
 }
 
 impl DecodeError {
@@ -169,6 +183,10 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
             message: e.to_string(),
         },
     };
+    let premultiplied = match format {
+        image::ImageFormat::Tiff => tiff_layout(bytes)?,
+        _ => false,
+    };
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
@@ -176,18 +194,98 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     check_dims(width as usize, height as usize).map_err(DecodeError::Size)?;
-    // A missing or unreadable orientation tag means the file is upright.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = orientation(&mut decoder);
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
     let (width, height) = (img.width() as usize, img.height() as usize);
+    let data = if premultiplied && img.color().has_alpha() {
+        // Associated alpha: the colour was multiplied by it; divide it out before alpha goes
+        // (as Pillow reads `RGBa`), so a half-transparent red is red, not dark red.
+        img.to_rgba32f()
+            .pixels()
+            .flat_map(|p| {
+                let [r, g, b, a] = p.0;
+                let un = |c: f32| if a > 0.0 { (c / a).min(1.0) } else { c };
+                [un(r), un(g), un(b)]
+            })
+            .collect()
+    } else {
+        img.to_rgb32f().into_raw()
+    };
     Ok(RgbImage {
         width,
         height,
-        data: img.to_rgb32f().into_raw(),
+        data,
     })
+}
+
+/// Which way up a picture is: its EXIF Orientation (also where a WebP's EXIF chunk starts with
+/// JPEG's `Exif\0\0` header, as Pillow and ImageMagick write it), else the XMP packet's
+/// `tiff:Orientation` (as Pillow reads it), else upright — a missing or unreadable tag means the
+/// file is upright.
+fn orientation(decoder: &mut impl image::ImageDecoder) -> image::metadata::Orientation {
+    use image::metadata::Orientation;
+    let from_exif = |exif: &[u8]| {
+        let exif = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
+        Orientation::from_exif_chunk(exif)
+    };
+    let exif = decoder.exif_metadata().ok().flatten();
+    if let Some(o) = exif.as_deref().and_then(from_exif) {
+        return o;
+    }
+    if let Ok(o) = decoder.orientation()
+        && o != Orientation::NoTransforms
+    {
+        return o;
+    }
+    let xmp = decoder.xmp_metadata().ok().flatten().unwrap_or_default();
+    xmp_orientation(&String::from_utf8_lossy(&xmp))
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
+/// `tiff:Orientation` in an XMP packet, as an attribute (`tiff:Orientation="6"`) or an element
+/// (`<tiff:Orientation>6</tiff:Orientation>`).
+fn xmp_orientation(xmp: &str) -> Option<u8> {
+    let at = xmp.find("tiff:Orientation")? + "tiff:Orientation".len();
+    let rest = xmp[at..].trim_start_matches(['=', '"', '\'', '>', ' ']);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|o| (1..=8).contains(o))
+}
+
+/// What a TIFF's first directory says that the decoder would get wrong, asked before decoding
+/// (found by the third-party corpus, Pillow's test images): samples stored in planes *and* tiles
+/// (the `tiff` decoder, 0.11, fails an assertion on them) and bits stored least significant first
+/// (FillOrder 2, which it ignores: the values come out wrong) are refused by name. Returns
+/// whether the alpha is associated (premultiplied, ExtraSamples 1). A directory that cannot be
+/// read is left to the decoder, which names the fault.
+fn tiff_layout(bytes: &[u8]) -> Result<bool, DecodeError> {
+    use tiff::tags::Tag;
+    let Ok(mut d) = tiff::decoder::Decoder::new(std::io::Cursor::new(bytes)) else {
+        return Ok(false);
+    };
+    let refuse = |what: &str| {
+        Err(DecodeError::Unsupported {
+            found: format!("a TIFF {what}, which is not decoded here"),
+        })
+    };
+    let planar = d
+        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
+        .ok()
+        .flatten();
+    if planar == Some(2) && d.find_tag(Tag::TileWidth).ok().flatten().is_some() {
+        return refuse(
+            "whose samples are stored in separate planes of tiles (save it with interleaved samples, or in strips)",
+        );
+    }
+    if d.find_tag_unsigned::<u16>(Tag::FillOrder).ok().flatten() == Some(2) {
+        return refuse("whose bits are stored least significant first (FillOrder 2)");
+    }
+    let extra = d.find_tag(Tag::ExtraSamples).ok().flatten();
+    let associated = extra
+        .and_then(|v| v.into_u16_vec().ok())
+        .is_some_and(|v| v.first() == Some(&1));
+    Ok(associated)
 }
 
 /// What a file holds, read.
@@ -323,6 +421,18 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_file_past_the_limit_is_refused_by_its_size() {
+        assert!(check_file_size("a.nii", MAX_FILE_BYTES).is_ok());
+        let e = check_file_size("a.nii", 2_000_000_000).unwrap_err();
+        assert_eq!(e.kind(), "size");
+        let e = e.to_string();
+        assert!(
+            e.contains("a.nii is 2.00 GB") && e.contains("1.61 GB"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! size is allocated or inflated, and the error names the limit and the value found: a 377-byte
 //! file cannot make a reader ask for gigabytes, and a compressed file stops inflating at the limit.
 
+/// An input file read whole (a picture, a NIfTI volume, a DICOM file): its bytes and what they
+/// decode to must fit the page's memory (wasm32: 4 GiB in all). Room for a float32 volume of
+/// [`MAX_VOXELS`]; a file past it is refused before a byte of it is read.
+pub const MAX_FILE_BYTES: u64 = 3 << 29;
+
 /// Voxels in one volume (NIfTI, a DICOM series or multi-frame file): 1 GiB as f32.
 pub const MAX_VOXELS: usize = 1 << 28;
 

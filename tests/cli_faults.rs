@@ -256,3 +256,32 @@ fn a_full_disk_is_an_error_naming_the_file_and_loses_nothing() {
     assert_eq!(&after[..before.len()], &before[..]);
     drop(disk);
 }
+
+#[test]
+fn a_file_past_the_size_limit_is_refused_unread_and_the_rest_are_scored() {
+    let dir = temp("faults-huge-file");
+    let normal = images(&dir.join("normal"), 4, 5);
+    let model = dir.join("model.safetensors");
+    ok(&fit(&normal, &model, "1").output().unwrap());
+    let batch = images(&dir.join("batch"), 2, 6);
+    // 2 GB that take no disk (a sparse file): refused from its size, before a byte is read (read,
+    // its zeros would be refused as "not a supported file" instead).
+    let huge = batch.join("huge.nii");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(2_000_000_000)
+        .unwrap();
+    let out = dir.join("scores");
+    let err = ok(&score(&model, &batch, &out, false).output().unwrap());
+    let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let row = csv.lines().find(|l| l.contains("huge.nii")).unwrap_or("");
+    assert!(
+        row.contains("2.00 GB") && row.contains("MAX_FILE_BYTES"),
+        "the huge file's row says why: {row}\n{err}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        4,
+        "a header and a row per input: {csv}"
+    );
+}

@@ -16,6 +16,7 @@ export class Engine {
     this.model = null; // Blob
     this.fingerprint = null;
     this.onRestart = () => {};
+    this.onLost = () => {}; // (why): the worker ended on its own, even with nothing pending
     this.restarting = Promise.resolve();
   }
 
@@ -27,12 +28,14 @@ export class Engine {
     this.channel = new BroadcastChannel(channel);
     this.channel.onmessage = ({ data }) => {
       if (data?.type !== "panic" || this.pending.size === 0) return;
-      this.restart(`internal error in the engine (${data.message}); it was restarted`).catch(() => {});
+      this.restart(`internal error in the engine (${data.message}); it was restarted`, "internal").catch(() => {});
     };
   }
 
   spawn() {
-    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    this.worker = worker;
+    this.watchLife(worker);
     this.worker.onmessage = ({ data }) => {
       const p = this.pending.get(data.id);
       if (!p) return;
@@ -47,6 +50,35 @@ export class Engine {
       e.preventDefault?.();
       this.failAll(`the engine stopped: ${e.message || "it could not start (is pkg/ built? run tools/serve.sh)"}`);
     };
+  }
+
+  // A worker can end without a word (the browser reclaims its memory; devtools or an extension
+  // close it): no event tells. So it holds a Web Lock for its whole life, and the page asks for
+  // the same lock, which is granted the moment the worker is gone. A worker the page retired
+  // itself (cancel, restart) is let go quietly; any other loss fails what was pending, saying
+  // so, and a fresh worker takes over with the same backbone and model.
+  watchLife(worker) {
+    if (!navigator.locks?.request) return;
+    const lock = `dino-ar-engine-${crypto.randomUUID?.() ?? Math.random()}`;
+    const held = new Promise((resolve) => {
+      const on = ({ data }) => {
+        if (data?.held !== lock) return;
+        worker.removeEventListener("message", on);
+        resolve();
+      };
+      worker.addEventListener("message", on);
+    });
+    worker.postMessage({ op: "hold", lock });
+    held.then(() => navigator.locks.request(lock, () => this.lost(worker)));
+  }
+
+  lost(worker) {
+    if (worker !== this.worker) return;
+    const busy = this.pending.size > 0;
+    this.worker = null;
+    const why = `the engine stopped unexpectedly${busy ? " in the middle of the work" : ""} (the browser ended its worker, perhaps for memory); a fresh one has started with the same backbone and model: try again`;
+    this.onLost(why);
+    this.restart(why, "engine-lost").catch(() => {});
   }
 
   // `kind` as the library's errors carry it (`"cancelled"` when the page stopped the work).
@@ -133,11 +165,12 @@ export class Engine {
     return this.call("explain", { item, slice });
   }
 
-  // Stop whatever runs now: a fresh worker, with the backbone and model loaded again.
-  restart(reason = "cancelled") {
+  // Stop whatever runs now: a fresh worker, with the backbone and model loaded again. What was
+  // pending fails with `reason` (kind "cancelled" unless told: the page says nothing of those).
+  restart(reason = "cancelled", kind = "cancelled") {
     this.worker?.terminate();
     this.worker = null;
-    this.failAll(reason, "cancelled");
+    this.failAll(reason, kind);
     this.spawn();
     const done = this.reload();
     this.restarting = done.catch(() => {});

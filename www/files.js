@@ -12,9 +12,10 @@ export const pathOf = (file) => file.webkitRelativePath || file.name;
 const folderOf = (file) => pathOf(file).split("/").slice(0, -1).join("/");
 
 // Each file → { file, kind } ("picture" | "nifti" | "dicom"), or { file, error } saying what it
-// seems to be and what is read.
+// seems to be and what is read — or that it is too large, from its size before a byte is read.
 async function sniff(file) {
   try {
+    dino.checkFileSize(file.name, file.size);
     return { file, kind: dino.sniffFile(file.name, new Uint8Array(await file.slice(0, HEAD).arrayBuffer())) };
   } catch (e) {
     return { file, error: `${file.name}: ${e.message}` };

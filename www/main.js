@@ -86,6 +86,9 @@ function fillForms() {
   $("contour").checked = style.contour;
 }
 
+// The worker ended on its own (www/engine.js): say so, even if nothing was running.
+engine.onLost = (why) => showError(why);
+
 engine.onRestart = (started, lost) => {
   $("backend-status").textContent = engineLine(started);
   if (lost) {
@@ -162,22 +165,35 @@ function showBackbone() {
   updateControls();
 }
 
+// Where the device's storage refuses or is full, the page goes on without it and says so once:
+// what is loaded works for this visit, and nothing already stored is lost.
+function storageNote(why) {
+  $("storage-status").textContent = `${why} — the page works on, but this is not kept for the next visit`;
+  $("storage-status").hidden = false;
+}
+
 async function pickBackbone(fileList) {
   const { weights, config } = splitBackboneFiles([...fileList]);
-  let source = "picked";
   if (await storage.available()) {
     $("backbone-status").textContent = `storing ${weights.name} on this device…`;
     progress("backbone-progress", 0, weights.size);
-    await storage.save("backbone", config ? { weights, config } : { weights },
-      { name: weights.name, size: weights.size },
-      (done) => progress("backbone-progress", done, weights.size));
-    const stored = await storage.load("backbone");
-    if (stored) {
-      await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: weights.name });
-      return;
+    try {
+      await storage.save("backbone", config ? { weights, config } : { weights },
+        { name: weights.name, size: weights.size },
+        (done) => progress("backbone-progress", done, weights.size));
+      const stored = await storage.load("backbone");
+      if (stored) {
+        await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: weights.name });
+        return;
+      }
+    } catch (e) {
+      // The files themselves may still be fine: only storing them failed.
+      if (!/could not store|no private file storage/.test(e.message)) throw e;
+      progress("backbone-progress", null);
+      storageNote(e.message);
     }
   }
-  await useBackbone(weights, config, { source, name: weights.name });
+  await useBackbone(weights, config, { source: "picked", name: weights.name });
 }
 
 $("backbone-files").onchange = (e) =>
@@ -236,11 +252,12 @@ async function useModel(bundle, name, { store, keepResults = false, normals: nor
   });
   setModel({ name, info, bundle, normals: normalSet }, { keepResults });
   if (store && state.backbone?.source === "stored") {
-    await storage.save("model", { bundle }, { name, fingerprint: state.backbone.info.fingerprint }).catch(() => {});
+    await storage.save("model", { bundle }, { name, fingerprint: state.backbone.info.fingerprint })
+      .catch((e) => storageNote(`${name}: ${e.message}`));
   }
   if (store && version) {
     const meta = { name, version: info.version, rule: info.rule, threshold: info.threshold, fingerprint: state.backbone?.info.fingerprint };
-    await storage.saveVersion(bundle, meta).catch(() => {});
+    await storage.saveVersion(bundle, meta).catch((e) => storageNote(`${name} as a version: ${e.message}`));
     await teach.renderVersions();
   }
 }
@@ -416,6 +433,7 @@ async function boot() {
   // The marks of earlier visits (the library reads their CSV).
   loadMarks();
   teach.render();
+  if (!(await storage.available())) storageNote("this browser refuses the page private file storage (OPFS)");
   const stored = await storage.load("backbone");
   if (stored) {
     await useBackbone(stored.files.weights, stored.files.config ?? null, { source: "stored", name: stored.meta.name });

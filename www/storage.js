@@ -45,21 +45,43 @@ async function readFile(d, name) {
   }
 }
 
-// kind: "backbone" | "model". `files`: { name: Blob }, `meta`: anything JSON;
+// kind: "backbone" | "model" | "version.N". `files`: { name: Blob }, `meta`: anything JSON;
 // `onBytes(done)` counts the bytes written over all files.
+//
+// Never a torn entry: the new files are written under new names beside the old ones, then the
+// meta file — written whole or not at all (OPFS writes to a swap file that `close` moves into
+// place) — switches to them, and only then are the old files removed. A reload, a crash or a full
+// disk at any point leaves the last complete entry readable. Throws (saying why) where storage
+// is refused or full; what was stored before stays.
 export async function save(kind, files, meta, onBytes = () => {}) {
   const d = await dir();
-  if (!d) throw new Error("this browser offers no private file storage (OPFS); the weights are not kept");
-  await forget(kind);
+  if (!d) throw new Error("this browser offers no private file storage (OPFS): nothing is kept between visits");
+  const generation = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const names = {};
   let before = 0;
-  for (const [name, blob] of Object.entries(files)) {
-    await writeFile(d, `${kind}.${name}`, blob, (n) => onBytes(before + n));
-    before += blob.size;
+  try {
+    for (const [name, blob] of Object.entries(files)) {
+      names[name] = `${kind}.${generation}.${name}`;
+      await writeFile(d, names[name], blob, (n) => onBytes(before + n));
+      before += blob.size;
+    }
+    await writeFile(d, `${kind}.json`, JSON.stringify({ ...meta, files: names }));
+  } catch (e) {
+    for (const name of Object.values(names)) await d.removeEntry(name).catch(() => {});
+    throw e;
   }
-  // The meta file goes last: a half-written save is never read back as complete.
-  await writeFile(d, `${kind}.json`, JSON.stringify({ ...meta, files: Object.keys(files) }));
+  const keep = new Set([`${kind}.json`, ...Object.values(names)]);
+  for (const name of await entriesOf(d, kind)) if (!keep.has(name)) await d.removeEntry(name).catch(() => {});
   // Ask the browser not to evict it under storage pressure (it may say no; that is fine).
   navigator.storage.persist?.().catch(() => {});
+}
+
+// The names of `kind`'s entry: its meta file and its files (`kind.*`; the dot keeps
+// `version.1` from matching `version.12`).
+async function entriesOf(d, kind) {
+  const names = [];
+  for await (const name of d.keys()) if (name.startsWith(`${kind}.`)) names.push(name);
+  return names;
 }
 
 // → { meta, files: { name: File } } or null.
@@ -70,9 +92,11 @@ export async function load(kind) {
   if (!metaFile) return null;
   try {
     const meta = JSON.parse(await metaFile.text());
+    // `files`: { name: stored name }; entries of earlier versions of the page list names only.
+    const stored = Array.isArray(meta.files) ? Object.fromEntries(meta.files.map((n) => [n, `${kind}.${n}`])) : meta.files;
     const files = {};
-    for (const name of meta.files) {
-      const f = await readFile(d, `${kind}.${name}`);
+    for (const [name, file] of Object.entries(stored)) {
+      const f = await readFile(d, file);
       if (!f) return null;
       files[name] = f;
     }
@@ -85,11 +109,9 @@ export async function load(kind) {
 export async function forget(kind) {
   const d = await dir();
   if (!d) return;
-  const names = [];
-  for await (const name of d.keys()) if (name.startsWith(`${kind}.`)) names.push(name);
   // The meta file first: from here on the entry reads as absent.
-  names.sort((a, b) => (b.endsWith(".json") ? 1 : 0) - (a.endsWith(".json") ? 1 : 0));
-  for (const name of names) await d.removeEntry(name).catch(() => {});
+  await d.removeEntry(`${kind}.json`).catch(() => {});
+  for (const name of await entriesOf(d, kind)) await d.removeEntry(name).catch(() => {});
 }
 
 // ---- a model's versions --------------------------------------------------------------------

@@ -231,6 +231,15 @@ const ops = {
 // creating the detector.
 let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
+  // The lock this worker holds for as long as it lives (www/engine.js, `watchLife`): outside the
+  // queue, and never released — the browser lets it go when the worker ends.
+  if (data.op === "hold") {
+    navigator.locks.request(data.lock, () => {
+      self.postMessage({ held: data.lock });
+      return new Promise(() => {});
+    });
+    return;
+  }
   queue = queue.then(() => handle(data));
 };
 

@@ -40,6 +40,14 @@ pub fn sniff_file(name: &str, head: &[u8]) -> Result<String, JsValue> {
         .map_err(|e| js_err_kind(&e, e.kind()))
 }
 
+/// Refuse a file larger than the library reads (`limits::MAX_FILE_BYTES`, the same rule as the
+/// CLI's) from its size alone, before any of it is read: an `Error` (`kind: "size"`) naming the
+/// file, its size and the limit.
+#[wasm_bindgen(js_name = checkFileSize)]
+pub fn check_file_size(name: &str, size: f64) -> Result<(), JsValue> {
+    input::check_file_size(name, size.max(0.0) as u64).map_err(|e| js_err_kind(&e, e.kind()))
+}
+
 /// `{ text, extensions }`: every format read, for people ("PNG, JPEG, … pictures; NIfTI … and
 /// DICOM volumes") and for a file picker's `accept` (`[".png", …, ".nii.gz", ".dcm"]`).
 #[wasm_bindgen(js_name = supportedFormats, unchecked_return_type = "SupportedFormats")]

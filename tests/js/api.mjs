@@ -19,7 +19,7 @@ try {
     [f, readFileSync(join(root, "tests/fixtures/volumes", f)).toString("base64")]));
   const result = await page.evaluate(async ({ weights, config, volumes }) => {
     const { default: init, Detector, Volume, fitDefaults, fitSpec, upsampleMap, isAnomalous, verdict, renderOverlay, scoresCsv, receptiveField, blindSpot, randomBackbone,
-      fingerprint, marksToCsv, marksFromCsv, chooseThreshold, rocCurve, learnDefaults } = await import("/pkg/dino_ar.js");
+      fingerprint, marksToCsv, marksFromCsv, chooseThreshold, rocCurve, learnDefaults, checkFileSize } = await import("/pkg/dino_ar.js");
     const wasm = await init();
     const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
     const texture = (seed, defect) => {
@@ -189,6 +189,8 @@ try {
     out.marksBack = JSON.stringify(marksFromCsv(out.marksCsv)) === JSON.stringify(marks);
     out.marksBad = await err(() => marksFromCsv("file,slice,fingerprint,mark\na.png,,xyz,normal\n"));
     out.learnDefaults = learnDefaults();
+    out.bigFile = await err(() => checkFileSize("scan.nii", 2e9));
+    out.smallFile = await err(() => checkFileSize("scan.nii", 2e6));
     det.free();
 
     // On WebGPU (the software adapter here): a score reads back from the GPU exactly once — the
@@ -334,6 +336,8 @@ try {
   check(JSON.stringify(result.roc) === "[[0,0],[0,0.5],[0.5,0.5],[0.5,1],[1,1]]", `rocCurve: ${JSON.stringify(result.roc)}`);
   check(result.marksCsv === 'file,slice,fingerprint,mark\n"a,b.png",,ba7816bf8f01cfea,normal\nscan.nii.gz,4,0123456789abcdef,anomalous\n' && result.marksBack,
     `marks to CSV and back, fingerprints as sha256sum's start: ${JSON.stringify(result.marksCsv)}`);
+  check(result.bigFile.includes("scan.nii is 2.00 GB") && result.bigFile.includes("MAX_FILE_BYTES") && result.smallFile === "no error",
+    `a file past the library's size limit is refused from its size: ${result.bigFile}`);
   check(result.marksBad.includes("line 2") && result.marksBad.includes("16 hex"), `a bad marks line is named: ${result.marksBad}`);
   check(result.learnDefaults.epochs === 3 && result.learnDefaults.batchSize === 8, `learnDefaults: ${JSON.stringify(result.learnDefaults)}`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);

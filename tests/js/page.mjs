@@ -4,7 +4,7 @@
 // CSV, reload (the weights are still there), run the built-in sample, and check from the network
 // log that no request left the page's origin. Screenshots go to $DINO_AR_TEST_OUT (default
 // tests/js/out/). Run by tools/test.sh after `wasm-pack build --dev --target web --out-dir pkg`.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -457,6 +457,147 @@ try {
   const marksCsv = await page.evaluate(() => localStorage.getItem("dino-ar.marks"));
   check(marksCsv.startsWith("file,slice,fingerprint,mark\n") && marksCsv.split("\n").filter(Boolean).length === 3,
     `the marks are kept as the library's CSV: ${JSON.stringify(marksCsv)}`);
+
+  // 8. Bad days (issue 30): the worker killed in the middle of training and of scoring, a reload
+  // during training, the device's storage full in the middle of a save, then refused, and a
+  // 2 GB file: each time the page says what happened, loses nothing it had kept, and works on.
+  // The worker is killed as the browser would end it: its script stopped where it is
+  // (Runtime.terminateExecution), then the worker closed, through the DevTools protocol.
+  const killWorker = async (p) => {
+    const cdp = await browser.newBrowserCDPSession();
+    try {
+      const { targetInfos } = await cdp.send("Target.getTargets");
+      const pageTarget = targetInfos.find((t) => t.type === "page" && t.url === p.url());
+      // The page's engine worker (an earlier, retired one may still be listed: each is tried).
+      const workers = targetInfos.filter((t) => t.type === "worker" && new URL(t.url).pathname.endsWith("/worker.js") &&
+        (!t.openerId || !pageTarget || t.openerId === pageTarget.targetId));
+      for (const worker of workers) {
+        try {
+          const { sessionId } = await cdp.send("Target.attachToTarget", { targetId: worker.targetId, flatten: false });
+          const send = (id, method, params = {}) =>
+            cdp.send("Target.sendMessageToTarget", { sessionId, message: JSON.stringify({ id, method, params }) });
+          await send(1, "Runtime.terminateExecution");
+          await send(2, "Runtime.evaluate", { expression: "self.close()" });
+        } catch {
+          // gone already
+        }
+      }
+    } finally {
+      await cdp.detach().catch(() => {});
+    }
+  };
+  const stored = (p, name) => p.evaluate(async (n) => {
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("dino-ar");
+    const names = [];
+    for await (const k of d.keys()) names.push(k);
+    const meta = await (await (await d.getFileHandle(n)).getFile()).text();
+    return { meta, names: names.sort() };
+  }, name);
+  const errorText = async () => ((await page.locator("#error").isHidden()) ? "" : await text("#error-text"));
+
+  // 8a. Killed in the middle of training: the error says so, the model already loaded stays, and
+  // the next action (the sample) works on a fresh worker.
+  const modelBefore = await text("#model-status");
+  const storedBefore = await stored(page, "model.json");
+  const storedName = JSON.parse(storedBefore.meta).name; // what a new visit loads
+  await page.setInputFiles("#normal-files", normals);
+  await page.fill("[data-fit=epochs]", "500");
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("training:"), null, { timeout: 2 * MINUTE });
+  await killWorker(page);
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent === "training failed", null, { timeout: MINUTE });
+  const killedTraining = await errorText();
+  check(killedTraining.includes("stopped unexpectedly in the middle of the work"), `a worker killed while training is noticed and said: "${killedTraining}"`);
+  check((await text("#model-status")) === modelBefore, "the model loaded before stays loaded");
+  await page.click("#sample-run");
+  await page.waitForFunction((n) => document.querySelector("#score-status").textContent.includes(`${n} images scored`), manifest.test.length, { timeout: 2 * MINUTE });
+  check(await page.locator("#error").isHidden(), "after the kill, the next action works on a fresh worker");
+
+  // 8b. Killed in the middle of scoring a batch: the input it was on is a row saying so, the
+  // batch goes on on a fresh worker, every other input is scored.
+  const batch = manifest.normal.map((p) => join(sample, p));
+  const rowsBefore = await page.locator("#results tbody tr").count();
+  await page.setInputFiles("#score-files", batch);
+  await page.waitForFunction(() => /scoring .* \((\d+) of/.exec(document.querySelector("#score-status").textContent)?.[1] >= 3, null, { timeout: 2 * MINUTE });
+  await killWorker(page);
+  await page.waitForFunction(() => /images? scored/.test(document.querySelector("#score-status").textContent), null, { timeout: 3 * MINUTE });
+  const batchRows = (await page.locator("#results tbody tr").evaluateAll((trs) => trs.map((tr) => tr.textContent))).slice(rowsBefore);
+  const lostRows = batchRows.filter((r) => r.includes("stopped unexpectedly"));
+  check(batchRows.length === batch.length && lostRows.length <= 1 && batchRows.length - lostRows.length >= batch.length - 1,
+    `a worker killed while scoring loses at most the input it was on (${batchRows.length} rows, ${lostRows.length} lost: ${await text("#score-status")})`);
+  check((await errorText()).includes("stopped unexpectedly"), "the kill is said");
+
+  // 8c. A reload in the middle of training: the stored model is the last complete one.
+  await page.setInputFiles("#normal-files", normals);
+  await page.click("#fit-run");
+  await page.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("training:"), null, { timeout: 2 * MINUTE });
+  await page.reload();
+  await ready();
+  check((await text("#model-status")).startsWith(`${storedName}:`) && (await stored(page, "model.json")).meta === storedBefore.meta,
+    `a reload during training finds the model stored before: ${await text("#model-status")}`);
+
+  // 8d. Storage full in the middle of saving a new model (the test makes the bundle's write fail
+  // after its first chunk, as a full disk would): said, the new model works for this visit, the
+  // stored one is untouched (no torn or stray file), and it is what the next visit loads.
+  await context.addInitScript(() => {
+    const create = FileSystemFileHandle.prototype.createWritable;
+    FileSystemFileHandle.prototype.createWritable = async function (...args) {
+      const w = await create.apply(this, args);
+      if (globalThis.__fullFor && this.name.startsWith(globalThis.__fullFor)) {
+        const write = w.write.bind(w);
+        w.write = (chunk) => write(chunk).then(() => {
+          throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+        });
+      }
+      return w;
+    };
+  });
+  await page.reload();
+  await ready();
+  await page.evaluate(() => (globalThis.__fullFor = "model."));
+  await page.setInputFiles("#normal-files", normals);
+  await page.fill("[data-fit=epochs]", "3");
+  await page.click("#fit-run");
+  await page.waitForFunction(() => /^trained on|failed/.test(document.querySelector("#fit-status").textContent), null, { timeout: 2 * MINUTE });
+  const full = await text("#storage-status");
+  check(full.includes("could not store") && full.includes("quota") && (await text("#model-status")).startsWith("model-12-normals"),
+    `a full disk while saving is said, and the new model works for this visit: "${full}"`);
+  const afterFull = await stored(page, "model.json");
+  check(afterFull.meta === storedBefore.meta && afterFull.names.filter((n) => n.startsWith("model.")).length === 2,
+    `the stored model is untouched, no stray file (${afterFull.names.filter((n) => n.startsWith("model.")).join(", ")})`);
+  await page.reload();
+  await ready();
+  check((await text("#model-status")).startsWith(`${storedName}:`), `the next visit loads the last complete model: ${await text("#model-status")}`);
+
+  // 8e. Storage refused (a private window, a policy): the page says so and runs without it; and a
+  // 2 GB file is refused from its size before it is read, the other inputs scored.
+  const refused = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  await refused.addInitScript(() => {
+    StorageManager.prototype.getDirectory = () => Promise.reject(new DOMException("The request is not allowed.", "SecurityError"));
+  });
+  const bare = await refused.newPage();
+  bare.on("pageerror", (e) => consoleErrors.push(e.message));
+  await bare.goto(base);
+  await bare.waitForSelector("body[data-ready=true]", { timeout: MINUTE });
+  const note = await bare.locator("#storage-status").innerText();
+  check(note.includes("refuses") && (await bare.locator("#error").isHidden()), `storage refused is a note, not an error: "${note}"`);
+  await bare.setInputFiles("#backbone-files", [join(root, "tests/fixtures/tiny/hf.safetensors"), join(root, "tests/fixtures/tiny/config.json")]);
+  await bare.waitForSelector("#backbone-info:not([hidden])", { timeout: MINUTE });
+  await bare.setInputFiles("#normal-files", normals);
+  await bare.fill("[data-fit=epochs]", "3");
+  await bare.click("#fit-run");
+  await bare.waitForFunction(() => document.querySelector("#fit-status").textContent.startsWith("trained on"), null, { timeout: 2 * MINUTE });
+  const hugeDir = mkdtempSync(join(tmpdir(), "dino-ar-huge-"));
+  const huge = join(hugeDir, "huge.nii");
+  writeFileSync(huge, "");
+  truncateSync(huge, 2e9); // sparse: 2 GB that take no disk
+  await bare.setInputFiles("#score-files", [huge, join(sample, "test", "good_0.png")]);
+  await bare.waitForFunction(() => /scored/.test(document.querySelector("#score-status").textContent), null, { timeout: 2 * MINUTE });
+  const hugeRow = await bare.locator("#results tbody tr", { hasText: "huge.nii" }).innerText();
+  check(hugeRow.includes("2.00 GB") && hugeRow.includes("MAX_FILE_BYTES") && (await bare.locator("#score-status").innerText()).startsWith("1 image scored"),
+    `storage refused, the page trains and scores; a 2 GB file is refused unread: "${hugeRow.replace(/\s+/g, " ")}"`);
+  rmSync(hugeDir, { recursive: true, force: true });
+  await refused.close();
 
   check(consoleErrors.length === 0, `no uncaught errors in the page (${consoleErrors.join("; ")})`);
   check(outside.length === 0, `no request left the origin (${outside.join(", ")})`);

@@ -19,6 +19,7 @@ import init, {
   upsampleMap,
   verdict,
   sniffFile,
+  checkFileSize,
   supportedFormats,
   decodePicture,
   dicomSeries,
@@ -95,6 +96,7 @@ export async function everything(weights: Uint8Array, config: string | undefined
   const grid: Float32Array = r.grid;
   // A file's bytes, read by the library as the CLI reads them; fit takes files too.
   const fileBytes = new Uint8Array(64);
+  checkFileSize("scan.nii", 2e9); // throws: past the library's limit, before a byte is read
   const kind: FileKind = sniffFile("photo.jpg", fileBytes);
   const fromFile: ScoreResult = await det.scoreFile(fileBytes, { map: true });
   const fileSeen: Explanation | null = await det.explainFile(fileBytes);

@@ -15,10 +15,19 @@ const MASK_EXTENSIONS: [&str; 9] = [
     "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "nii.gz", "nii",
 ];
 
+/// An input file's bytes: refused before reading when larger than the library allows
+/// ([`input::check_file_size`]); the error names the file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let named = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let size = std::fs::metadata(path).map_err(|e| named(&e))?.len();
+    input::check_file_size(&path.display().to_string(), size).map_err(|e| e.to_string())?;
+    std::fs::read(path).map_err(|e| named(&e))
+}
+
 /// Read one file (a picture, a NIfTI volume or a DICOM file) by the library's rule; the error
 /// names the file.
 pub fn read_input(path: &Path) -> Result<Input, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_file(path)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     input::read(&name, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -36,13 +45,11 @@ pub fn marked_sources(dir: &Path, marks: &[Marked]) -> Result<Vec<MarkedSource>,
     let mut found: Vec<(Source, String)> = Vec::new();
     for source in sources(all_files(dir)?) {
         let print = match &source {
-            Source::File(p) => {
-                fingerprint(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
-            }
+            Source::File(p) => fingerprint(&read_file(p)?),
             Source::Series { files, .. } => {
                 let mut bytes = Vec::new();
                 for f in files {
-                    bytes.push(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?);
+                    bytes.push(read_file(f)?);
                 }
                 series_fingerprint(&bytes.iter().map(Vec::as_slice).collect::<Vec<_>>())
             }
@@ -160,7 +167,7 @@ impl Source {
     pub fn read_with_fingerprint(&self) -> Result<(Input, String), String> {
         match self {
             Source::File(p) => {
-                let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let bytes = read_file(p)?;
                 let name = p.file_name().unwrap_or_default().to_string_lossy();
                 let input =
                     input::read(&name, &bytes).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -169,7 +176,7 @@ impl Source {
             Source::Series { name, files, .. } => {
                 let mut bytes = Vec::with_capacity(files.len());
                 for f in files {
-                    let b = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    let b = read_file(f)?;
                     bytes.push((f.display().to_string(), b));
                 }
                 let each: Vec<&[u8]> = bytes.iter().map(|(_, b)| b.as_slice()).collect();
@@ -192,7 +199,7 @@ fn series_uid(path: &Path) -> Option<String> {
     if input::sniff(&name, &head).ok()? != input::Kind::Dicom {
         return None;
     }
-    input::series_uid(&name, &std::fs::read(path).ok()?)
+    input::series_uid(&name, &read_file(path).ok()?)
 }
 
 /// Files → what a run reads, by the library's grouping ([`input::group_series`]).

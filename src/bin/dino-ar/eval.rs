@@ -123,7 +123,7 @@ pub fn each_test_image(
             let mask = match t.mask.as_deref() {
                 None => None,
                 Some(m) => {
-                    let bytes = std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?;
+                    let bytes = crate::data::read_file(m)?;
                     Some(
                         input::decode_picture(&bytes)
                             .map_err(|e| format!("{}: {e}", m.display()))?,
