@@ -138,7 +138,11 @@ pub fn sniff(name: &str, bytes: &[u8]) -> Result<Kind, DecodeError> {
         Some("nii" | "nii.gz") if guessed.is_none() => return Ok(Kind::Nifti),
         _ => {}
     }
+    let bigtiff = bytes.starts_with(b"II\x2b\x00") || bytes.starts_with(b"MM\x00\x2b");
     let found = match (guessed, ext) {
+        _ if bigtiff => "a BigTIFF (64-bit offsets), which is not decoded here: save it as a \
+                         classic TIFF"
+            .into(),
         (Some(format), _) => format!(
             "a {} image",
             format
@@ -421,6 +425,14 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn xmp_says_which_way_up_as_attribute_or_element() {
+        assert_eq!(xmp_orientation(r#"<rdf:Description tiff:Orientation="6"/>"#), Some(6));
+        assert_eq!(xmp_orientation("<tiff:Orientation>3</tiff:Orientation>"), Some(3));
+        assert_eq!(xmp_orientation(r#"tiff:Orientation="9""#), None);
+        assert_eq!(xmp_orientation("no orientation"), None);
     }
 
     #[test]

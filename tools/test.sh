@@ -9,6 +9,9 @@ cd "$ROOT"
 printf '\n== native tests (cargo test; the GPU ones on lavapipe, which setup.sh installed)\n' >&2
 DINO_AR_REQUIRE_GPU=1 cargo test --all-targets
 
+printf '\n== the readers against files other projects ship for theirs (tools/corpus/run.sh: pydicom, nibabel, Pillow from PyPI)\n' >&2
+tools/corpus/run.sh
+
 printf '\n== benchmark commands at their smallest sizes (full runs: BENCHMARKS.md)\n' >&2
 bin="$CARGO_TARGET_DIR/debug/dino-ar"   # built by cargo test for tests/cli.rs
 heads=$("$bin" bench heads --banks 1,2 --dim 16 --grid 4 --runs 1 --warmup 0)

@@ -303,6 +303,8 @@ struct Attributes<'a> {
     lut_descriptors: [Option<[u16; 3]>; 3],
     lut_data: [Option<&'a [u8]>; 3],
     pixels: Option<Value<'a>>,
+    /// PixelData's VR (explicit syntaxes): big-endian 8-bit samples in OW words are swapped.
+    pixel_vr: [u8; 2],
 }
 
 impl<'a> Attributes<'a> {
@@ -457,9 +459,10 @@ fn parse<T>(
         explicit: syntax.explicit,
         big: syntax.big,
     };
-    while let Some((tag, _, value)) = cursor.element()? {
+    while let Some((tag, vr, value)) = cursor.element()? {
         attrs.set(tag, value, syntax.big);
         if tag == PIXEL_DATA {
+            attrs.pixel_vr = vr;
             break;
         }
     }
@@ -498,6 +501,14 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
     let photometric = a.photometric.as_str();
     let ybr_422 = photometric == "YBR_FULL_422";
     let native = matches!(syntax.codec, Codec::Native | Codec::Rle);
+    // Whether a JPEG's three components are YBR (the decoder then turns them into RGB), by
+    // pydicom's rule rather than by the header alone.
+    let jpeg_ybr = match (&syntax.codec, &pixels) {
+        (Codec::Jpeg, Value::Fragments(f)) if a.samples == 3 => f
+            .first()
+            .is_some_and(|s| pixels::jpeg_is_ybr(s, photometric)),
+        _ => false,
+    };
     let colour = match photometric {
         "PALETTE COLOR" => {
             let luts = std::array::from_fn(|c| {
@@ -535,6 +546,12 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
     let mut notes = Vec::new();
     notes.extend(syntax.note.map(String::from));
     let samples: Vec<Vec<f32>> = match (syntax.codec, pixels) {
+        // Big endian stores 8-bit samples in OW as 16-bit words: each pair comes swapped
+        // (PS3.5 8.1.1; pydicom's `be_swap_ow`).
+        (Codec::Native, Value::Bytes(b)) if syntax.big && bits == 8 && &a.pixel_vr == b"OW" => {
+            let swapped: Vec<u8> = b.chunks(2).flat_map(|w| w.iter().rev().copied()).collect();
+            native_frames(&swapped, &layout, a.frames, ybr_422)?
+        }
         (Codec::Native, Value::Bytes(b)) => native_frames(b, &layout, a.frames, ybr_422)?,
         (Codec::Rle, Value::Fragments(fragments)) => {
             if fragments.len() < a.frames {
@@ -574,7 +591,7 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
             streams
                 .iter()
                 .map(|s| match codec {
-                    Codec::Jpeg => pixels::jpeg(s, &layout),
+                    Codec::Jpeg => pixels::jpeg(s, &layout, jpeg_ybr),
                     _ => pixels::jpeg2000(s, &layout),
                 })
                 .collect::<Result<_, VolumeError>>()?

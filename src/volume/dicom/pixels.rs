@@ -325,9 +325,44 @@ fn packbits(src: &[u8], pixels: usize) -> Result<Vec<u8>, VolumeError> {
     Ok(out)
 }
 
-/// One JPEG frame (baseline, extended, lossless) → samples, interleaved; colour comes out as RGB.
-pub(super) fn jpeg(stream: &[u8], layout: &Layout) -> Result<Vec<f32>, VolumeError> {
+/// Whether a JPEG frame's three components are YBR by pydicom's rule
+/// (`DecodeRunner._conform_jpg_colorspace`): component IDs `R G B` (or `r g b`) mean RGB whatever
+/// the header says; a JFIF marker means YBR when the header says neither; else the header's
+/// PhotometricInterpretation decides.
+pub(super) fn jpeg_is_ybr(stream: &[u8], photometric: &str) -> bool {
+    let (mut at, mut jfif, mut ids) = (2usize, false, Vec::new());
+    // Marker segments up to the first scan: APPn (JFIF in APP0) and the frame header (SOFn).
+    while at + 4 <= stream.len() && stream[at] == 0xFF {
+        let marker = stream[at + 1];
+        let len = u16::from_be_bytes([stream[at + 2], stream[at + 3]]) as usize;
+        let body = stream.get(at + 4..at + 2 + len).unwrap_or(&[]);
+        match marker {
+            0xE0 if body.starts_with(b"JFIF") => jfif = true,
+            0xC0..=0xCF if ![0xC4, 0xC8, 0xCC].contains(&marker) => {
+                let count = body.get(5).copied().unwrap_or(0) as usize;
+                ids = (0..count)
+                    .filter_map(|c| body.get(6 + 3 * c).copied())
+                    .collect();
+            }
+            0xDA => break,
+            _ => {}
+        }
+        at += 2 + len.max(2);
+    }
+    if ids == [b'R', b'G', b'B'] || ids == [b'r', b'g', b'b'] {
+        return false;
+    }
+    photometric.contains("YBR") || jfif
+}
+
+/// One JPEG frame (baseline, extended, lossless) → samples, interleaved; colour comes out as RGB:
+/// YBR turned into RGB by the decoder, components that are RGB already ([`jpeg_is_ybr`]:
+/// pydicom's rule, whatever the decoder would guess) left as they are.
+pub(super) fn jpeg(stream: &[u8], layout: &Layout, ybr: bool) -> Result<Vec<f32>, VolumeError> {
     let mut decoder = jpeg_decoder::Decoder::new(stream);
+    if layout.samples == 3 && !ybr {
+        decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+    }
     let pixels = decoder
         .decode()
         .map_err(|e| format!("the JPEG pixel data cannot be decoded: {e}"))?;
