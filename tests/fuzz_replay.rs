@@ -1,7 +1,7 @@
 //! The fuzz targets under `cargo test`, without libFuzzer (its AddressSanitizer build of burn takes
 //! half an hour, past CI's budget; docs/FUZZING.md):
 //!
-//! 1. every input the long runs kept (`fuzz/corpus/<target>`, minimised with `tools/fuzz.sh`), the
+//! 1. every input the long runs kept (`fuzz/corpus/<target>.corpus.gz`, minimised by `tools/fuzz.sh`), the
 //!    seeds (`fuzz/seeds/`) and every crash ever found
 //!    (`tests/fixtures/fuzz/<target>_*`) go through the target's code, always;
 //! 2. then each target is fuzzed for a short, fixed time by a small mutator (bit flips, interesting
@@ -34,11 +34,43 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The inputs kept for `target`: its corpus, its seeds (hand-made ones in `fuzz/seeds/<target>/`,
-/// fixtures listed in `fuzz/seeds/<target>.txt`, a folder meaning its files) and the crashes found.
-fn kept_inputs(target: &str) -> Vec<PathBuf> {
-    let mut inputs = files_in(&root().join("fuzz/corpus").join(target));
-    inputs.extend(files_in(&root().join("fuzz/seeds").join(target)));
+/// The corpus the long runs kept for `target` (`fuzz/corpus/<target>.corpus.gz`: gzip of
+/// `[u32 LE length][bytes]`…, written by tools/fuzz.sh), named `corpus #n`.
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let path = root()
+        .join("fuzz/corpus")
+        .join(format!("{target}.corpus.gz"));
+    let Ok(packed) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    let mut data = Vec::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_end(&mut data)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (mut out, mut at) = (Vec::new(), 0);
+    while at + 4 <= data.len() {
+        let n = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        let input = data.get(at + 4..at + 4 + n).expect("a whole corpus input");
+        out.push((format!("{} #{}", path.display(), out.len()), input.to_vec()));
+        at += 4 + n;
+    }
+    out
+}
+
+/// Every input kept for `target`: its corpus, then its seeds and crashes ([`kept_files`]).
+fn kept_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut inputs = corpus(target);
+    for path in kept_files(target) {
+        inputs.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+    }
+    inputs
+}
+
+/// The seeds (hand-made ones in `fuzz/seeds/<target>/`, fixtures listed in
+/// `fuzz/seeds/<target>.txt`, a folder meaning its files) and the crashes found.
+fn kept_files(target: &str) -> Vec<PathBuf> {
+    let mut inputs = files_in(&root().join("fuzz/seeds").join(target));
     let listed = root().join("fuzz/seeds").join(format!("{target}.txt"));
     for line in std::fs::read_to_string(&listed).unwrap().lines() {
         let path = root().join(line.trim());
@@ -80,10 +112,9 @@ fn every_kept_input_is_read_without_a_panic() {
     for (target, run) in harness::TARGETS {
         let inputs = kept_inputs(target);
         counts.push(format!("{target}: {}", inputs.len()));
-        for path in inputs {
-            let bytes = std::fs::read(&path).unwrap();
+        for (name, bytes) in inputs {
             if let Err(e) = survive(run, &bytes) {
-                failures.push(format!("{target} on {}: {e}", path.display()));
+                failures.push(format!("{target} on {name}: {e}"));
             }
         }
     }
@@ -225,8 +256,8 @@ fn every_target_survives_mutated_inputs_for_a_fixed_time() {
     for (n, (target, run)) in harness::TARGETS.into_iter().enumerate() {
         // Small inputs mutate and run fastest; the corpus holds the ones that reach far.
         let pool: Vec<Vec<u8>> = kept_inputs(target)
-            .iter()
-            .map(|p| std::fs::read(p).unwrap())
+            .into_iter()
+            .map(|(_, b)| b)
             .filter(|b| b.len() <= 64 << 10)
             .collect();
         assert!(

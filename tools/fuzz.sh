@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long fuzzing runs (docs/FUZZING.md): each target from its seeds, corpus and dictionary,
 # under libFuzzer with the issue's limits (2 GiB, 1 s per input), then its corpus minimised back
-# into fuzz/corpus/<target> (what tests/fuzz_replay.rs replays under cargo test).
+# into fuzz/corpus/<target>.corpus.gz (what tests/fuzz_replay.rs replays under cargo test).
 #
 #   tools/fuzz.sh [--runs N | --seconds S] [target...]     (default: every target, 10^6 runs)
 #
@@ -32,13 +32,39 @@ seeds() {
   while read -r p; do
     if [[ -d "$p" ]]; then find "$p" -maxdepth 1 -type f; elif [[ -n "$p" ]]; then echo "$p"; fi
   done < fuzz/seeds/"$1".txt
-  ls -d fuzz/seeds/"$1"/* fuzz/corpus/"$1"/* tests/fixtures/fuzz/"$1"_* 2>/dev/null || true
+  ls -d fuzz/seeds/"$1"/* tests/fixtures/fuzz/"$1"_* 2>/dev/null || true
+}
+
+# fuzz/corpus/<target>.corpus.gz: the kept corpus as one file (gzip of [u32 LE length][bytes]...),
+# read by tests/fuzz_replay.rs; a folder of thousands of small files would crowd the repository.
+unpack() { # target dir
+  [ -f fuzz/corpus/"$1".corpus.gz ] || return 0
+  python3 - "$1" "$2" <<'PY'
+import gzip, hashlib, pathlib, struct, sys
+data = gzip.decompress(pathlib.Path(f"fuzz/corpus/{sys.argv[1]}.corpus.gz").read_bytes())
+out, at = pathlib.Path(sys.argv[2]), 0
+while at < len(data):
+    (n,) = struct.unpack_from("<I", data, at)
+    chunk = data[at + 4 : at + 4 + n]
+    (out / hashlib.sha1(chunk).hexdigest()).write_bytes(chunk)
+    at += 4 + n
+PY
+}
+pack() { # target dir
+  python3 - "$1" "$2" <<'PY'
+import gzip, pathlib, struct, sys
+files = sorted(p for p in pathlib.Path(sys.argv[2]).iterdir() if p.is_file())
+body = b"".join(struct.pack("<I", p.stat().st_size) + p.read_bytes() for p in files)
+pathlib.Path(f"fuzz/corpus/{sys.argv[1]}.corpus.gz").write_bytes(gzip.compress(body, 9, mtime=0))
+print(f"   corpus kept: {len(files)} inputs, {len(body)} bytes, fuzz/corpus/{sys.argv[1]}.corpus.gz")
+PY
 }
 
 for t in "${targets[@]}"; do
   corpus="$work/corpus/$t"
-  mkdir -p "$corpus" fuzz/corpus/"$t"
+  mkdir -p "$corpus" fuzz/corpus
   seeds "$t" | while read -r f; do cp "$f" "$corpus/"; done
+  unpack "$t" "$corpus"
   echo "== $t: ${limit[*]}, log $work/$t.log"
   (cd fuzz && cargo +"$DINO_AR_NIGHTLY" fuzz run "$t" "$corpus" -- \
       -dict=dict/"$t".dict -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=1 \
@@ -48,6 +74,5 @@ for t in "${targets[@]}"; do
   # Keep the smallest corpus with the same coverage (cmin), replacing the committed one.
   (cd fuzz && cargo +"$DINO_AR_NIGHTLY" fuzz cmin "$t" "$corpus" -- -max_len=65536 \
       -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=1) >"$work/$t.cmin.log" 2>&1
-  rm -rf fuzz/corpus/"$t" && cp -r "$corpus" fuzz/corpus/"$t"
-  echo "   corpus kept: $(ls fuzz/corpus/$t | wc -l) files, $(du -sh fuzz/corpus/$t | cut -f1)"
+  pack "$t" "$corpus"
 done
