@@ -429,8 +429,14 @@ mod tests {
 
     #[test]
     fn xmp_says_which_way_up_as_attribute_or_element() {
-        assert_eq!(xmp_orientation(r#"<rdf:Description tiff:Orientation="6"/>"#), Some(6));
-        assert_eq!(xmp_orientation("<tiff:Orientation>3</tiff:Orientation>"), Some(3));
+        assert_eq!(
+            xmp_orientation(r#"<rdf:Description tiff:Orientation="6"/>"#),
+            Some(6)
+        );
+        assert_eq!(
+            xmp_orientation("<tiff:Orientation>3</tiff:Orientation>"),
+            Some(3)
+        );
         assert_eq!(xmp_orientation(r#"tiff:Orientation="9""#), None);
         assert_eq!(xmp_orientation("no orientation"), None);
     }

@@ -13,7 +13,8 @@ pub const MAX_VOXELS: usize = 1 << 28;
 /// A decoded picture's longest side, in pixels.
 pub const MAX_IMAGE_SIDE: usize = 16_384;
 
-/// What a picture decoder may allocate for one image (a 16-bit RGBA image of 8 192² pixels).
+/// What a picture decoder may allocate for one image (a 16-bit RGBA image of 8 192² pixels), and
+/// what one compressed DICOM frame (JPEG, JPEG 2000) may decode to.
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
 
 /// The model's input side, in pixels (the backbone's grid is this over its patch size).

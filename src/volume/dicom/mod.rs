@@ -15,7 +15,7 @@
 
 mod pixels;
 
-use crate::limits::MAX_INFLATED_BYTES;
+use crate::limits::{MAX_IMAGE_BYTES, MAX_INFLATED_BYTES};
 use std::io::Read;
 
 use super::{MAX_VOXELS, Volume, VolumeError};
@@ -575,6 +575,16 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
                 .collect::<Result<_, VolumeError>>()?
         }
         (codec @ (Codec::Jpeg | Codec::Jpeg2000), Value::Fragments(fragments)) => {
+            // A compressed frame's size comes from headers alone (an empty JPEG 2000 code-block
+            // decodes to zeros): its decode is bounded like a picture's.
+            let decoded = (per_frame * a.samples * 4) as u64;
+            if decoded > MAX_IMAGE_BYTES {
+                return Err(too_large!(
+                    "a compressed frame of {columns}×{rows}×{} samples decodes to {decoded} bytes, \
+                     more than the {MAX_IMAGE_BYTES} a frame may take",
+                    a.samples
+                ));
+            }
             // One fragment per frame, or every fragment for a single frame.
             let streams: Vec<Vec<u8>> = if a.frames == 1 {
                 vec![fragments.concat()]

@@ -274,7 +274,18 @@ pub(super) fn rle(
             size * samples
         ));
     }
-    let mut out = vec![0u8; pixels * size * samples];
+    // PackBits gives at most 128 bytes for 2: a frame too short to hold the image is refused
+    // before its size (from the header alone) is allocated.
+    let need = pixels * size * samples;
+    if fragment.len().saturating_mul(64) < need {
+        return Err(truncated!(
+            "an RLE frame of {} bytes cannot hold {rows_cols} values of {size} bytes ({need} bytes \
+             even at PackBits' best)",
+            fragment.len(),
+            rows_cols = pixels * samples
+        ));
+    }
+    let mut out = vec![0u8; need];
     for seg in 0..segments {
         let start = word(1 + seg);
         let end = if seg + 1 < segments {
@@ -363,9 +374,10 @@ pub(super) fn jpeg(stream: &[u8], layout: &Layout, ybr: bool) -> Result<Vec<f32>
     if layout.samples == 3 && !ybr {
         decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
     }
-    let pixels = decoder
-        .decode()
-        .map_err(|e| format!("the JPEG pixel data cannot be decoded: {e}"))?;
+    let bad = |e: jpeg_decoder::Error| format!("the JPEG pixel data cannot be decoded: {e}");
+    // The frame's size from its own header, checked against the DICOM header's (which the
+    // voxel limit has bounded) before the decoder allocates for it.
+    decoder.read_info().map_err(bad)?;
     let info = decoder.info().ok_or("the JPEG stream has no frame")?;
     if (info.height as usize, info.width as usize) != (layout.rows, layout.columns) {
         return Err(corrupt!(
@@ -376,6 +388,7 @@ pub(super) fn jpeg(stream: &[u8], layout: &Layout, ybr: bool) -> Result<Vec<f32>
             layout.rows
         ));
     }
+    let pixels = decoder.decode().map_err(bad)?;
     let sign = |v: u32| -> f32 {
         let stored = layout.stored;
         if layout.signed && stored > 0 && v >> (stored - 1) & 1 == 1 {
@@ -522,6 +535,15 @@ mod tests {
         assert!(short.to_string().contains("65536 entries"), "{short}");
         let segmented = Palette::read([None, lut(), lut()], false, false).unwrap_err();
         assert!(segmented.to_string().contains("segmented"), "{segmented}");
+    }
+
+    #[test]
+    fn a_short_rle_frame_is_refused_before_its_image_is_allocated() {
+        // A 64-byte header claiming 3 segments for a 16 384² image of 32-bit samples (3 GiB).
+        let mut frame = vec![0u8; 64];
+        frame[0] = 12;
+        let e = rle(&frame, 16_384 * 16_384, 4, 3).unwrap_err();
+        assert!(e.to_string().contains("cannot hold"), "{e}");
     }
 
     #[test]
