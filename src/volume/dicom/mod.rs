@@ -214,7 +214,17 @@ impl<'a> Cursor<'a> {
         if tag == PIXEL_DATA {
             return self.fragments().map(Value::Fragments);
         }
-        if &vr == b"SQ" || &vr == b"UN" || &vr == b"  " || tag == ITEM {
+        if &vr == b"UN" {
+            // An undefined-length UN is a sequence whose items are in implicit VR little endian,
+            // whatever the data set's encoding (PS3.5 6.2.2).
+            let (explicit, big) = (self.explicit, self.big);
+            (self.explicit, self.big) = (false, false);
+            let skipped = self.skip_undefined(false);
+            (self.explicit, self.big) = (explicit, big);
+            skipped?;
+            return Ok(Value::Skipped);
+        }
+        if &vr == b"SQ" || &vr == b"  " || tag == ITEM {
             self.skip_undefined(tag == ITEM)?;
             return Ok(Value::Skipped);
         }
