@@ -199,7 +199,10 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let (width, height) = decoder.dimensions();
     check_dims(width as usize, height as usize).map_err(DecodeError::Size)?;
     let orientation = orientation(&mut decoder);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let mut img = match format {
+        image::ImageFormat::Jpeg => strict_jpeg(bytes, name)?,
+        _ => image::DynamicImage::from_decoder(decoder).map_err(corrupt)?,
+    };
     img.apply_orientation(orientation);
     let (width, height) = (img.width() as usize, img.height() as usize);
     let data = if premultiplied && img.color().has_alpha() {
@@ -220,6 +223,64 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         width,
         height,
         data,
+    })
+}
+
+/// A JPEG's pixels from zune-jpeg (the decoder `image` uses) in strict mode: damaged entropy-coded
+/// data (restart markers out of place, a truncated scan) is an error naming the fault, where the
+/// lenient mode `image` asks for fills the blocks after it with whatever decodes — a picture that
+/// looks read and is not (found by the corpus: Pillow's `hopper_bad_exif.jpg`). 8-bit grey or RGB.
+fn strict_jpeg(bytes: &[u8], name: &'static str) -> Result<image::DynamicImage, DecodeError> {
+    match zune_decode(bytes, name, true) {
+        // Stray bytes between marker segments (a writer's slip that Pillow and browsers step
+        // over) touch no pixel data: decoded leniently, they give the picture every reader shows.
+        Err(DecodeError::Corrupt { message, .. }) if message.contains("between headers") => {
+            zune_decode(bytes, name, false)
+        }
+        decoded => decoded,
+    }
+}
+
+fn zune_decode(
+    bytes: &[u8],
+    name: &'static str,
+    strict: bool,
+) -> Result<image::DynamicImage, DecodeError> {
+    use zune_core::colorspace::ColorSpace;
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt {
+        format: name,
+        message: e.to_string(),
+    };
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(strict)
+        .set_max_width(crate::limits::MAX_IMAGE_SIDE)
+        .set_max_height(crate::limits::MAX_IMAGE_SIDE);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    d.decode_headers().map_err(corrupt)?;
+    let grey = matches!(
+        d.input_colorspace(),
+        Some(ColorSpace::Luma | ColorSpace::LumaA)
+    );
+    let out = if grey {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    d.set_options(options.jpeg_set_out_colorspace(out));
+    let pixels = d.decode().map_err(corrupt)?;
+    let (w, h) = d.dimensions().ok_or_else(|| corrupt("no frame".into()))?;
+    let (w, h) = (w as u32, h as u32);
+    let short = || DecodeError::Corrupt {
+        format: name,
+        message: "the decoder gave fewer pixels than the frame holds".into(),
+    };
+    Ok(if grey {
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(short)?)
+    } else {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(short)?)
     })
 }
 
