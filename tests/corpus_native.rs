@@ -152,13 +152,24 @@ fn compare(ours: &[f64], reference: &[f64], exact: f64, lossy: f64) -> (Outcome,
     (outcome, detail)
 }
 
-fn dicom_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, String) {
-    let ours = dicom::read(bytes);
+/// The outcomes that need no comparison (refused here or there, or by both); otherwise what was
+/// read here and the reference's values.
+fn both_read<T, E: std::fmt::Display>(
+    ours: Result<T, E>,
+    reference: Option<&TensorFile>,
+) -> Result<(T, &TensorFile), (Outcome, String)> {
     match (ours, reference) {
-        (Err(e), None) => (Outcome::RefusedByBoth, e.to_string()),
-        (Err(e), Some(_)) => (Outcome::RefusedHere, e.to_string()),
-        (Ok(_), None) => (Outcome::ReadHereOnly, String::new()),
-        (Ok(img), Some(r)) => {
+        (Err(e), None) => Err((Outcome::RefusedByBoth, e.to_string())),
+        (Err(e), Some(_)) => Err((Outcome::RefusedHere, e.to_string())),
+        (Ok(_), None) => Err((Outcome::ReadHereOnly, String::new())),
+        (Ok(v), Some(r)) => Ok((v, r)),
+    }
+}
+
+fn dicom_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, String) {
+    match both_read(dicom::read(bytes), reference) {
+        Err(outcome) => outcome,
+        Ok((img, r)) => {
             let (shape, want) = tensor(r, "frames").expect("frames");
             let got_shape = [img.frames.len(), img.rows, img.columns];
             if shape[..] != got_shape {
@@ -176,12 +187,9 @@ fn dicom_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, Stri
 }
 
 fn nifti_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, String) {
-    let ours = nifti::read(bytes);
-    match (ours, reference) {
-        (Err(e), None) => (Outcome::RefusedByBoth, e.to_string()),
-        (Err(e), Some(_)) => (Outcome::RefusedHere, e.to_string()),
-        (Ok(_), None) => (Outcome::ReadHereOnly, String::new()),
-        (Ok(v), Some(r)) => {
+    match both_read(nifti::read(bytes), reference) {
+        Err(outcome) => outcome,
+        Ok((v, r)) => {
             let (shape, want) = tensor(r, "data").expect("data");
             let [nx, ny, nz] = v.dims;
             let dims: Vec<usize> = shape.iter().copied().chain([1, 1]).take(3).collect();
@@ -221,12 +229,9 @@ fn nifti_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, Stri
 }
 
 fn picture_outcome(bytes: &[u8], reference: Option<&TensorFile>) -> (Outcome, String) {
-    let ours = input::decode_picture(bytes);
-    match (ours, reference) {
-        (Err(e), None) => (Outcome::RefusedByBoth, e.to_string()),
-        (Err(e), Some(_)) => (Outcome::RefusedHere, e.to_string()),
-        (Ok(_), None) => (Outcome::ReadHereOnly, String::new()),
-        (Ok(img), Some(r)) => {
+    match both_read(input::decode_picture(bytes), reference) {
+        Err(outcome) => outcome,
+        Ok((img, r)) => {
             let (_, size) = tensor(r, "shape").expect("shape");
             let (_, stride) = tensor(r, "stride").expect("stride");
             let (shape, want) = tensor(r, "rgb").expect("rgb");
