@@ -28,7 +28,14 @@ pub fn nifti(data: &[u8]) {
 /// A DICOM file as the input path reads it (a one-file series) and its series UID.
 pub fn dicom(data: &[u8]) {
     let _ = dino_ar::input::series_uid("f.dcm", data);
-    let _ = dino_ar::input::read_series(vec![("f.dcm".to_string(), data.to_vec())]);
+    if let Ok(v) = dino_ar::input::read_series(vec![("f.dcm".to_string(), data.to_vec())]) {
+        // What a volume promises the code that slices it.
+        assert_eq!(
+            v.data.len(),
+            v.dims.iter().product::<usize>(),
+            "voxels for its dims"
+        );
+    }
 }
 
 /// Weights: safetensors or PyTorch's zip + pickle `.pth`, every tensor read to f32.
@@ -48,7 +55,13 @@ pub fn bundle(data: &[u8]) {
 /// The picture path the CLI and the page share: sniffing, then decoding.
 pub fn picture(data: &[u8]) {
     let _ = dino_ar::input::sniff("f", data);
-    let _ = dino_ar::input::decode_picture(data);
+    if let Ok(img) = dino_ar::input::decode_picture(data) {
+        assert_eq!(
+            img.data.len(),
+            img.width * img.height * 3,
+            "RGB for its size"
+        );
+    }
 }
 
 /// Text a person or another tool hands over: the JS API's option objects (read through JSON, as

@@ -260,6 +260,17 @@ fn zune_decode(
         options,
     );
     d.decode_headers().map_err(corrupt)?;
+    // The decoder's buffer, sized by the header: bounded as `image` bounds the other formats.
+    if let Some((w, h)) = d.dimensions() {
+        let bytes = (w as u64) * (h as u64) * 3;
+        if bytes > MAX_IMAGE_BYTES {
+            return Err(DecodeError::Size(format!(
+                "a {name} image of {w}×{h} that needs more than the {} MB a picture may take to \
+                 decode",
+                MAX_IMAGE_BYTES >> 20
+            )));
+        }
+    }
     let grey = matches!(
         d.input_colorspace(),
         Some(ColorSpace::Luma | ColorSpace::LumaA)

@@ -188,3 +188,21 @@ fn what_cannot_be_read_is_named() {
     let e = dicom::volume(mixed).unwrap_err().to_string();
     assert!(e.contains("2 series"), "{e}");
 }
+
+#[test]
+fn items_nested_past_any_real_depth_are_refused_not_a_stack_overflow() {
+    // The preamble, a file meta of one element (explicit VR little endian), then a sequence of
+    // undefined length opening 100 000 undefined-length items, one inside the other (800 kB).
+    let mut file = vec![0u8; 128];
+    file.extend(b"DICM");
+    file.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', 20, 0]);
+    file.extend(b"1.2.840.10008.1.2.1\0");
+    file.extend([
+        0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    for _ in 0..100_000 {
+        file.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+    let e = dicom::read(&file).unwrap_err().to_string();
+    assert!(e.contains("nested more than 64"), "{e}");
+}

@@ -76,6 +76,16 @@ export class Engine {
     if (worker !== this.worker) return;
     const busy = this.pending.size > 0;
     this.worker = null;
+    // A worker that dies again and again (the backbone itself too large for the browser's memory)
+    // is not respawned for ever: after three losses in a minute the page stops and says why.
+    const now = Date.now();
+    this.losses = [...(this.losses ?? []).filter((t) => now - t < 60_000), now];
+    if (this.losses.length >= 3) {
+      this.stopped = `the engine stopped ${this.losses.length} times in a minute (the browser ends its worker, likely for memory): it is not restarted — reload the page, or pick a smaller backbone`;
+      this.failAll(this.stopped, "engine-lost");
+      this.onLost(this.stopped);
+      return;
+    }
     const why = `the engine stopped unexpectedly${busy ? " in the middle of the work" : ""} (the browser ended its worker, perhaps for memory); a fresh one has started with the same backbone and model: try again`;
     this.onLost(why);
     this.restart(why, "engine-lost").catch(() => {});
@@ -90,6 +100,7 @@ export class Engine {
   // Requests from the page wait until a restart has loaded the backbone and model again.
   async call(op, args = {}, onProgress) {
     await this.restarting;
+    if (this.stopped) throw Object.assign(new Error(this.stopped), { kind: "engine-lost" });
     return await this.post(op, args, onProgress);
   }
 
@@ -104,6 +115,9 @@ export class Engine {
   async start(backend, precision) {
     this.backend = backend;
     this.precision = precision;
+    // A start asked for by the person (another backend) tries again after a stop.
+    this.stopped = null;
+    this.losses = [];
     if (!this.worker) this.spawn();
     return await this.call("start", this.startArgs());
   }

@@ -22,9 +22,9 @@ const CHUNK = 16 << 20;
 
 // Writes in chunks so a large file reports progress (`onBytes(written)`).
 async function writeFile(d, name, data, onBytes = () => {}) {
-  const handle = await d.getFileHandle(name, { create: true });
-  const w = await handle.createWritable();
+  let w;
   try {
+    w = await (await d.getFileHandle(name, { create: true })).createWritable();
     if (typeof data === "string") data = new Blob([data]);
     for (let at = 0; at < data.size; at += CHUNK) {
       await w.write(data.slice(at, at + CHUNK));
@@ -32,10 +32,14 @@ async function writeFile(d, name, data, onBytes = () => {}) {
     }
     await w.close();
   } catch (e) {
-    await w.abort().catch(() => {});
+    await w?.abort().catch(() => {});
     throw new Error(`could not store ${name} on this device: ${e.message}`);
   }
 }
+
+// One save or forget of an entry at a time, across the page's tabs too: a second tab's cleanup
+// must not remove the files a first one is switching to.
+const locked = (kind, f) => (navigator.locks?.request ? navigator.locks.request(`dino-ar-storage:${kind}`, f) : f());
 
 async function readFile(d, name) {
   try {
@@ -53,7 +57,11 @@ async function readFile(d, name) {
 // place) — switches to them, and only then are the old files removed. A reload, a crash or a full
 // disk at any point leaves the last complete entry readable. Throws (saying why) where storage
 // is refused or full; what was stored before stays.
-export async function save(kind, files, meta, onBytes = () => {}) {
+export function save(kind, files, meta, onBytes = () => {}) {
+  return locked(kind, () => saveNow(kind, files, meta, onBytes));
+}
+
+async function saveNow(kind, files, meta, onBytes) {
   const d = await dir();
   if (!d) throw new Error("this browser offers no private file storage (OPFS): nothing is kept between visits");
   const generation = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -106,7 +114,11 @@ export async function load(kind) {
   }
 }
 
-export async function forget(kind) {
+export function forget(kind) {
+  return locked(kind, () => forgetNow(kind));
+}
+
+async function forgetNow(kind) {
   const d = await dir();
   if (!d) return;
   // The meta file first: from here on the entry reads as absent.

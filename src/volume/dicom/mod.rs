@@ -104,7 +104,13 @@ struct Cursor<'a> {
     pos: usize,
     explicit: bool,
     big: bool,
+    /// Undefined-length sequences and items open around `pos`.
+    depth: usize,
 }
+
+/// How deep undefined-length sequences and items may nest: real data sets go a few levels; a
+/// file of nothing but item headers must not recurse until the stack runs out.
+const MAX_NESTING: usize = 64;
 
 enum Value<'a> {
     Bytes(&'a [u8]),
@@ -235,15 +241,24 @@ impl<'a> Cursor<'a> {
 
     /// Past a sequence (or an item) of undefined length, nested ones included.
     fn skip_undefined(&mut self, item: bool) -> Result<(), VolumeError> {
-        let end = if item { ITEM_END } else { SEQUENCE_END };
-        loop {
-            let Some((tag, _, _)) = self.element()? else {
-                return Err("truncated: the file ends inside a sequence".into());
-            };
-            if tag == end {
-                return Ok(());
-            }
+        if self.depth >= MAX_NESTING {
+            return Err(corrupt!(
+                "sequences nested more than {MAX_NESTING} deep at byte {}",
+                self.pos
+            ));
         }
+        self.depth += 1;
+        let end = if item { ITEM_END } else { SEQUENCE_END };
+        let skipped = loop {
+            match self.element() {
+                Ok(Some((tag, _, _))) if tag == end => break Ok(()),
+                Ok(Some(_)) => {}
+                Ok(None) => break Err("truncated: the file ends inside a sequence".into()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.depth -= 1;
+        skipped
     }
 
     fn fragments(&mut self) -> Result<Vec<&'a [u8]>, VolumeError> {
@@ -399,6 +414,7 @@ fn parse<T>(
             pos: 132,
             explicit: true,
             big: false,
+            depth: 0,
         };
         loop {
             let at = meta.pos;
@@ -468,6 +484,7 @@ fn parse<T>(
         pos: 0,
         explicit: syntax.explicit,
         big: syntax.big,
+        depth: 0,
     };
     while let Some((tag, vr, value)) = cursor.element()? {
         attrs.set(tag, value, syntax.big);
@@ -584,6 +601,12 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
                 })
                 .collect::<Result<_, VolumeError>>()?
         }
+        (Codec::Jpeg, _) if bits > 16 || stored > 16 => {
+            return Err(corrupt!(
+                "JPEG pixel data with BitsAllocated {bits} and BitsStored {stored}: JPEG holds \
+                 at most 16 bits"
+            ));
+        }
         (codec @ (Codec::Jpeg | Codec::Jpeg2000), Value::Fragments(fragments)) => {
             // A compressed frame's size comes from headers alone (an empty JPEG 2000 code-block
             // decodes to zeros): its decode is bounded like a picture's.
@@ -622,6 +645,13 @@ fn image(a: Attributes<'_>, syntax: &Syntax) -> Result<DicomImage, VolumeError> 
         .into_iter()
         .map(|f| colour.grey(f, a.samples))
         .collect();
+    // Every codec's frame must hold the image the header describes, whatever its stream said.
+    if let Some(f) = frames.iter().find(|f| f.len() != per_frame) {
+        return Err(corrupt!(
+            "a frame decodes to {} pixels, the header says {rows}×{columns}",
+            f.len()
+        ));
+    }
     let eight_bit = match &colour {
         Colour::Palette(p) => p.eight_bit,
         Colour::Ybr | Colour::Rgb => bits == 8,

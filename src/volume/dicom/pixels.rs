@@ -397,6 +397,16 @@ pub(super) fn jpeg(stream: &[u8], layout: &Layout, ybr: bool) -> Result<Vec<f32>
             v as f32
         }
     };
+    let grey = matches!(
+        info.pixel_format,
+        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::L16
+    );
+    if grey && layout.samples != 1 {
+        return Err(corrupt!(
+            "the JPEG frame is grey, the DICOM header says {} samples per pixel",
+            layout.samples
+        ));
+    }
     Ok(match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => pixels.iter().map(|&v| sign(v as u32)).collect(),
         jpeg_decoder::PixelFormat::L16 => pixels
@@ -439,7 +449,17 @@ pub(super) fn jpeg2000(stream: &[u8], layout: &Layout) -> Result<Vec<f32>, Volum
             layout.rows
         ));
     }
+    // The decoder allocates a plane for every component the codestream declares: checked against
+    // the header before it does.
     let signs = codestream_signs(stream);
+    if signs.len() != layout.samples {
+        return Err(corrupt!(
+            "the JPEG 2000 codestream has {} components, the DICOM header says {} samples per \
+             pixel",
+            signs.len(),
+            layout.samples
+        ));
+    }
     let mut context = hayro_jpeg2000::DecoderContext::default();
     let decoded = image.decode(&mut context).map_err(bad)?;
     let components = decoded.components();
@@ -469,7 +489,11 @@ pub(super) fn jpeg2000(stream: &[u8], layout: &Layout) -> Result<Vec<f32>, Volum
             ));
         }
         for (p, &v) in samples[..pixels].iter().enumerate() {
-            let mut v = (v.round_ties_even() as i64 - shift).clamp(low, high);
+            // `as` saturates (NaN to 0): a wild sample from a crafted stream is clipped, not
+            // an overflow.
+            let mut v = (v.round_ties_even() as i64)
+                .saturating_sub(shift)
+                .clamp(low, high);
             if layout.samples == 1 && signed != layout.signed {
                 // Sign-extend (or drop the sign) in the codestream's precision.
                 let masked = v & (span - 1);
@@ -486,10 +510,16 @@ pub(super) fn jpeg2000(stream: &[u8], layout: &Layout) -> Result<Vec<f32>, Volum
 }
 
 /// Each component's sign from the codestream's SIZ marker (Ssiz's top bit); the decoder reads
-/// every component as unsigned. Empty if the stream is not a bare codestream (a JP2 box).
+/// every component as unsigned. The codestream is the stream itself or, in a JP2 file, the first
+/// place its SOC and SIZ markers start; empty where there is none.
 fn codestream_signs(stream: &[u8]) -> Vec<bool> {
+    const SOC_SIZ: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+    let Some(start) = stream.windows(4).position(|w| w == SOC_SIZ) else {
+        return Vec::new();
+    };
+    let stream = &stream[start..];
     // SOC, SIZ, Lsiz, Rsiz, 8 × 4 bytes of sizes and offsets, Csiz, then 3 bytes a component.
-    if stream.len() < 42 || stream[..4] != [0xFF, 0x4F, 0xFF, 0x51] {
+    if stream.len() < 42 {
         return Vec::new();
     }
     let count = u16::from_be_bytes([stream[40], stream[41]]) as usize;
@@ -579,5 +609,8 @@ mod tests {
         siz.extend([0, 2, 0x8F, 1, 1, 0x07, 1, 1]);
         assert_eq!(codestream_signs(&siz), [true, false]);
         assert!(codestream_signs(b"\0\0\0\x0cjP  ").is_empty());
+        let mut jp2 = b"\0\0\0\x0cjP  \r\n\x87\n....jp2c".to_vec();
+        jp2.extend(&siz);
+        assert_eq!(codestream_signs(&jp2), [true, false], "inside a JP2 file");
     }
 }
