@@ -231,14 +231,36 @@ pub fn decode_picture(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 /// lenient mode `image` asks for fills the blocks after it with whatever decodes — a picture that
 /// looks read and is not (found by the corpus: Pillow's `hopper_bad_exif.jpg`). 8-bit grey or RGB.
 fn strict_jpeg(bytes: &[u8], name: &'static str) -> Result<image::DynamicImage, DecodeError> {
-    match zune_decode(bytes, name, true) {
+    match guarded_zune_decode(bytes, name, true) {
         // Stray bytes between marker segments (a writer's slip that Pillow and browsers step
         // over) touch no pixel data: decoded leniently, they give the picture every reader shows.
         Err(DecodeError::Corrupt { message, .. }) if message.contains("between headers") => {
-            zune_decode(bytes, name, false)
+            guarded_zune_decode(bytes, name, false)
         }
         decoded => decoded,
     }
+}
+
+/// zune-jpeg 0.5.15's AVX2 IDCT panics (an `unwrap` on an out-of-range store) on a crafted 1 kB
+/// JPEG (`tests/fixtures/fuzz/picture_zune_avx2_idct.jpg`, found by tests/fuzz_replay.rs), and its
+/// options cannot turn AVX2 off (zune-core ORs the flag with `use_unsafe`). Natively the panic is
+/// caught and named; in the browser's wasm that path does not exist (no AVX2 there).
+fn guarded_zune_decode(
+    bytes: &[u8],
+    name: &'static str,
+    strict: bool,
+) -> Result<image::DynamicImage, DecodeError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::panic::catch_unwind(|| zune_decode(bytes, name, strict)).unwrap_or_else(|_| {
+            Err(DecodeError::Corrupt {
+                format: name,
+                message: "the JPEG decoder (zune-jpeg) failed on this file's coefficients".into(),
+            })
+        })
+    }
+    #[cfg(target_arch = "wasm32")]
+    zune_decode(bytes, name, strict)
 }
 
 fn zune_decode(

@@ -102,3 +102,13 @@ fn a_tiff_whose_planes_are_tiled_is_refused_by_name_not_a_panic() {
     let e = e.to_string();
     assert!(e.contains("separate planes of tiles"), "{e}");
 }
+
+#[test]
+fn a_jpeg_that_trips_the_decoders_avx2_idct_is_a_named_error() {
+    // Found by tests/fuzz_replay.rs's mutator: zune-jpeg 0.5.15's AVX2 IDCT panics on it (on a CPU
+    // with AVX2; elsewhere it may decode). Either way: no panic out of the library.
+    let bytes = std::fs::read("tests/fixtures/fuzz/picture_zune_avx2_idct.jpg").unwrap();
+    if let Err(e) = input::decode_picture(&bytes) {
+        assert!(e.to_string().contains("JPEG"), "{e}");
+    }
+}
